@@ -1,0 +1,87 @@
+"""Service settings, read once from the environment (pydantic-settings).
+
+With no `DATABASE_URL` and no broker URL the service runs embedded: SQLite and kombu's
+serverless `filesystem://` transport under `RCS_DATA_DIR`. Outside local mode an unsafe
+secret is refused at start, not merely warned about.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+UNSAFE_SECRETS = frozenset({"", "changeme", "change-me", "secret", "local-dev-secret"})
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UnsafeSettings(ValueError):
+    """Settings that must not be used outside local development."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RCS_", extra="ignore", populate_by_name=True)
+
+    environment: Literal["local", "test", "production"] = "local"
+    data_dir: Path = PROJECT_ROOT / "var"
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "RCS_DATABASE_URL")
+    )
+    broker_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BROKER_URL", "REDIS_URL", "RCS_BROKER_URL"),
+    )
+    secret_key: str = "local-dev-secret"
+    model_dir: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    batch_flush_ms: int = Field(default=10, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secret(self) -> Settings:
+        if self.environment != "local" and self.secret_key.strip().lower() in UNSAFE_SECRETS:
+            raise UnsafeSettings(
+                f"RCS_SECRET_KEY is unsafe for environment {self.environment!r}: set a random secret"
+            )
+        if self.environment != "local" and len(self.secret_key) < 16:
+            raise UnsafeSettings("RCS_SECRET_KEY must be at least 16 characters outside local mode")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no servers are configured: SQLite plus the filesystem broker."""
+        return self.database_url is None and self.broker_url is None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'rcs.sqlite3'}"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def resolved_model_dir(self) -> Path:
+        """The configured model, else the demo model when trained, else the tiny one."""
+        if self.model_dir is not None:
+            return self.model_dir
+        demo = self.models_dir / "demo"
+        return demo if (demo / "config.json").exists() else self.models_dir / "tiny"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
