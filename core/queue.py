@@ -1,0 +1,59 @@
+"""Celery configuration shared by the API (which only sends tasks) and the workers.
+
+Kept free of Celery imports so the API process can build its client without pulling in the
+worker's task modules (and with them torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.settings import Settings
+
+GENERATE_QUEUE = "generate"
+CALIBRATE_QUEUE = "calibrate"
+MAINTENANCE_QUEUE = "maintenance"
+QUEUES: tuple[str, ...] = (GENERATE_QUEUE, CALIBRATE_QUEUE, MAINTENANCE_QUEUE)
+
+GENERATE_TASK = "rcs.generate"
+CALIBRATE_TASK = "rcs.calibrate"
+AUTOTUNE_TASK = "rcs.autotune"
+HEARTBEAT_TASK = "rcs.heartbeat"
+
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    GENERATE_TASK: {"queue": GENERATE_QUEUE},
+    CALIBRATE_TASK: {"queue": CALIBRATE_QUEUE},
+    AUTOTUNE_TASK: {"queue": MAINTENANCE_QUEUE},
+    HEARTBEAT_TASK: {"queue": MAINTENANCE_QUEUE},
+}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for `settings`: Redis in production, kombu's filesystem transport embedded."""
+    config: dict[str, Any] = {
+        "broker_url": settings.celery_broker_url,
+        "task_routes": TASK_ROUTES,
+        "task_default_queue": GENERATE_QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Results live in PostgreSQL rows, not in a Celery result backend.
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # A batch of unacknowledged messages must fit in the prefetch window.
+        "worker_prefetch_multiplier": max(2 * settings.max_batch_size, 64),
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "heartbeat": {"task": HEARTBEAT_TASK, "schedule": settings.heartbeat_seconds},
+        },
+    }
+    if settings.broker_url is None:
+        folder = str(settings.broker_folder)
+        config["broker_transport_options"] = {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "store_processed": False,
+            "control_folder": str(settings.broker_folder / "control"),
+        }
+    return config

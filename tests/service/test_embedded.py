@@ -1,0 +1,88 @@
+"""The embedded default: `rcs serve` with no servers runs the API, a real Celery worker and beat
+over SQLite and kombu's filesystem transport. This is the only test that uses SQLite and the
+serverless queue, as DEVELOPERS.md asks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+RCS = str(Path(sys.executable).with_name("rcs"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _embedded_env(data_dir: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "BROKER_URL", "RCS_DATABASE_URL", "RCS_BROKER_URL"}
+    }
+    env.update(RCS_DATA_DIR=str(data_dir), RCS_HEARTBEAT_SECONDS="1", RCS_ENVIRONMENT="local")
+    return env
+
+
+@pytest.fixture
+def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    env = _embedded_env(tmp_path)
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [RCS, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("embedded server did not answer /healthz:\n" + (tmp_path / "serve.log").read_text())
+        yield url, tmp_path, env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_embedded_default_serves_api_worker_and_beat(embedded_server) -> None:
+    url, data_dir, env = embedded_server
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert (data_dir / "rcs.sqlite3").exists()
+
+    # Beat schedules the heartbeat every second and a real worker executes it over the
+    # filesystem transport: the file only appears when both are alive.
+    heartbeat = data_dir / "worker-heartbeat"
+    deadline = time.monotonic() + 60
+    while not heartbeat.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert heartbeat.exists(), (data_dir / "serve.log").read_text()[-4000:]
+    assert abs(float(heartbeat.read_text()) - time.time()) < 60
+
+    created = subprocess.run(
+        [RCS, "tenant", "create", "acme"], env=env, capture_output=True, text=True, check=True
+    )
+    out = json.loads(created.stdout)
+    assert set(out) == {"tenant_id", "api_key"}
+    assert out["api_key"].startswith("rcs_")

@@ -1,0 +1,53 @@
+"""Settings come from the environment; unsafe secrets are refused outside local mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.queue import celery_config
+from core.settings import Settings
+
+
+def test_no_urls_means_embedded_sqlite_and_filesystem_broker(tmp_path, monkeypatch) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "RCS_DATABASE_URL", "RCS_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(data_dir=tmp_path)
+    assert settings.embedded
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path / 'rcs.sqlite3'}"
+    config = celery_config(settings)
+    assert config["broker_url"] == "filesystem://"
+    options = config["broker_transport_options"]
+    assert options["data_folder_in"] == options["data_folder_out"] == str(tmp_path / "broker")
+
+
+def test_urls_come_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u@db/rcs")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    settings = Settings()
+    assert not settings.embedded
+    assert settings.sqlalchemy_url == "postgresql+psycopg://u@db/rcs"
+    config = celery_config(settings)
+    assert config["broker_url"] == "redis://cache:6379/0"
+    assert "broker_transport_options" not in config
+
+
+@pytest.mark.parametrize("secret", ["local-dev-secret", "changeme", "short"])
+def test_unsafe_secret_is_refused_in_production(monkeypatch, secret: str) -> None:
+    monkeypatch.setenv("RCS_ENVIRONMENT", "production")
+    monkeypatch.setenv("RCS_SECRET_KEY", secret)
+    with pytest.raises(ValueError, match="RCS_SECRET_KEY"):
+        Settings()
+
+
+def test_default_secret_is_allowed_locally(monkeypatch) -> None:
+    monkeypatch.delenv("RCS_SECRET_KEY", raising=False)
+    monkeypatch.setenv("RCS_ENVIRONMENT", "local")
+    assert Settings().secret_key
+
+
+def test_model_dir_prefers_a_trained_demo_model(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.resolved_model_dir() == tmp_path / "models" / "tiny"
+    (tmp_path / "models" / "demo").mkdir(parents=True)
+    (tmp_path / "models" / "demo" / "config.json").write_text("{}")
+    assert settings.resolved_model_dir() == tmp_path / "models" / "demo"
