@@ -1,0 +1,155 @@
+"""Loading a served model: a local transformers causal LM plus its refusal-token manifest.
+
+Everything that can make a model unservable is checked here, at load, so a bad directory fails
+when the worker starts and not at its first request: the manifest must exist, parse, and name
+tokens that the tokenizer maps to exactly the manifest's ids inside the model's vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from core.categories import MANIFEST_FILENAME, InvalidManifest, RefusalManifest
+from core.settings import Settings, get_settings
+
+#: A prompt is plain text (sent as one user turn) or a list of chat messages.
+Prompt = str | Sequence[Mapping[str, str]]
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(ValueError):
+    """A model directory that cannot be served (missing files, inconsistent manifest)."""
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    """`auto` is CUDA when present, else CPU; never assumes a GPU."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("RCS_DEVICE=cuda but no CUDA device is available")
+    return torch.device(setting)
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """`auto` is bfloat16 on a GPU that supports it, float32 otherwise (CPU)."""
+    if setting != "auto":
+        return _DTYPES[setting]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to serve: weights on the device, left-padding tokenizer, checked manifest."""
+
+    name: str
+    path: Path
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    manifest: RefusalManifest
+    device: torch.device
+    dtype: torch.dtype
+    vocab_size: int  # width of the logits (the model's, may exceed len(tokenizer))
+    pad_id: int
+    eos_ids: tuple[int, ...]
+    refusal_ids: torch.Tensor  # (C,) long, on device, in CATEGORIES order
+    control_ids: torch.Tensor  # (C + 1,) long: refusal ids then respond
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        """Token ids of a prompt, through the chat template when the tokenizer has one."""
+        tok = self.tokenizer
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=False
+            )
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+        text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in messages)
+        return list(tok(text)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def read_manifest(
+    path: Path, tokenizer: PreTrainedTokenizerBase, vocab_size: int
+) -> RefusalManifest:
+    """Parse `refusal_tokens.json` and check it against the tokenizer; raise `ModelLoadError`."""
+    file = path / MANIFEST_FILENAME
+    if not file.is_file():
+        raise ModelLoadError(
+            f"{path}: no {MANIFEST_FILENAME}; a served model needs its refusal-token manifest"
+        )
+    try:
+        manifest = RefusalManifest.from_json(json.loads(file.read_text()), vocab_size=vocab_size)
+    except (json.JSONDecodeError, InvalidManifest) as exc:
+        raise ModelLoadError(f"{file}: {exc}") from exc
+    names = [*manifest.category_tokens, manifest.respond_token]
+    for token, tid in zip(names, manifest.all_ids, strict=True):
+        found = tokenizer.convert_tokens_to_ids(token)
+        if found != tid:
+            raise ModelLoadError(
+                f"{file}: token {token!r} has id {tid} in the manifest but {found} in the tokenizer"
+            )
+        if tokenizer.encode(token, add_special_tokens=False) != [tid]:
+            raise ModelLoadError(f"{file}: token {token!r} does not encode to the single id {tid}")
+    return manifest
+
+
+def load_model(
+    path: Path | str | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    settings: Settings | None = None,
+) -> LoadedModel:
+    """Load a model directory with no network access; device and dtype default to settings."""
+    settings = settings or get_settings()
+    path = Path(path) if path is not None else settings.resolved_model_dir()
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path}: not a model directory (no config.json)")
+    dev = resolve_device(device or settings.device)
+    dt = resolve_dtype(dtype or settings.dtype, dev)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    vocab_size = int(config.get_text_config().vocab_size)
+    manifest = read_manifest(path, tokenizer, vocab_size)  # before the (slow) weights
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dt)
+    model.to(dev).eval()
+
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    eos_ids = tuple(eos) if isinstance(eos, list | tuple) else (() if eos is None else (int(eos),))
+    refusal = torch.tensor(manifest.category_ids, dtype=torch.long, device=dev)  # (C,)
+    control = torch.tensor(manifest.all_ids, dtype=torch.long, device=dev)  # (C + 1,)
+    return LoadedModel(
+        name=path.name,
+        path=path,
+        model=model,
+        tokenizer=tokenizer,
+        manifest=manifest,
+        device=dev,
+        dtype=dt,
+        vocab_size=vocab_size,
+        pad_id=int(tokenizer.pad_token_id),
+        eos_ids=eos_ids,
+        refusal_ids=refusal,
+        control_ids=control,
+    )

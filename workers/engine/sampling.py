@@ -1,0 +1,59 @@
+"""Per-row sampling: greedy, temperature and top-p, each row with its own random stream.
+
+A seeded row must give the same tokens alone and inside any batch, so every sampled row draws
+exactly one uniform number per step from its own CPU `torch.Generator`, and the token is found
+by inverse-CDF lookup on that row's probabilities only. Rows with top-p < 1 are looked up in
+probability-sorted order, rows with top-p = 1 in vocabulary order (no sort); which path a row
+takes depends only on its own parameters, never on its neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def _draw(generators: Sequence[torch.Generator], device: torch.device) -> torch.Tensor:
+    """One uniform in [0, 1) per row from its own generator; (S,) float64."""
+    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])  # (S,)
+    return u.to(device)
+
+
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Index j with cdf[j-1] <= u * total < cdf[j] per row; probs (S, V), u (S,) -> (S,)."""
+    cdf = probs.double().cumsum(dim=-1)  # (S, V)
+    target = (u * cdf[:, -1])[:, None]  # (S, 1)
+    j = torch.searchsorted(cdf, target, right=True)  # (S, 1)
+    return j.clamp_(max=probs.shape[-1] - 1).squeeze(-1)  # (S,)
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    generators: Sequence[torch.Generator | None],
+) -> torch.Tensor:
+    """Next token per row from processed logits (B, V); temperature 0 means argmax; (B,)."""
+    tokens = logits.argmax(dim=-1)  # (B,)
+    sampled = temperature > 0  # (B,)
+    if not bool(sampled.any()):
+        return tokens
+    rows = sampled.nonzero().squeeze(-1)  # (S,)
+    z = logits.index_select(0, rows) / temperature.index_select(0, rows)[:, None]  # (S, V)
+    probs = torch.softmax(z, dim=-1)  # (S, V)
+    p = top_p.index_select(0, rows)  # (S,)
+    u = _draw([generators[i] for i in rows.tolist()], logits.device)  # (S,)  # type: ignore[misc]
+    picked = torch.empty_like(rows)  # (S,)
+
+    full = p >= 1.0  # (S,)
+    if bool(full.any()):
+        picked[full] = _inverse_cdf(probs[full], u[full])
+    nucleus = ~full
+    if bool(nucleus.any()):
+        sp, si = probs[nucleus].sort(dim=-1, descending=True)  # (K, V) each
+        keep = (sp.cumsum(dim=-1) - sp) < p[nucleus][:, None]  # (K, V) mass before < top_p
+        j = _inverse_cdf(sp * keep, u[nucleus])  # (K,)
+        picked[nucleus] = si.gather(1, j[:, None]).squeeze(-1)
+    tokens[rows] = picked
+    return tokens

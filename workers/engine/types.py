@@ -1,0 +1,136 @@
+"""Plain data crossing the engine's boundary: requests in, per-row results out (no torch)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from core.categories import CATEGORIES
+
+Mode = Literal["bias", "threshold"]
+
+
+@dataclass(frozen=True)
+class RowPolicy:
+    """One row's refusal rule: per-category biases (-inf = off) or thresholds (inf = off)."""
+
+    mode: Mode = "bias"
+    bias: tuple[float, ...] = (0.0,) * len(CATEGORIES)
+    threshold: tuple[float, ...] = (math.inf,) * len(CATEGORIES)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("bias", "threshold"):
+            raise ValueError(f"mode must be 'bias' or 'threshold', not {self.mode!r}")
+        if len(self.bias) != len(CATEGORIES) or len(self.threshold) != len(CATEGORIES):
+            raise ValueError(f"bias and threshold need {len(CATEGORIES)} entries (CATEGORIES)")
+        if any(math.isnan(b) or b == math.inf for b in self.bias):
+            raise ValueError("a bias is finite or -inf (switched off)")
+        if any(math.isnan(t) for t in self.threshold):
+            raise ValueError("a threshold cannot be NaN")
+
+    @classmethod
+    def from_rules(cls, rules: Any) -> RowPolicy:
+        """From a `core.policy.PolicyRules` (its mode, bias_vector and threshold_vector)."""
+        from core.policy import bias_vector, threshold_vector
+
+        return cls(
+            mode=rules.mode,
+            bias=tuple(float(x) for x in bias_vector(rules)),
+            threshold=tuple(float(x) for x in threshold_vector(rules)),
+        )
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-row decoding parameters; temperature 0 is greedy, seed None draws a fresh seed."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    seed: int | None = None
+    ignore_eos: bool = False  # benchmarks: always generate max_new_tokens
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0.0 or not math.isfinite(self.temperature):
+            raise ValueError("temperature must be finite and >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One row of a batch: a prompt (text or chat messages), its policy and its sampling."""
+
+    prompt: str | Sequence[dict[str, str]]
+    policy: RowPolicy = field(default_factory=RowPolicy)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FirstTokenSummary:
+    """What the first decoding step saw for one prompt (DESIGN section 5), from raw logits."""
+
+    s: tuple[float, ...]  # (C,) refusal-token logits
+    m: float
+    l1: float
+    lt: float
+    temperature: float
+    probabilities: tuple[float, ...]  # (C,) p_c at temperature 1
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """One row's outcome: the summary, the decision that was emitted, the text and timings."""
+
+    request_id: str | None
+    summary: FirstTokenSummary
+    decision: int  # -1 = respond, else index into CATEGORIES
+    first_token_id: int
+    text: str  # generated text without the control token
+    token_ids: tuple[int, ...]  # every generated id, control token first
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: Literal["stop", "length"]
+    seed: int | None
+    first_token_ms: float
+    total_ms: float
+
+    @property
+    def refused(self) -> bool:
+        return self.decision >= 0
+
+    @property
+    def category(self) -> str | None:
+        return CATEGORIES[self.decision] if self.decision >= 0 else None
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """Counters of one engine call, for metrics and the benchmark."""
+
+    rows: int
+    prompt_tokens: int
+    padded_prompt_tokens: int
+    generated_tokens: int
+    prefill_s: float
+    decode_s: float
+
+
+def stack_summaries(summaries: Sequence[FirstTokenSummary]) -> Any:
+    """Rows of summaries as one `core.summary.Summaries` (arrays of N rows)."""
+    from core.summary import Summaries
+
+    return Summaries(
+        s=np.array([x.s for x in summaries], dtype=np.float64).reshape(-1, len(CATEGORIES)),
+        m=np.array([x.m for x in summaries], dtype=np.float64),
+        l1=np.array([x.l1 for x in summaries], dtype=np.float64),
+        lt=np.array([x.lt for x in summaries], dtype=np.float64),
+        temperature=np.array([x.temperature for x in summaries], dtype=np.float64),
+    )
