@@ -9,8 +9,8 @@ from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
-#: JSON column type: JSONB on PostgreSQL, JSON (text) elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+#: JSON column type: JSONB on PostgreSQL, JSON (text) elsewhere. Python None is SQL NULL.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 #: Auto-increment surrogate key: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")

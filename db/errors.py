@@ -1,0 +1,75 @@
+"""Typed errors raised by the repositories; the API maps them to HTTP statuses once."""
+
+from __future__ import annotations
+
+
+class RepositoryError(Exception):
+    """Base class of every error a repository raises on purpose."""
+
+
+class NotFound(RepositoryError, LookupError):
+    """The row does not exist, or belongs to another tenant (indistinguishable on purpose)."""
+
+    entity = "row"
+
+    def __init__(self, ref: object) -> None:
+        super().__init__(f"{self.entity} {ref} not found")
+        self.ref = ref
+
+
+class TenantNotFound(NotFound):
+    entity = "tenant"
+
+
+class ApiKeyNotFound(NotFound):
+    entity = "API key"
+
+
+class PolicyNotFound(NotFound):
+    entity = "policy"
+
+
+class PolicyVersionNotFound(NotFound):
+    entity = "policy version"
+
+
+class GenerationNotFound(NotFound):
+    entity = "generation"
+
+
+class CalibrationRunNotFound(NotFound):
+    entity = "calibration run"
+
+
+class ModelNotFound(NotFound):
+    entity = "model"
+
+
+class Conflict(RepositoryError):
+    """The change conflicts with the current state of the database."""
+
+
+class AlreadyExists(Conflict):
+    """A unique name is taken (tenant name, policy name within a tenant)."""
+
+    def __init__(self, entity: str, name: str) -> None:
+        super().__init__(f"{entity} {name!r} already exists")
+        self.entity = entity
+        self.name = name
+
+
+class StaleVersion(Conflict):
+    """The policy's active version moved since the caller read it (optimistic concurrency)."""
+
+    def __init__(self, expected: int | None, actual: int | None) -> None:
+        super().__init__(f"policy active version is {actual}, expected {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
+class NoActiveVersion(Conflict):
+    """A policy without an active version cannot serve requests."""
+
+
+class InvalidStats(RepositoryError, ValueError):
+    """A statistics increment that cannot be stored (wrong histogram length, negative counts)."""

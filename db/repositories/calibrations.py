@@ -1,0 +1,227 @@
+"""Calibration runs and their items (prompt, optional label, first-token summary).
+
+Runs are tenant-scoped for the API; workers load them by id. Status changes are guarded
+UPDATEs like generations': they return whether they moved the row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from db.errors import CalibrationRunNotFound
+from db.models import (
+    CALIBRATION_SPLITS,
+    CALIBRATION_TARGET_KINDS,
+    FINAL_STATUSES,
+    JOB_STATUSES,
+    CalibrationItem,
+    CalibrationRun,
+)
+from db.repositories.common import expire_cached
+from db.repositories.policies import get_policy
+from db.types import utcnow
+
+ACTIVE_STATUSES = tuple(s for s in JOB_STATUSES if s not in FINAL_STATUSES)
+
+
+@dataclass(frozen=True)
+class NewCalibrationItem:
+    """One prompt to add to a run: text or chat messages, optional category label, split."""
+
+    prompt: Any
+    label: str | None = None
+    split: str = "calibration"
+
+
+def create_run(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_id: uuid.UUID,
+    targets: dict[str, float],
+    method: str,
+    target_kind: str,
+    holdout_fraction: float = 0.0,
+    auto_apply: bool = False,
+) -> CalibrationRun:
+    """A new `queued` run for one of the tenant's policies (`PolicyNotFound` otherwise)."""
+    if target_kind not in CALIBRATION_TARGET_KINDS:
+        raise ValueError(f"target_kind must be one of {CALIBRATION_TARGET_KINDS}")
+    get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id)
+    run = CalibrationRun(
+        tenant_id=tenant_id,
+        policy_id=policy_id,
+        targets=targets,
+        method=method,
+        target_kind=target_kind,
+        holdout_fraction=holdout_fraction,
+        auto_apply=auto_apply,
+        status="queued",
+        done=0,
+        total=0,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(*, session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID) -> CalibrationRun:
+    """A tenant's run by id; another tenant's is `CalibrationRunNotFound` too."""
+    run = session.scalar(
+        select(CalibrationRun).where(
+            CalibrationRun.id == run_id, CalibrationRun.tenant_id == tenant_id
+        )
+    )
+    if run is None:
+        raise CalibrationRunNotFound(run_id)
+    return run
+
+
+def load_run(*, session: Session, run_id: uuid.UUID) -> CalibrationRun:
+    """A run by id with no tenant filter, for workers."""
+    run = session.get(CalibrationRun, run_id)
+    if run is None:
+        raise CalibrationRunNotFound(run_id)
+    return run
+
+
+def list_runs(*, session: Session, tenant_id: uuid.UUID, limit: int = 50) -> list[CalibrationRun]:
+    """A tenant's runs, newest first."""
+    stmt = (
+        select(CalibrationRun)
+        .where(CalibrationRun.tenant_id == tenant_id)
+        .order_by(CalibrationRun.created_at.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def add_items(*, session: Session, run_id: uuid.UUID, items: Sequence[NewCalibrationItem]) -> int:
+    """Append items in bulk (indices continue after existing ones); updates `total`."""
+    for item in items:
+        if item.split not in CALIBRATION_SPLITS:
+            raise ValueError(f"split must be one of {CALIBRATION_SPLITS}")
+    start = session.scalar(
+        select(func.count()).select_from(CalibrationItem).where(CalibrationItem.run_id == run_id)
+    )
+    start = start or 0
+    if items:
+        session.execute(
+            insert(CalibrationItem),
+            [
+                {
+                    "run_id": run_id,
+                    "idx": start + i,
+                    "prompt": item.prompt,
+                    "label": item.label,
+                    "split": item.split,
+                }
+                for i, item in enumerate(items)
+            ],
+        )
+    session.execute(
+        update(CalibrationRun).where(CalibrationRun.id == run_id).values(total=start + len(items)),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    return len(items)
+
+
+def list_items(
+    *, session: Session, run_id: uuid.UUID, split: str | None = None
+) -> list[CalibrationItem]:
+    """A run's items in index order, optionally one split only."""
+    stmt = select(CalibrationItem).where(CalibrationItem.run_id == run_id)
+    if split is not None:
+        stmt = stmt.where(CalibrationItem.split == split)
+    return list(session.scalars(stmt.order_by(CalibrationItem.idx)))
+
+
+def store_summaries(
+    *, session: Session, run_id: uuid.UUID, summaries: Mapping[int, dict[str, Any]]
+) -> None:
+    """Store first-token summaries by item index, in one executemany UPDATE."""
+    if not summaries:
+        return
+    table = CalibrationItem.__table__
+    stmt = (
+        update(table)
+        .where(table.c.run_id == bindparam("b_run_id"), table.c.idx == bindparam("b_idx"))
+        .values(summary=bindparam("b_summary"))
+    )
+    params = [{"b_run_id": run_id, "b_idx": i, "b_summary": s} for i, s in summaries.items()]
+    session.execute(stmt, params)
+    for obj in list(session.identity_map.values()):  # loaded items now hold stale summaries
+        if isinstance(obj, CalibrationItem) and obj.run_id == run_id:
+            session.expire(obj, ["summary"])
+
+
+def _transition(
+    session: Session,
+    run_id: uuid.UUID,
+    *,
+    from_statuses: Sequence[str],
+    values: dict[str, Any],
+    tenant_id: uuid.UUID | None = None,
+) -> bool:
+    stmt = update(CalibrationRun).where(
+        CalibrationRun.id == run_id, CalibrationRun.status.in_(from_statuses)
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(CalibrationRun.tenant_id == tenant_id)
+    moved = session.execute(
+        stmt.values(**values).returning(CalibrationRun.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    expire_cached(session, CalibrationRun, run_id)
+    return len(moved) == 1
+
+
+def mark_run_running(*, session: Session, run_id: uuid.UUID) -> bool:
+    """queued -> running. False if the run was not queued."""
+    values = {"status": "running", "started_at": utcnow()}
+    return _transition(session, run_id, from_statuses=("queued",), values=values)
+
+
+def update_progress(*, session: Session, run_id: uuid.UUID, done: int) -> bool:
+    """Set `done` on an unfinished run. False if the run is already final."""
+    return _transition(session, run_id, from_statuses=ACTIVE_STATUSES, values={"done": done})
+
+
+def store_result(
+    *,
+    session: Session,
+    run_id: uuid.UUID,
+    result: dict[str, Any],
+    produced_version_id: uuid.UUID | None = None,
+) -> bool:
+    """Finish a run: store its result and proposed version, -> succeeded. False if final."""
+    values = {
+        "status": "succeeded",
+        "result": result,
+        "produced_version_id": produced_version_id,
+        "done": CalibrationRun.total,
+        "finished_at": utcnow(),
+    }
+    return _transition(session, run_id, from_statuses=ACTIVE_STATUSES, values=values)
+
+
+def mark_run_failed(*, session: Session, run_id: uuid.UUID, error: str) -> bool:
+    """queued|running -> failed with an error message. False if already final."""
+    values = {"status": "failed", "error": error, "finished_at": utcnow()}
+    return _transition(session, run_id, from_statuses=ACTIVE_STATUSES, values=values)
+
+
+def mark_run_cancelled(
+    *, session: Session, run_id: uuid.UUID, tenant_id: uuid.UUID | None = None
+) -> bool:
+    """queued|running -> cancelled (scoped to `tenant_id` when given). False if already final."""
+    values = {"status": "cancelled", "finished_at": utcnow()}
+    return _transition(
+        session, run_id, from_statuses=ACTIVE_STATUSES, values=values, tenant_id=tenant_id
+    )

@@ -1,0 +1,41 @@
+"""Helpers shared by the repositories: unique inserts, cache expiry after bulk UPDATEs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from db.errors import RepositoryError
+from db.models import Base
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """True for a unique-constraint violation on PostgreSQL (23505) or SQLite."""
+    if getattr(exc.orig, "sqlstate", None) == "23505":
+        return True
+    return "UNIQUE constraint failed" in str(exc.orig)
+
+
+def add_unique(session: Session, obj: Base, error: Callable[[], RepositoryError]) -> None:
+    """Add and flush `obj` in a SAVEPOINT; a unique violation raises `error()` instead.
+
+    The savepoint keeps the caller's transaction usable after the violation.
+    """
+    try:
+        with session.begin_nested():
+            session.add(obj)
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise error() from exc
+        raise
+
+
+def expire_cached(session: Session, model: type[Base], pk: Any) -> None:
+    """Expire the session's copy of a row changed by a bulk UPDATE, if it holds one."""
+    obj = session.identity_map.get(identity_key(model, pk))
+    if obj is not None:
+        session.expire(obj)

@@ -1,0 +1,174 @@
+"""Generation rows: created `queued` by the API, moved through their states by workers.
+
+State changes are single guarded UPDATEs (``WHERE status IN (...)``), so they are atomic and
+idempotent: each returns whether it moved the row. A redelivered task finds its row final and
+must not count it again — record statistics only when `mark_succeeded` returns True.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.errors import GenerationNotFound
+from db.models import FINAL_STATUSES, JOB_STATUSES, Generation
+from db.repositories.common import expire_cached
+from db.types import utcnow
+
+ACTIVE_STATUSES = tuple(s for s in JOB_STATUSES if s not in FINAL_STATUSES)
+
+
+def create_generation(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_version_id: uuid.UUID,
+    model: str,
+    messages: Any,
+    params: dict[str, Any] | None = None,
+    api_key_id: uuid.UUID | None = None,
+    request_id: str | None = None,
+) -> Generation:
+    """A new `queued` generation; send its task only after the transaction commits."""
+    generation = Generation(
+        tenant_id=tenant_id,
+        policy_version_id=policy_version_id,
+        api_key_id=api_key_id,
+        model=model,
+        messages=messages,
+        params=params or {},
+        status="queued",
+        request_id=request_id,
+    )
+    session.add(generation)
+    session.flush()
+    return generation
+
+
+def get_generation(
+    *, session: Session, tenant_id: uuid.UUID, generation_id: uuid.UUID
+) -> Generation:
+    """A tenant's generation by id; another tenant's is `GenerationNotFound` too."""
+    generation = session.scalar(
+        select(Generation).where(Generation.id == generation_id, Generation.tenant_id == tenant_id)
+    )
+    if generation is None:
+        raise GenerationNotFound(generation_id)
+    return generation
+
+
+def list_generations(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    limit: int = 50,
+    before: datetime | None = None,
+    status: str | None = None,
+) -> list[Generation]:
+    """A tenant's generations, newest first; `before` pages backwards by creation time."""
+    stmt = select(Generation).where(Generation.tenant_id == tenant_id)
+    if before is not None:
+        stmt = stmt.where(Generation.created_at < before)
+    if status is not None:
+        stmt = stmt.where(Generation.status == status)
+    stmt = stmt.order_by(Generation.created_at.desc()).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def load_generations(*, session: Session, generation_ids: Sequence[uuid.UUID]) -> list[Generation]:
+    """Rows by id with no tenant filter, for workers (task payloads carry row ids only)."""
+    if not generation_ids:
+        return []
+    rows = session.scalars(select(Generation).where(Generation.id.in_(generation_ids)))
+    return list(rows)
+
+
+def _transition(
+    session: Session,
+    generation_id: uuid.UUID,
+    *,
+    from_statuses: Sequence[str],
+    values: dict[str, Any],
+    tenant_id: uuid.UUID | None = None,
+) -> bool:
+    stmt = update(Generation).where(
+        Generation.id == generation_id, Generation.status.in_(from_statuses)
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(Generation.tenant_id == tenant_id)
+    moved = session.execute(
+        stmt.values(**values).returning(Generation.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    expire_cached(session, Generation, generation_id)
+    return len(moved) == 1
+
+
+def mark_running(*, session: Session, generation_id: uuid.UUID) -> bool:
+    """queued -> running (stamps `started_at`). False if the row was not queued."""
+    return _transition(
+        session,
+        generation_id,
+        from_statuses=("queued",),
+        values={"status": "running", "started_at": utcnow()},
+    )
+
+
+def mark_succeeded(
+    *,
+    session: Session,
+    generation_id: uuid.UUID,
+    output: str,
+    refused: bool,
+    refusal_category: str | None,
+    probabilities: dict[str, float] | None = None,
+    summary: dict[str, Any] | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+) -> bool:
+    """queued|running -> succeeded with the result. False if already final (do not count again)."""
+    return _transition(
+        session,
+        generation_id,
+        from_statuses=ACTIVE_STATUSES,
+        values={
+            "status": "succeeded",
+            "output": output,
+            "refused": refused,
+            "refusal_category": refusal_category,
+            "probabilities": probabilities,
+            "summary": summary,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "finished_at": utcnow(),
+            "error": None,
+        },
+    )
+
+
+def mark_failed(*, session: Session, generation_id: uuid.UUID, error: str) -> bool:
+    """queued|running -> failed with an error message. False if already final."""
+    return _transition(
+        session,
+        generation_id,
+        from_statuses=ACTIVE_STATUSES,
+        values={"status": "failed", "error": error, "finished_at": utcnow()},
+    )
+
+
+def mark_cancelled(
+    *, session: Session, generation_id: uuid.UUID, tenant_id: uuid.UUID | None = None
+) -> bool:
+    """queued|running -> cancelled (scoped to `tenant_id` when given). False if already final."""
+    return _transition(
+        session,
+        generation_id,
+        from_statuses=ACTIVE_STATUSES,
+        values={"status": "cancelled", "finished_at": utcnow()},
+        tenant_id=tenant_id,
+    )

@@ -1,0 +1,349 @@
+"""Policies and their immutable versions, always scoped to one tenant.
+
+Every change makes a new `PolicyVersion`; activation and rollback only move the policy's
+`active_version_id`. Changes lock the policy row (``SELECT ... FOR UPDATE`` on PostgreSQL) so
+concurrent writers get consecutive version numbers, and every change writes an audit entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.errors import (
+    AlreadyExists,
+    NoActiveVersion,
+    PolicyNotFound,
+    PolicyVersionNotFound,
+    StaleVersion,
+)
+from db.models import POLICY_MODES, Policy, PolicyVersion
+from db.repositories.audit import append_entry
+from db.repositories.common import add_unique
+
+
+def _version_number(session: Session, version_id: uuid.UUID | None) -> int | None:
+    if version_id is None:
+        return None
+    return session.scalar(select(PolicyVersion.version).where(PolicyVersion.id == version_id))
+
+
+def _audit(
+    session: Session,
+    policy: Policy,
+    *,
+    actor: str,
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+) -> None:
+    append_entry(
+        session=session,
+        tenant_id=policy.tenant_id,
+        actor=actor,
+        action=action,
+        entity="policy",
+        entity_id=policy.id,
+        before=before,
+        after=after,
+    )
+
+
+def get_policy(
+    *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, for_update: bool = False
+) -> Policy:
+    """A tenant's policy by id; another tenant's policy is `PolicyNotFound` too."""
+    stmt = select(Policy).where(Policy.id == policy_id, Policy.tenant_id == tenant_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    policy = session.scalar(stmt)
+    if policy is None:
+        raise PolicyNotFound(policy_id)
+    return policy
+
+
+def get_policy_by_name(*, session: Session, tenant_id: uuid.UUID, name: str) -> Policy:
+    """A tenant's policy by name, or `PolicyNotFound`."""
+    policy = session.scalar(
+        select(Policy).where(Policy.tenant_id == tenant_id, Policy.name == name)
+    )
+    if policy is None:
+        raise PolicyNotFound(name)
+    return policy
+
+
+def get_default_policy(*, session: Session, tenant_id: uuid.UUID) -> Policy:
+    """The tenant's default policy, or `PolicyNotFound`."""
+    policy = session.scalar(
+        select(Policy).where(Policy.tenant_id == tenant_id, Policy.is_default.is_(True))
+    )
+    if policy is None:
+        raise PolicyNotFound("default")
+    return policy
+
+
+def list_policies(*, session: Session, tenant_id: uuid.UUID) -> list[Policy]:
+    """A tenant's policies, by name."""
+    stmt = select(Policy).where(Policy.tenant_id == tenant_id).order_by(Policy.name)
+    return list(session.scalars(stmt))
+
+
+def resolve_active_version(
+    *, session: Session, tenant_id: uuid.UUID, policy_name: str | None = None
+) -> PolicyVersion:
+    """The active version of the named policy, or of the tenant's default when no name is given.
+
+    Raises `PolicyNotFound`, or `NoActiveVersion` if the policy has none.
+    """
+    if policy_name is None:
+        policy = get_default_policy(session=session, tenant_id=tenant_id)
+    else:
+        policy = get_policy_by_name(session=session, tenant_id=tenant_id, name=policy_name)
+    if policy.active_version is None:
+        raise NoActiveVersion(f"policy {policy.name!r} has no active version")
+    return policy.active_version
+
+
+def create_policy(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    name: str,
+    mode: str,
+    rules: dict[str, Any],
+    actor: str,
+    reason: str | None = None,
+    is_default: bool = False,
+) -> Policy:
+    """A new policy with version 1 active; `AlreadyExists` if the tenant has that name."""
+    policy = Policy(tenant_id=tenant_id, name=name, is_default=False)
+    add_unique(session, policy, lambda: AlreadyExists("policy", name))
+    version = _add_version(session, policy, mode=mode, rules=rules, actor=actor, reason=reason)
+    policy.active_version = version
+    session.flush()
+    _audit(
+        session,
+        policy,
+        actor=actor,
+        action="policy.create",
+        before=None,
+        after={"name": name, "active_version": 1, "mode": mode, "rules": rules},
+    )
+    if is_default:
+        mark_default(session=session, tenant_id=tenant_id, policy_id=policy.id, actor=actor)
+    return policy
+
+
+def _add_version(
+    session: Session,
+    policy: Policy,
+    *,
+    mode: str,
+    rules: dict[str, Any],
+    actor: str,
+    reason: str | None,
+) -> PolicyVersion:
+    if mode not in POLICY_MODES:
+        raise ValueError(f"unknown policy mode {mode!r}; known: {', '.join(POLICY_MODES)}")
+    latest = session.scalar(
+        select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy.id)
+    )
+    version = PolicyVersion(
+        policy_id=policy.id,
+        version=(latest or 0) + 1,
+        mode=mode,
+        rules=rules,
+        created_by=actor,
+        reason=reason,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def create_version(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_id: uuid.UUID,
+    mode: str,
+    rules: dict[str, Any],
+    actor: str,
+    reason: str | None = None,
+    activate: bool = True,
+    expected_active_version: int | None = None,
+) -> PolicyVersion:
+    """A new immutable version (number = max + 1), activated unless `activate=False`.
+
+    With `expected_active_version`, raises `StaleVersion` if the policy's active version number
+    differs (someone changed it since the caller read it).
+    """
+    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    active_before = _version_number(session, policy.active_version_id)
+    if expected_active_version is not None and expected_active_version != active_before:
+        raise StaleVersion(expected_active_version, active_before)
+    version = _add_version(session, policy, mode=mode, rules=rules, actor=actor, reason=reason)
+    if activate:
+        policy.active_version = version
+        session.flush()
+    _audit(
+        session,
+        policy,
+        actor=actor,
+        action="policy.version.create",
+        before={"active_version": active_before},
+        after={
+            "version": version.version,
+            "active_version": version.version if activate else active_before,
+            "mode": mode,
+            "rules": rules,
+            "reason": reason,
+        },
+    )
+    return version
+
+
+def get_version(
+    *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, version: int
+) -> PolicyVersion:
+    """Version number `version` of a tenant's policy, or `PolicyVersionNotFound`."""
+    found = session.scalar(
+        select(PolicyVersion)
+        .join(Policy, PolicyVersion.policy_id == Policy.id)
+        .where(
+            Policy.tenant_id == tenant_id,
+            Policy.id == policy_id,
+            PolicyVersion.version == version,
+        )
+    )
+    if found is None:
+        raise PolicyVersionNotFound(f"{policy_id}@{version}")
+    return found
+
+
+def get_version_by_id(
+    *, session: Session, tenant_id: uuid.UUID, version_id: uuid.UUID
+) -> PolicyVersion:
+    """A tenant's policy version by id, or `PolicyVersionNotFound`."""
+    found = session.scalar(
+        select(PolicyVersion)
+        .join(Policy, PolicyVersion.policy_id == Policy.id)
+        .where(Policy.tenant_id == tenant_id, PolicyVersion.id == version_id)
+    )
+    if found is None:
+        raise PolicyVersionNotFound(version_id)
+    return found
+
+
+def load_version(*, session: Session, version_id: uuid.UUID) -> PolicyVersion:
+    """A policy version by id with no tenant filter: for workers, whose rows name the version."""
+    found = session.get(PolicyVersion, version_id)
+    if found is None:
+        raise PolicyVersionNotFound(version_id)
+    return found
+
+
+def list_versions(
+    *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID
+) -> list[PolicyVersion]:
+    """Every version of a tenant's policy, oldest first."""
+    get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id)
+    stmt = (
+        select(PolicyVersion)
+        .where(PolicyVersion.policy_id == policy_id)
+        .order_by(PolicyVersion.version)
+    )
+    return list(session.scalars(stmt))
+
+
+def activate_version(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_id: uuid.UUID,
+    version: int,
+    actor: str,
+    reason: str | None = None,
+    expected_active_version: int | None = None,
+) -> Policy:
+    """Make an existing version the active one (apply a proposal, or roll back); audited."""
+    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    active_before = _version_number(session, policy.active_version_id)
+    if expected_active_version is not None and expected_active_version != active_before:
+        raise StaleVersion(expected_active_version, active_before)
+    target = get_version(session=session, tenant_id=tenant_id, policy_id=policy_id, version=version)
+    policy.active_version = target
+    session.flush()
+    _audit(
+        session,
+        policy,
+        actor=actor,
+        action="policy.activate",
+        before={"active_version": active_before},
+        after={"active_version": version, "reason": reason},
+    )
+    return policy
+
+
+def rollback_policy(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_id: uuid.UUID,
+    actor: str,
+    to_version: int | None = None,
+    reason: str | None = None,
+) -> Policy:
+    """Re-activate `to_version`, or by default the newest version older than the active one."""
+    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    if to_version is None:
+        active = _version_number(session, policy.active_version_id)
+        to_version = session.scalar(
+            select(func.max(PolicyVersion.version)).where(
+                PolicyVersion.policy_id == policy_id,
+                PolicyVersion.version < (active if active is not None else 2**31 - 1),
+            )
+        )
+        if to_version is None:
+            raise PolicyVersionNotFound(f"{policy_id}: no version before {active}")
+    return activate_version(
+        session=session,
+        tenant_id=tenant_id,
+        policy_id=policy_id,
+        version=to_version,
+        actor=actor,
+        reason=reason or "rollback",
+    )
+
+
+def mark_default(
+    *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, actor: str
+) -> Policy:
+    """Make this policy the tenant's default (and no other); audited."""
+    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    if policy.is_default:
+        return policy
+    previous = session.scalar(
+        select(Policy.id).where(Policy.tenant_id == tenant_id, Policy.is_default.is_(True))
+    )
+    # Clear the old default first: a partial unique index allows one default per tenant.
+    session.execute(
+        update(Policy)
+        .where(Policy.tenant_id == tenant_id, Policy.is_default.is_(True))
+        .values(is_default=False),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    policy.is_default = True
+    session.flush()
+    _audit(
+        session,
+        policy,
+        actor=actor,
+        action="policy.default",
+        before={"default_policy_id": None if previous is None else str(previous)},
+        after={"default_policy_id": str(policy.id)},
+    )
+    return policy

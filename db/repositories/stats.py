@@ -1,0 +1,232 @@
+"""Refusal statistics: per tenant, policy version, category and time bucket.
+
+`increment_stats` adds counts, sums and histograms into bucket rows, creating them as needed.
+It works on PostgreSQL and SQLite with three statements for a whole batch: insert the missing
+rows (``ON CONFLICT DO NOTHING``), lock the rows in key order (``FOR UPDATE`` on PostgreSQL,
+the write lock already held on SQLite), and update them. Concurrent workers therefore never lose
+an increment and never deadlock each other. Histograms are JSON lists of `HISTOGRAM_BINS` ints.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.errors import InvalidStats
+from db.models import HISTOGRAM_BINS, RefusalStat
+
+BUCKET_SECONDS = 60
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+StatKey = tuple[uuid.UUID, uuid.UUID, str, datetime]
+_KEY_COLUMNS = (
+    RefusalStat.tenant_id,
+    RefusalStat.policy_version_id,
+    RefusalStat.category,
+    RefusalStat.bucket_start,
+)
+
+
+def floor_to_bucket(ts: datetime, *, seconds: int = BUCKET_SECONDS) -> datetime:
+    """The start of the `seconds`-long bucket holding the aware timestamp `ts` (UTC)."""
+    if ts.tzinfo is None:
+        raise InvalidStats("bucket timestamps must be timezone-aware")
+    offset = (ts.astimezone(UTC) - _EPOCH) // timedelta(seconds=seconds)
+    return _EPOCH + timedelta(seconds=offset * seconds)
+
+
+@dataclass(frozen=True)
+class StatIncrement:
+    """Amounts to add to one bucket row. An empty `histogram` leaves the histogram as is."""
+
+    tenant_id: uuid.UUID
+    policy_version_id: uuid.UUID
+    category: str
+    bucket_start: datetime
+    requests: int = 0
+    refusals: int = 0
+    sum_p: float = 0.0
+    histogram: Sequence[int] = ()
+
+    @property
+    def key(self) -> StatKey:
+        return (self.tenant_id, self.policy_version_id, self.category, self.bucket_start)
+
+
+@dataclass
+class StatTotals:
+    """Summed statistics of a category (over versions, and over buckets when `bucket_start` is
+    None)."""
+
+    category: str
+    bucket_start: datetime | None = None
+    requests: int = 0
+    refusals: int = 0
+    sum_p: float = 0.0
+    histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
+
+    @property
+    def refusal_rate(self) -> float | None:
+        return self.refusals / self.requests if self.requests else None
+
+    @property
+    def mean_p(self) -> float | None:
+        return self.sum_p / self.requests if self.requests else None
+
+    def add(self, row: RefusalStat) -> None:
+        self.requests += row.requests
+        self.refusals += row.refusals
+        self.sum_p += row.sum_p
+        self.histogram = add_histograms(self.histogram, row.histogram)
+
+
+def add_histograms(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    """Element-wise sum of two histograms of `HISTOGRAM_BINS` bins."""
+    if len(a) != HISTOGRAM_BINS or len(b) != HISTOGRAM_BINS:
+        raise InvalidStats(f"histograms must have {HISTOGRAM_BINS} bins, got {len(a)}, {len(b)}")
+    return [int(x) + int(y) for x, y in zip(a, b, strict=True)]
+
+
+def _merge(increments: Iterable[StatIncrement]) -> dict[StatKey, StatTotals]:
+    merged: dict[StatKey, StatTotals] = {}
+    for inc in increments:
+        if inc.bucket_start.tzinfo is None:
+            raise InvalidStats("bucket_start must be timezone-aware")
+        if inc.requests < 0 or inc.refusals < 0 or inc.sum_p < 0:
+            raise InvalidStats("increments must not be negative")
+        if inc.histogram and (
+            len(inc.histogram) != HISTOGRAM_BINS or any(int(c) < 0 for c in inc.histogram)
+        ):
+            raise InvalidStats(f"histogram must be {HISTOGRAM_BINS} non-negative counts")
+        key = (*inc.key[:3], inc.bucket_start.astimezone(UTC))
+        total = merged.setdefault(key, StatTotals(inc.category, key[3]))
+        total.requests += inc.requests
+        total.refusals += inc.refusals
+        total.sum_p += inc.sum_p
+        if inc.histogram:
+            total.histogram = add_histograms(total.histogram, inc.histogram)
+    return merged
+
+
+def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) -> int:
+    """Add every increment into its bucket row; returns the number of rows touched.
+
+    Call it in the same transaction that marks the generations succeeded, and only for rows
+    whose `mark_succeeded` returned True, so a redelivered task is not counted twice.
+    """
+    merged = _merge(increments)
+    if not merged:
+        return 0
+    keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3]))
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    empty = [0] * HISTOGRAM_BINS
+    rows = [
+        {
+            "tenant_id": k[0],
+            "policy_version_id": k[1],
+            "category": k[2],
+            "bucket_start": k[3],
+            "requests": 0,
+            "refusals": 0,
+            "sum_p": 0.0,
+            "histogram": empty,
+        }
+        for k in keys
+    ]
+    key_names = [c.key for c in _KEY_COLUMNS]
+    session.execute(
+        insert(RefusalStat).values(rows).on_conflict_do_nothing(index_elements=key_names)
+    )
+    locked = session.scalars(
+        select(RefusalStat)
+        .where(tuple_(*_KEY_COLUMNS).in_(keys))
+        .order_by(*_KEY_COLUMNS)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    for row in locked:
+        total = merged[(row.tenant_id, row.policy_version_id, row.category, row.bucket_start)]
+        row.requests += total.requests
+        row.refusals += total.refusals
+        row.sum_p += total.sum_p
+        row.histogram = add_histograms(row.histogram, total.histogram)
+    session.flush()
+    return len(locked)
+
+
+def _rows(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    start: datetime,
+    end: datetime | None,
+    policy_version_ids: Sequence[uuid.UUID] | None,
+    categories: Sequence[str] | None,
+) -> Sequence[RefusalStat]:
+    stmt = select(RefusalStat).where(
+        RefusalStat.tenant_id == tenant_id, RefusalStat.bucket_start >= start
+    )
+    if end is not None:
+        stmt = stmt.where(RefusalStat.bucket_start < end)
+    if policy_version_ids is not None:
+        stmt = stmt.where(RefusalStat.policy_version_id.in_(policy_version_ids))
+    if categories is not None:
+        stmt = stmt.where(RefusalStat.category.in_(categories))
+    return session.scalars(stmt.order_by(RefusalStat.bucket_start, RefusalStat.category)).all()
+
+
+def read_buckets(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    start: datetime,
+    end: datetime | None = None,
+    policy_version_ids: Sequence[uuid.UUID] | None = None,
+    categories: Sequence[str] | None = None,
+) -> list[StatTotals]:
+    """A tenant's buckets in [start, end), summed over the selected policy versions, ordered by
+    bucket then category."""
+    grouped: dict[tuple[datetime, str], StatTotals] = {}
+    rows = _rows(
+        session,
+        tenant_id=tenant_id,
+        start=start,
+        end=end,
+        policy_version_ids=policy_version_ids,
+        categories=categories,
+    )
+    for row in rows:
+        key = (row.bucket_start, row.category)
+        grouped.setdefault(key, StatTotals(row.category, row.bucket_start)).add(row)
+    return [grouped[k] for k in sorted(grouped)]
+
+
+def category_totals(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    start: datetime,
+    end: datetime | None = None,
+    policy_version_ids: Sequence[uuid.UUID] | None = None,
+    categories: Sequence[str] | None = None,
+) -> dict[str, StatTotals]:
+    """Per category, everything in [start, end) summed (what the auto-tuner reads)."""
+    totals: dict[str, StatTotals] = {}
+    rows = _rows(
+        session,
+        tenant_id=tenant_id,
+        start=start,
+        end=end,
+        policy_version_ids=policy_version_ids,
+        categories=categories,
+    )
+    for row in rows:
+        totals.setdefault(row.category, StatTotals(row.category)).add(row)
+    return totals

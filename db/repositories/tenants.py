@@ -1,0 +1,211 @@
+"""Tenants and their API keys. Plaintext keys are returned once, at creation, never stored."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.api_keys import MalformedKey, generate_key, parse_prefix, verify_key
+from db.actors import SYSTEM
+from db.errors import AlreadyExists, ApiKeyNotFound, TenantNotFound
+from db.models import ROLES, ApiKey, Tenant
+from db.repositories.audit import append_entry
+from db.repositories.common import add_unique
+from db.types import utcnow
+
+DEFAULT_QUOTAS: dict[str, int] = {"requests_per_minute": 600, "max_tokens": 1024}
+#: `last_used_at` is written at most this often per key, so auth is not a write per request.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def create_tenant(
+    *,
+    session: Session,
+    name: str,
+    secret: str,
+    quotas: dict[str, Any] | None = None,
+    actor: str = SYSTEM,
+    key_name: str = "admin",
+) -> tuple[Tenant, str]:
+    """A new tenant and its first `tenant_admin` key; returns the plaintext key (shown once).
+
+    Raises `AlreadyExists` if the name is taken. `secret` is the server secret (settings).
+    """
+    tenant = Tenant(name=name, active=True, quotas={**DEFAULT_QUOTAS, **(quotas or {})})
+    add_unique(session, tenant, lambda: AlreadyExists("tenant", name))
+    append_entry(
+        session=session,
+        tenant_id=tenant.id,
+        actor=actor,
+        action="tenant.create",
+        entity="tenant",
+        entity_id=tenant.id,
+        after={"name": name, "quotas": tenant.quotas},
+    )
+    _, plaintext = create_api_key(
+        session=session,
+        secret=secret,
+        tenant_id=tenant.id,
+        role="tenant_admin",
+        name=key_name,
+        actor=actor,
+    )
+    return tenant, plaintext
+
+
+def get_tenant(*, session: Session, tenant_id: uuid.UUID) -> Tenant:
+    """The tenant with this id, or `TenantNotFound`."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise TenantNotFound(tenant_id)
+    return tenant
+
+
+def get_tenant_by_name(*, session: Session, name: str) -> Tenant:
+    """The tenant with this name, or `TenantNotFound`."""
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise TenantNotFound(name)
+    return tenant
+
+
+def list_tenants(*, session: Session) -> list[Tenant]:
+    """Every tenant, by name."""
+    return list(session.scalars(select(Tenant).order_by(Tenant.name)))
+
+
+def update_tenant(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    actor: str,
+    active: bool | None = None,
+    quotas: dict[str, Any] | None = None,
+) -> Tenant:
+    """Activate/deactivate a tenant or merge new quota values; audited."""
+    tenant = get_tenant(session=session, tenant_id=tenant_id)
+    before = {"active": tenant.active, "quotas": dict(tenant.quotas)}
+    if active is not None:
+        tenant.active = active
+    if quotas is not None:
+        tenant.quotas = {**tenant.quotas, **quotas}
+    session.flush()
+    after = {"active": tenant.active, "quotas": dict(tenant.quotas)}
+    append_entry(
+        session=session,
+        tenant_id=tenant.id,
+        actor=actor,
+        action="tenant.update",
+        entity="tenant",
+        entity_id=tenant.id,
+        before=before,
+        after=after,
+    )
+    return tenant
+
+
+def create_api_key(
+    *,
+    session: Session,
+    secret: str,
+    tenant_id: uuid.UUID | None,
+    role: str,
+    name: str,
+    actor: str = SYSTEM,
+) -> tuple[ApiKey, str]:
+    """A new key for a tenant (or a platform admin key with `tenant_id=None`) and its plaintext."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
+    if (role == "platform_admin") != (tenant_id is None):
+        raise ValueError("platform_admin keys have no tenant; every other key has one")
+    generated = generate_key(server_secret=secret)
+    key = ApiKey(
+        tenant_id=tenant_id,
+        role=role,
+        name=name,
+        prefix=generated.prefix,
+        secret_hash=generated.secret_hash,
+    )
+    session.add(key)
+    session.flush()
+    append_entry(
+        session=session,
+        tenant_id=tenant_id,
+        actor=actor,
+        action="api_key.create",
+        entity="api_key",
+        entity_id=key.id,
+        after={"role": role, "name": name, "prefix": key.prefix},
+    )
+    return key, generated.plaintext
+
+
+def create_platform_admin_key(
+    *, session: Session, secret: str, name: str = "platform-admin", actor: str = SYSTEM
+) -> tuple[ApiKey, str]:
+    """A platform admin key (no tenant) and its plaintext (shown once)."""
+    return create_api_key(
+        session=session,
+        secret=secret,
+        tenant_id=None,
+        role="platform_admin",
+        name=name,
+        actor=actor,
+    )
+
+
+def find_api_key(
+    *, session: Session, presented: str, secret: str, now: datetime | None = None
+) -> ApiKey | None:
+    """The live key matching a presented plaintext, or None.
+
+    Looks up by prefix, compares digests in constant time, rejects revoked keys and keys of
+    inactive tenants, and touches `last_used_at` (at most once per `TOUCH_INTERVAL`).
+    """
+    try:
+        prefix = parse_prefix(presented)
+    except MalformedKey:
+        return None
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or not verify_key(presented, key.secret_hash, server_secret=secret):
+        return None
+    if key.revoked_at is not None or (key.tenant is not None and not key.tenant.active):
+        return None
+    now = now or utcnow()
+    if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL:
+        key.last_used_at = now
+        session.flush()
+    return key
+
+
+def list_api_keys(*, session: Session, tenant_id: uuid.UUID | None) -> list[ApiKey]:
+    """A tenant's keys (`tenant_id` None: platform admin keys), oldest first."""
+    where = ApiKey.tenant_id.is_(None) if tenant_id is None else ApiKey.tenant_id == tenant_id
+    return list(session.scalars(select(ApiKey).where(where).order_by(ApiKey.created_at)))
+
+
+def revoke_api_key(
+    *, session: Session, tenant_id: uuid.UUID | None, key_id: uuid.UUID, actor: str
+) -> ApiKey:
+    """Revoke a key of this tenant (`tenant_id` None: a platform key); idempotent, audited."""
+    where = ApiKey.tenant_id.is_(None) if tenant_id is None else ApiKey.tenant_id == tenant_id
+    key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, where))
+    if key is None:
+        raise ApiKeyNotFound(key_id)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+        append_entry(
+            session=session,
+            tenant_id=key.tenant_id,
+            actor=actor,
+            action="api_key.revoke",
+            entity="api_key",
+            entity_id=key.id,
+            after={"revoked_at": key.revoked_at.isoformat()},
+        )
+    return key

@@ -1,0 +1,143 @@
+"""Generations on PostgreSQL: tenant scoping and idempotent state transitions."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from db.errors import GenerationNotFound
+from db.models import Policy, Tenant
+from db.repositories.generations import (
+    get_generation,
+    list_generations,
+    load_generations,
+    mark_cancelled,
+    mark_failed,
+    mark_running,
+    mark_succeeded,
+)
+from tests.db.factories import make_generation, make_policy, make_tenant
+
+pytestmark = pytest.mark.integration
+
+RESULT = {
+    "output": "[safety] I can't help with that.",
+    "refused": True,
+    "refusal_category": "safety",
+    "probabilities": {"safety": 0.91, "incomplete": 0.01},
+    "summary": {"s": [1.0, 2.0], "m": 0.5, "L": {"1.0": 3.2}},
+    "prompt_tokens": 12,
+    "completion_tokens": 8,
+}
+
+
+TenantPolicy = tuple[Tenant, Policy]
+
+
+@pytest.fixture
+def tenant_policy(db_session: Session) -> TenantPolicy:
+    tenant, _ = make_tenant(db_session)
+    return tenant, make_policy(db_session, tenant)
+
+
+def test_new_generation_is_queued_with_its_request(
+    db_session: Session, tenant_policy: TenantPolicy
+) -> None:
+    tenant, policy = tenant_policy
+    generation = make_generation(db_session, tenant, policy)
+    assert generation.status == "queued"
+    assert generation.policy_version_id == policy.active_version_id
+    assert generation.messages == [{"role": "user", "content": "hello"}]
+    assert generation.created_at.tzinfo is not None
+    assert get_generation(session=db_session, tenant_id=tenant.id, generation_id=generation.id)
+
+
+def test_tenant_b_cannot_read_or_cancel_tenant_a_generation(
+    db_session: Session,
+    tenant_policy: TenantPolicy,
+) -> None:
+    tenant_a, policy = tenant_policy
+    tenant_b, _ = make_tenant(db_session)
+    generation = make_generation(db_session, tenant_a, policy)
+    with pytest.raises(GenerationNotFound):
+        get_generation(session=db_session, tenant_id=tenant_b.id, generation_id=generation.id)
+    assert list_generations(session=db_session, tenant_id=tenant_b.id) == []
+    assert not mark_cancelled(
+        session=db_session, generation_id=generation.id, tenant_id=tenant_b.id
+    )
+    assert generation.status == "queued"
+    assert [g.id for g in list_generations(session=db_session, tenant_id=tenant_a.id)] == [
+        generation.id
+    ]
+
+
+def test_success_is_recorded_once_and_redelivery_is_a_no_op(
+    db_session: Session,
+    tenant_policy: TenantPolicy,
+) -> None:
+    tenant, policy = tenant_policy
+    generation = make_generation(db_session, tenant, policy)
+    assert mark_running(session=db_session, generation_id=generation.id)
+    assert generation.status == "running" and generation.started_at is not None
+    assert not mark_running(session=db_session, generation_id=generation.id)
+    assert mark_succeeded(session=db_session, generation_id=generation.id, **RESULT)
+    assert generation.status == "succeeded"
+    assert generation.refusal_category == "safety"
+    assert generation.probabilities == RESULT["probabilities"]
+    assert generation.finished_at is not None
+    # A redelivered task: nothing moves, nothing is overwritten.
+    assert not mark_running(session=db_session, generation_id=generation.id)
+    changed = dict(RESULT, output="different", refused=False, refusal_category=None)
+    assert not mark_succeeded(session=db_session, generation_id=generation.id, **changed)
+    assert not mark_failed(session=db_session, generation_id=generation.id, error="late")
+    assert not mark_cancelled(session=db_session, generation_id=generation.id)
+    db_session.expire_all()
+    stored = get_generation(session=db_session, tenant_id=tenant.id, generation_id=generation.id)
+    assert (stored.status, stored.output, stored.error) == ("succeeded", RESULT["output"], None)
+
+
+def test_queued_rows_can_fail_or_be_cancelled_directly(
+    db_session: Session,
+    tenant_policy: TenantPolicy,
+) -> None:
+    tenant, policy = tenant_policy
+    failed = make_generation(db_session, tenant, policy)
+    cancelled = make_generation(db_session, tenant, policy)
+    assert mark_failed(session=db_session, generation_id=failed.id, error="CUDA OOM")
+    assert mark_cancelled(session=db_session, generation_id=cancelled.id, tenant_id=tenant.id)
+    assert (failed.status, failed.error) == ("failed", "CUDA OOM")
+    assert cancelled.status == "cancelled"
+    assert not mark_running(session=db_session, generation_id=cancelled.id)
+    assert not mark_succeeded(session=db_session, generation_id=cancelled.id, **RESULT)
+    statuses = {
+        g.id: g.status
+        for g in load_generations(session=db_session, generation_ids=[failed.id, cancelled.id])
+    }
+    assert statuses == {failed.id: "failed", cancelled.id: "cancelled"}
+
+
+def test_unset_json_results_are_sql_null(db_session: Session, tenant_policy: TenantPolicy) -> None:
+    tenant, policy = tenant_policy
+    generation = make_generation(db_session, tenant, policy)
+    result = dict(RESULT, probabilities=None, summary=None)
+    assert mark_succeeded(session=db_session, generation_id=generation.id, **result)
+    nulls = db_session.execute(
+        text("SELECT probabilities IS NULL, summary IS NULL FROM generations WHERE id = :id"),
+        {"id": generation.id},
+    ).one()
+    assert tuple(nulls) == (True, True)
+
+
+def test_listing_pages_newest_first(db_session: Session, tenant_policy: TenantPolicy) -> None:
+    tenant, policy = tenant_policy
+    rows = [make_generation(db_session, tenant, policy) for _ in range(5)]
+    page = list_generations(session=db_session, tenant_id=tenant.id, limit=2)
+    assert [g.id for g in page] == [rows[4].id, rows[3].id]
+    older = list_generations(
+        session=db_session, tenant_id=tenant.id, limit=10, before=page[-1].created_at
+    )
+    assert [g.id for g in older] == [rows[2].id, rows[1].id, rows[0].id]
+    mark_failed(session=db_session, generation_id=rows[0].id, error="x")
+    failed = list_generations(session=db_session, tenant_id=tenant.id, status="failed")
+    assert [g.id for g in failed] == [rows[0].id]
