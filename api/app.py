@@ -1,20 +1,50 @@
-"""The FastAPI application: routers are mounted here; the app never imports torch."""
+"""The FastAPI application: routers, error mapping, request ids. Never imports torch."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import uuid
+from collections.abc import Awaitable, Callable
 
+from fastapi import FastAPI, Request, Response
+
+from api.errors import install_error_handlers
+from api.rate_limit import RateLimiter
+from api.routes import admin, generations, policies, stats
+from api.tasks_client import CeleryTaskSender, TaskSender
 from core.settings import Settings, get_settings
+from db.session import create_session_factory
+
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, task_sender: TaskSender | None = None
+) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="Refusal Control Service", version="0.1.0")
     app.state.settings = settings
+    app.state.session_factory = create_session_factory(settings.sqlalchemy_url)
+    app.state.task_sender = task_sender or CeleryTaskSender(settings)
+    app.state.rate_limiter = RateLimiter()
+    app.state.model_name = settings.model_name
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Every request carries an id (the caller's, or a new one) into tasks and logs."""
+        rid = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        request.state.request_id = rid[:64]
+        response = await call_next(request)
+        response.headers[REQUEST_ID_HEADER] = request.state.request_id
+        return response
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
         """Liveness: the process is up and serving requests."""
         return {"status": "ok"}
 
+    for module in (policies, generations, stats, admin):
+        app.include_router(module.router)
     return app

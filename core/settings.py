@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     batch_flush_ms: int = Field(default=10, ge=0, le=10_000)
+    preload_model: bool = True
     heartbeat_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
@@ -74,6 +75,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def model_name(self) -> str:
+        """The served model's public name: its directory's name (`tiny`, `demo`, ...)."""
+        return self.resolved_model_dir().name
 
     def resolved_model_dir(self) -> Path:
         """The configured model, else the demo model when trained, else the tiny one."""

@@ -1,0 +1,173 @@
+"""Named, versioned refusal policies of the caller's tenant (tenant admins only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response, status
+
+from api.deps import SessionDep, TenantAdmin
+from api.errors import ApiError
+from api.schemas import PolicyIn, PolicyOut, PolicyUpdate, RollbackIn, VersionOut
+from core.policy import parse_rules, to_json
+from db.models import Policy, PolicyVersion
+from db.repositories import policies as repo
+
+router = APIRouter(prefix="/v1/policies", tags=["policies"])
+
+
+def version_out(version: PolicyVersion) -> VersionOut:
+    return VersionOut(
+        version=version.version,
+        mode=version.mode,
+        rules=version.rules,
+        created_by=version.created_by,
+        reason=version.reason,
+        created_at=version.created_at,
+    )
+
+
+def policy_out(policy: Policy) -> PolicyOut:
+    active = policy.active_version
+    return PolicyOut(
+        id=policy.id,
+        name=policy.name,
+        is_default=policy.is_default,
+        active_version=version_out(active) if active is not None else None,
+        created_at=policy.created_at,
+    )
+
+
+def _with_etag(response: Response, policy: Policy) -> None:
+    if policy.active_version is not None:
+        response.headers["ETag"] = f'"{policy.active_version.version}"'
+
+
+def _if_match(value: str | None) -> int | None:
+    """The version number an `If-Match` header names (`"3"`, `W/"3"` or `3`), if any."""
+    if value is None or value.strip() == "*":
+        return None
+    raw = value.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise ApiError(
+            400, "invalid_header", "If-Match must be a policy version number", field="If-Match"
+        )
+    return int(raw)
+
+
+@router.get("")
+def list_policies(principal: TenantAdmin, session: SessionDep) -> list[PolicyOut]:
+    return [
+        policy_out(p)
+        for p in repo.list_policies(session=session, tenant_id=principal.require_tenant())
+    ]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_policy(
+    body: PolicyIn, principal: TenantAdmin, session: SessionDep, response: Response
+) -> PolicyOut:
+    tenant_id = principal.require_tenant()
+    rules = parse_rules({"mode": body.mode, "categories": body.model_dump()["categories"]})
+    is_first = not repo.list_policies(session=session, tenant_id=tenant_id)
+    policy = repo.create_policy(
+        session=session,
+        tenant_id=tenant_id,
+        name=body.name,
+        mode=rules.mode,
+        rules=to_json(rules),
+        actor=principal.actor,
+        reason=body.reason,
+        is_default=body.is_default or is_first,
+    )
+    session.commit()
+    response.headers["Location"] = f"/v1/policies/{policy.name}"
+    _with_etag(response, policy)
+    return policy_out(policy)
+
+
+@router.get("/{name}")
+def get_policy(
+    name: str, principal: TenantAdmin, session: SessionDep, response: Response
+) -> PolicyOut:
+    policy = repo.get_policy_by_name(
+        session=session, tenant_id=principal.require_tenant(), name=name
+    )
+    _with_etag(response, policy)
+    return policy_out(policy)
+
+
+@router.put("/{name}")
+def update_policy(
+    name: str,
+    body: PolicyUpdate,
+    principal: TenantAdmin,
+    session: SessionDep,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> PolicyOut:
+    """A new immutable version, activated at once; a stale `If-Match` is 409, never a lost update."""
+    tenant_id = principal.require_tenant()
+    expected = _if_match(if_match)
+    rules = parse_rules({"mode": body.mode, "categories": body.model_dump()["categories"]})
+    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    repo.create_version(
+        session=session,
+        tenant_id=tenant_id,
+        policy_id=policy.id,
+        mode=rules.mode,
+        rules=to_json(rules),
+        actor=principal.actor,
+        reason=body.reason,
+        expected_active_version=expected,
+    )
+    if body.is_default:
+        repo.mark_default(
+            session=session, tenant_id=tenant_id, policy_id=policy.id, actor=principal.actor
+        )
+    session.commit()
+    session.refresh(policy)
+    _with_etag(response, policy)
+    return policy_out(policy)
+
+
+@router.get("/{name}/versions")
+def list_versions(name: str, principal: TenantAdmin, session: SessionDep) -> list[VersionOut]:
+    tenant_id = principal.require_tenant()
+    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    return [
+        version_out(v)
+        for v in repo.list_versions(session=session, tenant_id=tenant_id, policy_id=policy.id)
+    ]
+
+
+@router.post("/{name}/rollback")
+def rollback(
+    name: str, body: RollbackIn, principal: TenantAdmin, session: SessionDep, response: Response
+) -> PolicyOut:
+    """Re-activate an earlier version (audited); the versions themselves never change."""
+    tenant_id = principal.require_tenant()
+    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = repo.rollback_policy(
+        session=session,
+        tenant_id=tenant_id,
+        policy_id=policy.id,
+        actor=principal.actor,
+        to_version=body.version,
+        reason=body.reason,
+    )
+    session.commit()
+    session.refresh(policy)
+    _with_etag(response, policy)
+    return policy_out(policy)
+
+
+@router.post("/{name}/default")
+def make_default(name: str, principal: TenantAdmin, session: SessionDep) -> PolicyOut:
+    tenant_id = principal.require_tenant()
+    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = repo.mark_default(
+        session=session, tenant_id=tenant_id, policy_id=policy.id, actor=principal.actor
+    )
+    session.commit()
+    return policy_out(policy)

@@ -1,0 +1,103 @@
+"""API fixtures: a migrated PostgreSQL database per module, the real app in-process, real keys.
+
+The API commits for real (a worker process must see its rows), so these tests use their own
+database per module instead of the rolled-back `db_session`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.settings import Settings
+from db.migrate import upgrade
+from db.repositories.tenants import create_api_key, create_platform_admin_key, create_tenant
+from db.session import create_session_factory, session_scope
+from tests.conftest import temporary_pg_database
+
+TEST_SECRET = "test-secret-0123456789abcdef"
+TEST_BROKER = "redis://127.0.0.1:6379/15"
+
+
+@dataclass(frozen=True)
+class TenantKeys:
+    tenant_id: uuid.UUID
+    admin: str
+    client: str
+
+    def headers(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {getattr(self, role)}"}
+
+
+class RecordingSender:
+    """A task sender for API-only tests: records what the API would have sent after commit."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[Any]]] = []
+
+    def send(self, name: str, args: list[Any], *, headers: dict[str, str] | None = None) -> None:
+        self.sent.append((name, args))
+
+
+@pytest.fixture(scope="module")
+def api_db_url(pg_admin_url: str) -> Iterator[str]:
+    with temporary_pg_database(pg_admin_url, label="api") as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def api_settings(api_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        database_url=api_db_url,
+        broker_url=TEST_BROKER,
+        secret_key=TEST_SECRET,
+        environment="test",
+        data_dir=tmp_path_factory.mktemp("data"),
+        model_dir=None,
+    )
+
+
+def make_tenant(settings: Settings, name: str) -> TenantKeys:
+    factory = create_session_factory(settings.sqlalchemy_url)
+    with session_scope(factory) as session:
+        tenant, admin = create_tenant(session=session, name=name, secret=TEST_SECRET)
+        _, client = create_api_key(
+            session=session, secret=TEST_SECRET, tenant_id=tenant.id, role="client", name="client"
+        )
+        return TenantKeys(tenant.id, admin, client)
+
+
+@pytest.fixture(scope="module")
+def platform_key(api_settings: Settings) -> str:
+    factory = create_session_factory(api_settings.sqlalchemy_url)
+    with session_scope(factory) as session:
+        _, plaintext = create_platform_admin_key(session=session, secret=TEST_SECRET, name="ops")
+        return plaintext
+
+
+@pytest.fixture
+def sender() -> RecordingSender:
+    return RecordingSender()
+
+
+@pytest.fixture
+def client(api_settings: Settings, sender: RecordingSender) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings, task_sender=sender)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tenant_a(api_settings: Settings) -> TenantKeys:
+    return make_tenant(api_settings, f"a-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def tenant_b(api_settings: Settings) -> TenantKeys:
+    return make_tenant(api_settings, f"b-{uuid.uuid4().hex[:8]}")
