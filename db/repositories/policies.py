@@ -301,12 +301,10 @@ def rollback_policy(
     policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
     if to_version is None:
         active = _version_number(session, policy.active_version_id)
-        to_version = session.scalar(
-            select(func.max(PolicyVersion.version)).where(
-                PolicyVersion.policy_id == policy_id,
-                PolicyVersion.version < (active if active is not None else 2**31 - 1),
-            )
-        )
+        older = select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy_id)
+        if active is not None:
+            older = older.where(PolicyVersion.version < active)
+        to_version = session.scalar(older)
         if to_version is None:
             raise PolicyVersionNotFound(f"{policy_id}: no version before {active}")
     return activate_version(

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from db.migrate import downgrade, upgrade
+from db.migrate import alembic_config, downgrade, upgrade
 from db.models import Base
 from db.session import create_db_engine
 
@@ -82,3 +83,14 @@ def test_autogenerate_would_detect_a_drifted_model(empty_pg_url: str) -> None:
     finally:
         engine.dispose()
     assert _schema_diff(empty_pg_url), "compare_type must notice a changed column type"
+
+
+def test_every_revision_downgrades_one_step_at_a_time(empty_pg_url: str) -> None:
+    script = ScriptDirectory.from_config(alembic_config(empty_pg_url))
+    revisions = [r.revision for r in reversed(list(script.walk_revisions("base", "heads")))]
+    assert revisions, "there is at least one migration"
+    for revision in revisions:
+        upgrade(empty_pg_url, revision)
+        downgrade(empty_pg_url, "-1")
+        upgrade(empty_pg_url, revision)
+    assert _schema_diff(empty_pg_url) == []
