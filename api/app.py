@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from api.errors import install_error_handlers
 from api.rate_limit import RateLimiter
-from api.routes import admin, generations, policies, stats
+from api.routes import admin, generations, openai_compat, policies, stats
 from api.tasks_client import CeleryTaskSender, TaskSender
 from core.settings import Settings, get_settings
 from db.session import create_session_factory
@@ -45,6 +45,6 @@ def create_app(
         """Liveness: the process is up and serving requests."""
         return {"status": "ok"}
 
-    for module in (policies, generations, stats, admin):
+    for module in (policies, generations, openai_compat, stats, admin):
         app.include_router(module.router)
     return app

@@ -48,6 +48,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "heartbeat": {"task": HEARTBEAT_TASK, "schedule": settings.heartbeat_seconds},
         },
     }
+    if settings.broker_url is not None and settings.broker_url.startswith(("redis://", "rediss://")):
+        config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
     if settings.broker_url is None:
         folder = str(settings.broker_folder)
         config["broker_transport_options"] = {

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     batch_flush_ms: int = Field(default=10, ge=0, le=10_000)
     preload_model: bool = True
+    #: Redis: seconds before a message left unacknowledged by a dead worker is redelivered.
+    visibility_timeout: float = Field(default=3600.0, gt=0)
     heartbeat_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")

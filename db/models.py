@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.histogram import HISTOGRAM_BINS as HISTOGRAM_BINS  # length of refusal_stats.histogram
 from db.types import BigIntId, JSONType, UTCDateTime, utcnow
 
 ROLES = ("platform_admin", "tenant_admin", "client")
@@ -36,9 +37,6 @@ JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 CALIBRATION_TARGET_KINDS = ("traffic", "labelled")
 CALIBRATION_SPLITS = ("calibration", "holdout")
-#: Length of every `refusal_stats.histogram` (fixed log-odds bins; the edges live in core).
-HISTOGRAM_BINS = 64
-
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

@@ -28,7 +28,7 @@ def test_urls_come_from_the_environment(monkeypatch) -> None:
     assert settings.sqlalchemy_url == "postgresql+psycopg://u@db/rcs"
     config = celery_config(settings)
     assert config["broker_url"] == "redis://cache:6379/0"
-    assert "broker_transport_options" not in config
+    assert config["broker_transport_options"] == {"visibility_timeout": 3600.0}
 
 
 @pytest.mark.parametrize("secret", ["local-dev-secret", "changeme", "short"])

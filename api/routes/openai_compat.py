@@ -1,0 +1,185 @@
+"""OpenAI-compatible chat completions and models, so existing OpenAI SDKs work unchanged.
+
+A refusal comes back the OpenAI way (`message.refusal` holds the text, `content` is null) plus
+the extension field `refusal_control` with the category and first-token probabilities. The
+policy is chosen with the extension field `policy` (`extra_body`), else the tenant's default.
+Streaming sends the finished generation as server-sent chunks: the worker decodes a whole batch
+at once, so tokens are not streamed as they are produced.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import SessionDep, TenantMember
+from api.errors import ApiError
+from api.routes.generations import submit_generation, wait_for_final
+from api.schemas import GenerationIn
+from db.models import FINAL_STATUSES, Generation
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+SYNC_TIMEOUT_SECONDS = 120.0
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def plain(self) -> dict[str, str]:
+        text = (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        )
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class ChatCompletionIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=64)
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    n: int = Field(default=1, ge=1, le=1)
+    stream: bool = False
+    policy: str | None = Field(default=None, max_length=100, description="extension: policy name")
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "refusal-control-service"}
+
+
+@router.get("/models")
+def list_models(request: Request, principal: TenantMember) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card(request.app.state.model_name)]}
+
+
+@router.get("/models/{model}")
+def get_model(model: str, request: Request, principal: TenantMember) -> dict[str, Any]:
+    if model != request.app.state.model_name:
+        raise ApiError(404, "model_not_found", f"model {model!r} is not served here", field="model")
+    return _model_card(model)
+
+
+def _finish_reason(row: Generation) -> str:
+    limit = int((row.params or {}).get("max_tokens", 0))
+    return (
+        "length" if row.completion_tokens is not None and row.completion_tokens >= limit else "stop"
+    )
+
+
+def _extension(row: Generation) -> dict[str, Any]:
+    return {
+        "generation_id": str(row.id),
+        "policy_version_id": str(row.policy_version_id),
+        "refused": row.refused,
+        "category": row.refusal_category,
+        "probabilities": row.probabilities,
+    }
+
+
+def completion_body(row: Generation) -> dict[str, Any]:
+    refused = bool(row.refused)
+    return {
+        "id": f"chatcmpl-{row.id}",
+        "object": "chat.completion",
+        "created": int(row.created_at.timestamp()),
+        "model": row.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None if refused else row.output,
+                    "refusal": row.output if refused else None,
+                },
+                "finish_reason": _finish_reason(row),
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": row.prompt_tokens or 0,
+            "completion_tokens": row.completion_tokens or 0,
+            "total_tokens": (row.prompt_tokens or 0) + (row.completion_tokens or 0),
+        },
+        "refusal_control": _extension(row),
+    }
+
+
+def _chunks(row: Generation) -> Iterator[str]:
+    base = {
+        "id": f"chatcmpl-{row.id}",
+        "object": "chat.completion.chunk",
+        "created": int(row.created_at.timestamp()),
+        "model": row.model,
+    }
+    key = "refusal" if row.refused else "content"
+    deltas = [
+        ({"role": "assistant", "content": "" if not row.refused else None}, None),
+        ({key: row.output or ""}, None),
+        ({}, _finish_reason(row)),
+    ]
+    for i, (delta, finish) in enumerate(deltas):
+        chunk = {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        if i == len(deltas) - 1:
+            chunk["refusal_control"] = _extension(row)
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionIn, request: Request, principal: TenantMember, session: SessionDep
+) -> dict[str, Any] | StreamingResponse:
+    if body.model != request.app.state.model_name:
+        raise ApiError(
+            404, "model_not_found", f"model {body.model!r} is not served here", field="model"
+        )
+    native = GenerationIn(
+        messages=[m.plain() for m in body.messages],
+        max_tokens=body.max_completion_tokens or body.max_tokens or 256,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        policy=body.policy,
+    )
+    started = time.monotonic()
+    row = await run_in_threadpool(
+        submit_generation, request, session, principal, native, policy=body.policy
+    )
+    row = await wait_for_final(request.app.state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)
+    if row.status not in FINAL_STATUSES:
+        raise ApiError(
+            504,
+            "timeout",
+            f"generation {row.id} not finished after {time.monotonic() - started:.0f}s; poll /v1/generations/{row.id}",
+        )
+    if row.status != "succeeded":
+        raise ApiError(
+            502 if row.status == "failed" else 409,
+            row.status,
+            row.error or f"generation {row.status}",
+        )
+    if body.stream:
+        return StreamingResponse(_chunks(row), media_type="text/event-stream")
+    return completion_body(row)

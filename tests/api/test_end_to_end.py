@@ -1,0 +1,320 @@
+"""End to end on real parts: the API in-process, a real Celery worker process on Redis, PostgreSQL
+and the tiny model. Includes killing a worker mid-batch (acks_late redelivery, no double count)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.app import create_app
+from api.tasks_client import CeleryTaskSender
+from core.categories import CATEGORIES
+from core.queue import GENERATE_TASK, celery_config
+from core.settings import Settings
+from db.models import Generation, RefusalStat
+from db.session import create_session_factory
+from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys
+from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = [
+    "How do I make a pipe bomb at home?",
+    "What is the capital of France?",
+    "Write a haiku about autumn leaves.",
+    "What do you personally feel when you are lonely?",
+    "Why did Einstein win the Nobel prize for relativity?",
+    "Draw me a picture of a cat.",
+    "What will the stock market do next year?",
+    "Tell me the home address of my neighbour.",
+]
+
+
+@pytest.fixture(scope="module")
+def e2e_settings(api_settings: Settings) -> Settings:
+    return api_settings.model_copy(update={"broker_url": TEST_BROKER})
+
+
+@pytest.fixture(scope="module")
+def worker_environment(
+    e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    flush_broker(TEST_BROKER)
+    return worker_env(
+        database_url=e2e_settings.sqlalchemy_url,
+        broker_url=TEST_BROKER,
+        data_dir=tmp_path_factory.mktemp("worker"),
+        secret=TEST_SECRET,
+        RCS_VISIBILITY_TIMEOUT="4",
+        RCS_BATCH_FLUSH_MS="50",
+    )
+
+
+@pytest.fixture(scope="module")
+def running_worker(
+    worker_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """One worker for the tests that do not kill theirs; yields its log file."""
+    log = tmp_path_factory.mktemp("shared-worker") / "worker.log"
+    proc = start_worker(worker_environment, log, name="shared")
+    yield log
+    stop_worker(proc)
+
+
+@pytest.fixture
+def live_client(e2e_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(e2e_settings, task_sender=CeleryTaskSender(e2e_settings))) as client:
+        yield client
+
+
+def _policy(client: TestClient, keys: TenantKeys, name: str, body: dict) -> None:
+    response = client.post("/v1/policies", json={"name": name, **body}, headers=keys.headers())
+    assert response.status_code == 201, response.text
+
+
+def _wait_all_final(settings: Settings, ids: list[str], timeout: float = 180) -> list[Generation]:
+    factory = create_session_factory(settings.sqlalchemy_url)
+    deadline = time.monotonic() + timeout
+    wanted = [uuid.UUID(i) for i in ids]
+    while True:
+        with factory() as session:
+            rows = list(session.scalars(select(Generation).where(Generation.id.in_(wanted))))
+        if (
+            all(r.status in ("succeeded", "failed", "cancelled") for r in rows)
+            or time.monotonic() > deadline
+        ):
+            return rows
+        time.sleep(0.2)
+
+
+def _stat_requests(settings: Settings, tenant_id: uuid.UUID) -> dict[str, int]:
+    factory = create_session_factory(settings.sqlalchemy_url)
+    with factory() as session:
+        rows = session.execute(
+            select(RefusalStat.category, func.sum(RefusalStat.requests))
+            .where(RefusalStat.tenant_id == tenant_id)
+            .group_by(RefusalStat.category)
+        ).all()
+    return {c: int(n) for c, n in rows}
+
+
+def test_mixed_tenants_batch_through_a_real_worker(
+    live_client: TestClient,
+    e2e_settings: Settings,
+    worker_environment: dict[str, str],
+    tenant_a: TenantKeys,
+    tenant_b: TenantKeys,
+    tmp_path: Path,
+) -> None:
+    # Tenant A never refuses (every category off); tenant B refuses whenever p_safety >= 0.
+    _policy(
+        live_client,
+        tenant_a,
+        "open",
+        {"mode": "bias", "categories": {c: {"bias": "off"} for c in CATEGORIES}},
+    )
+    _policy(
+        live_client,
+        tenant_b,
+        "strict",
+        {"mode": "threshold", "categories": {"safety": {"threshold": 0.0}}},
+    )
+    worker = start_worker(worker_environment, tmp_path / "worker.log")
+    try:
+        ids = []
+        for keys in (tenant_a, tenant_b):
+            for prompt in PROMPTS:
+                response = live_client.post(
+                    "/v1/generations",
+                    json={"prompt": prompt, "max_tokens": 8},
+                    headers=keys.headers("client"),
+                )
+                assert response.status_code == 202, response.text
+                assert response.headers["Location"].endswith(response.json()["id"])
+                ids.append(response.json()["id"])
+        rows = _wait_all_final(e2e_settings, ids)
+    finally:
+        stop_worker(worker)
+    log = (tmp_path / "worker.log").read_text()
+    assert all(r.status == "succeeded" for r in rows), [(r.status, r.error) for r in rows]
+    by_tenant = {tenant_a.tenant_id: [], tenant_b.tenant_id: []}
+    for row in rows:
+        by_tenant[row.tenant_id].append(row)
+        assert set(row.probabilities) == set(CATEGORIES)
+        assert row.completion_tokens is not None and row.completion_tokens >= 1
+    assert not any(r.refused for r in by_tenant[tenant_a.tenant_id])
+    assert all(r.refused and r.refusal_category == "safety" for r in by_tenant[tenant_b.tenant_id])
+    # Rows of both tenants shared engine batches.
+    assert "batch of" in log
+    assert _stat_requests(e2e_settings, tenant_a.tenant_id) == dict.fromkeys(
+        CATEGORIES, len(PROMPTS)
+    )
+
+    # Synchronous call: wait=true returns the finished row.
+    worker = start_worker(worker_environment, tmp_path / "worker2.log", name="w2")
+    try:
+        sync = live_client.post(
+            "/v1/generations",
+            json={
+                "prompt": "Name three primary colours.",
+                "max_tokens": 4,
+                "wait": True,
+                "timeout": 60,
+            },
+            headers=tenant_a.headers("client"),
+        )
+    finally:
+        stop_worker(worker)
+    assert sync.status_code == 200, sync.text
+    assert sync.json()["status"] == "succeeded"
+    assert sync.json()["timings"]["total_ms"] > 0
+
+
+def test_worker_killed_mid_batch_loses_nothing_and_counts_once(
+    live_client: TestClient,
+    e2e_settings: Settings,
+    worker_environment: dict[str, str],
+    tenant_a: TenantKeys,
+    tmp_path: Path,
+) -> None:
+    _policy(live_client, tenant_a, "default", {"mode": "bias"})
+    n = 24
+    ids = []
+    for i in range(n):
+        response = live_client.post(
+            "/v1/generations",
+            json={
+                "prompt": f"{PROMPTS[i % len(PROMPTS)]} ({i})",
+                "max_tokens": 256,
+                "temperature": 1.0,
+                "seed": i,
+            },
+            headers=tenant_a.headers("client"),
+        )
+        assert response.status_code == 202
+        ids.append(response.json()["id"])
+    factory = create_session_factory(e2e_settings.sqlalchemy_url)
+    first = start_worker(worker_environment, tmp_path / "first.log", name="first")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with factory() as session:
+                running = session.scalar(
+                    select(func.count()).where(
+                        Generation.status == "running", Generation.tenant_id == tenant_a.tenant_id
+                    )
+                )
+            if running:
+                break
+            time.sleep(0.05)
+        assert running, "the first worker never started a batch"
+    finally:
+        stop_worker(first, kill=True)  # SIGKILL mid-batch: nothing acknowledged
+    with factory() as session:
+        statuses = [
+            r.status
+            for r in session.scalars(
+                select(Generation).where(Generation.tenant_id == tenant_a.tenant_id)
+            )
+        ]
+    assert "running" in statuses  # really killed mid-batch, before results were written
+
+    second = start_worker(worker_environment, tmp_path / "second.log", name="second")
+    try:
+        rows = _wait_all_final(e2e_settings, ids, timeout=300)
+        assert all(r.status == "succeeded" for r in rows), [(r.status, r.error) for r in rows]
+        counts = _stat_requests(e2e_settings, tenant_a.tenant_id)
+        assert counts == dict.fromkeys(CATEGORIES, n)
+
+        # A duplicate delivery of finished work changes nothing.
+        client = Celery("dup")
+        client.conf.update(celery_config(e2e_settings))
+        for gid in ids[:4]:
+            client.send_task(GENERATE_TASK, args=[gid])
+        time.sleep(3)
+        assert _stat_requests(e2e_settings, tenant_a.tenant_id) == counts
+    finally:
+        stop_worker(second)
+
+
+def test_openai_sdk_plain_streamed_and_refusal(
+    live_client: TestClient, running_worker: Path, tenant_a: TenantKeys
+) -> None:
+    from openai import NotFoundError, OpenAI
+
+    _policy(live_client, tenant_a, "default", {"mode": "bias"})
+    _policy(
+        live_client,
+        tenant_a,
+        "always-safety",
+        {"mode": "threshold", "categories": {"safety": {"threshold": 0.0}}},
+    )
+    sdk = OpenAI(
+        base_url="http://testserver/v1",
+        api_key=tenant_a.client,
+        http_client=live_client,
+        max_retries=0,
+    )
+    models = sdk.models.list()
+    served = models.data[0].id
+    assert [m.id for m in models.data] == [served]
+
+    plain = sdk.chat.completions.create(
+        model=served,
+        messages=[{"role": "user", "content": "Name three primary colours."}],
+        max_tokens=8,
+        temperature=0,
+        extra_body={"policy": "default"},
+    )
+    assert plain.object == "chat.completion"
+    assert plain.choices[0].message.role == "assistant"
+    assert plain.usage is not None and plain.usage.completion_tokens >= 1
+    extension = plain.model_extra["refusal_control"]
+    assert set(extension["probabilities"]) == set(CATEGORIES)
+    if extension["refused"]:
+        assert (
+            plain.choices[0].message.content is None
+            and plain.choices[0].message.refusal is not None
+        )
+    else:
+        assert (
+            plain.choices[0].message.refusal is None
+            and plain.choices[0].message.content is not None
+        )
+
+    refused = sdk.chat.completions.create(
+        model=served,
+        messages=[{"role": "user", "content": "Name three primary colours."}],
+        max_tokens=8,
+        extra_body={"policy": "always-safety"},
+    )
+    assert refused.choices[0].message.content is None
+    assert refused.choices[0].message.refusal is not None
+    assert refused.model_extra["refusal_control"]["category"] == "safety"
+
+    stream = sdk.chat.completions.create(
+        model=served,
+        messages=[{"role": "user", "content": "Name three primary colours."}],
+        max_tokens=8,
+        temperature=0,
+        stream=True,  # the tenant's default policy is "default": the same greedy answer
+    )
+    chunks = list(stream)
+    text = "".join(
+        (c.choices[0].delta.content or "") + (getattr(c.choices[0].delta, "refusal", None) or "")
+        for c in chunks
+    )
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert text == (plain.choices[0].message.content or plain.choices[0].message.refusal)
+
+    with pytest.raises(NotFoundError):
+        sdk.chat.completions.create(
+            model="gpt-unknown", messages=[{"role": "user", "content": "hi"}]
+        )
