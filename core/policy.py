@@ -1,0 +1,135 @@
+"""Refusal policy rules: per-category bias/threshold settings, their validation and compilation.
+
+A policy version stores `PolicyRules` as JSON (`to_json`); workers compile it into per-category
+vectors in `CATEGORIES` order (`bias_vector`, `threshold_vector`). Every validation error names
+the offending field as a dotted path so the API can point at it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from core.categories import CATEGORIES, UnknownCategory
+
+BIAS_OFF = "off"
+
+
+class InvalidPolicy(ValueError):
+    """Policy rules that cannot be served; `field` is the dotted path of the offending value."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+def _parse_bias(value: Any) -> float | Literal["off"]:
+    """A finite number, or "off" (the category's refusal token is never emitted, bias -inf)."""
+    if isinstance(value, str) and value == BIAS_OFF:
+        return BIAS_OFF
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError('bias must be a number or "off"')
+    if not math.isfinite(value):
+        raise ValueError(f'bias must be finite, got {value}; use "off" to switch the category off')
+    return float(value)
+
+
+def _known_category(name: str) -> str:
+    if name not in CATEGORIES:
+        raise UnknownCategory(name)
+    return name
+
+
+Bias = Annotated[
+    float | Literal["off"],
+    PlainValidator(_parse_bias, json_schema_input_type=float | Literal["off"]),
+]
+UnitFloat = Annotated[float, Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False)]
+StrictBool = Annotated[bool, Field(strict=True)]
+CategoryName = Annotated[str, AfterValidator(_known_category)]
+
+
+class CategoryRule(BaseModel):
+    """How one category is steered; `min/max_threshold` bound what the auto-tuner may choose."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: StrictBool = True
+    bias: Bias = 0.0
+    threshold: UnitFloat = 0.5
+    target_rate: UnitFloat | None = None
+    auto_tune: StrictBool = False
+    min_threshold: UnitFloat = 0.0
+    max_threshold: UnitFloat = 1.0
+
+    @field_validator("max_threshold")
+    @classmethod
+    def _bounds_ordered(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_threshold")
+        if low is not None and value < low:
+            raise ValueError(f"max_threshold ({value}) must be >= min_threshold ({low})")
+        return value
+
+
+class PolicyRules(BaseModel):
+    """A policy version's rules; after parsing every category is present, in `CATEGORIES` order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["bias", "threshold"]
+    categories: dict[CategoryName, CategoryRule] = Field(default_factory=dict)
+
+    @field_validator("categories")
+    @classmethod
+    def _fill_defaults(cls, value: dict[str, CategoryRule]) -> dict[str, CategoryRule]:
+        return {name: value.get(name, CategoryRule()) for name in CATEGORIES}
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc if part != "[key]")
+
+
+def parse_rules(data: Any) -> PolicyRules:
+    """Validate stored or submitted rules; raise `InvalidPolicy` naming the first bad field."""
+    try:
+        return PolicyRules.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidPolicy(_field_path(first["loc"]), message) from None
+
+
+def to_json(rules: PolicyRules) -> dict[str, Any]:
+    """Plain JSON-ready dict (a switched-off bias stays the string "off"); `parse_rules` inverts it."""
+    return rules.model_dump(mode="json")
+
+
+def bias_vector(rules: PolicyRules) -> np.ndarray:
+    """(C,) float64 logit biases in `CATEGORIES` order; -inf for "off" or disabled categories."""
+    out = np.zeros(len(CATEGORIES), dtype=np.float64)
+    for i, name in enumerate(CATEGORIES):
+        rule = rules.categories.get(name, CategoryRule())
+        out[i] = -np.inf if not rule.enabled or rule.bias == BIAS_OFF else float(rule.bias)
+    return out
+
+
+def threshold_vector(rules: PolicyRules) -> np.ndarray:
+    """(C,) float64 probability thresholds in `CATEGORIES` order; +inf (never met) when disabled."""
+    out = np.zeros(len(CATEGORIES), dtype=np.float64)
+    for i, name in enumerate(CATEGORIES):
+        rule = rules.categories.get(name, CategoryRule())
+        out[i] = rule.threshold if rule.enabled else np.inf
+    return out
