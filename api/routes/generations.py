@@ -14,7 +14,7 @@ from api.deps import CLIENT, Principal, SessionDep, TenantMember
 from api.errors import ApiError
 from api.schemas import GenerationIn, GenerationOut
 from core.queue import GENERATE_TASK
-from db.errors import GenerationNotFound
+from db.errors import GenerationNotFound, PolicyNotFound
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.policies import resolve_active_version
@@ -88,7 +88,10 @@ def submit_generation(
     request.app.state.rate_limiter.check(
         tenant_id, int(tenant.quotas.get("requests_per_minute", 600))
     )
-    version = resolve_active_version(session=session, tenant_id=tenant_id, policy_name=policy)
+    try:
+        version = resolve_active_version(session=session, tenant_id=tenant_id, policy_name=policy)
+    except PolicyNotFound as exc:  # name the bad field, like any other invalid input
+        raise ApiError(404, "not_found", str(exc), field="policy") from exc
     row = repo.create_generation(
         session=session,
         tenant_id=tenant_id,

@@ -39,13 +39,13 @@ def get_stats(
 ) -> dict[str, Any]:
     """Requests, refusals and rate per category over [start, end) in `bucket`-second buckets."""
     tenant_id = principal.require_tenant()
-    end = end or utcnow()
-    start = start or end - timedelta(days=1)
-    for name, value in (("start", start), ("end", end)):
-        if value.tzinfo is None:
+    for name, value in (("start", start), ("end", end)):  # before defaults derive from them
+        if value is not None and value.tzinfo is None:
             raise ApiError(
                 422, "validation_error", "timestamps need a time zone (e.g. Z)", field=name
             )
+    end = end or utcnow()
+    start = start or end - timedelta(days=1)
     if start >= end:
         raise ApiError(422, "validation_error", "start must be before end", field="start")
     if bucket % BUCKET_SECONDS:
