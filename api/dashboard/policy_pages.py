@@ -1,0 +1,139 @@
+"""Policies: active version per policy, version history, a diff of two versions, rollback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.dashboard.auth import ViewerDep, check_csrf
+from api.dashboard.render import error_page, page
+from api.deps import SessionDep
+from core.categories import CATEGORIES
+from db.errors import NotFound
+from db.models import PolicyVersion
+from db.repositories import policies as repo
+
+router = APIRouter(prefix="/dashboard/policies", include_in_schema=False)
+RULE_FIELDS = (
+    "enabled",
+    "bias",
+    "threshold",
+    "target_rate",
+    "auto_tune",
+    "min_threshold",
+    "max_threshold",
+)
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    category: str
+    field: str
+    a: Any
+    b: Any
+
+    @property
+    def changed(self) -> bool:
+        return self.a != self.b
+
+
+def diff_versions(a: PolicyVersion, b: PolicyVersion) -> list[DiffRow]:
+    """Every rule field of every category (and the mode), side by side."""
+    rows = [DiffRow("(policy)", "mode", a.mode, b.mode)]
+    rules_a = a.rules.get("categories", {})
+    rules_b = b.rules.get("categories", {})
+    for category in CATEGORIES:
+        ra, rb = rules_a.get(category, {}), rules_b.get(category, {})
+        rows.extend(DiffRow(category, f, ra.get(f), rb.get(f)) for f in RULE_FIELDS)
+    return rows
+
+
+@router.get("", response_class=HTMLResponse)
+def policy_list(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    tenant_id = viewer.require_tenant()
+    policies = repo.list_policies(session=session, tenant_id=tenant_id)
+    counts = {
+        p.id: len(repo.list_versions(session=session, tenant_id=tenant_id, policy_id=p.id))
+        for p in policies
+    }
+    return page(request, "policies.html", viewer, policies=policies, counts=counts)
+
+
+def _pick(versions: list[PolicyVersion], number: int | None) -> PolicyVersion | None:
+    return next((v for v in versions if v.version == number), None)
+
+
+@router.get("/{name}", response_class=HTMLResponse)
+def policy_detail(
+    request: Request,
+    name: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    a: int | None = None,
+    b: int | None = None,
+) -> Response:
+    """History of one policy and a diff between versions `a` and `b` (default: the active
+    version against the one before it)."""
+    tenant_id = viewer.require_tenant()
+    try:
+        policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    except NotFound:
+        return error_page(request, viewer, 404, "Policy not found", f"No policy named {name!r}.")
+    versions = repo.list_versions(session=session, tenant_id=tenant_id, policy_id=policy.id)
+    active = policy.active_version.version if policy.active_version else None
+    b = b if b is not None else active
+    if a is None and b is not None:
+        older = [v.version for v in versions if v.version < b]
+        a = older[-1] if older else b
+    va, vb = _pick(versions, a), _pick(versions, b)
+    diff = diff_versions(va, vb) if va is not None and vb is not None else []
+    return page(
+        request,
+        "policy.html",
+        viewer,
+        nav="policies",
+        policy=policy,
+        versions=list(reversed(versions)),
+        active=active,
+        a=a,
+        b=b,
+        diff=diff,
+        changed=sum(r.changed for r in diff),
+        categories=CATEGORIES,
+        notice=request.query_params.get("notice"),
+    )
+
+
+@router.post("/{name}/rollback")
+def rollback(
+    request: Request,
+    name: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    version: Annotated[int, Form()],
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Re-activate an earlier version (audited, with this key as the actor)."""
+    check_csrf(viewer, csrf)
+    tenant_id = viewer.require_tenant()
+    try:
+        policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+        repo.rollback_policy(
+            session=session,
+            tenant_id=tenant_id,
+            policy_id=policy.id,
+            actor=viewer.actor,
+            to_version=version,
+            reason="rollback from the dashboard",
+        )
+    except NotFound as exc:
+        session.rollback()
+        return error_page(request, viewer, 404, "Rollback failed", str(exc))
+    session.commit()
+    return RedirectResponse(
+        f"/dashboard/policies/{quote(name)}?notice=Version+{version}+is+now+active", status_code=303
+    )

@@ -1,0 +1,65 @@
+"""Template rendering for the dashboard: one Jinja2 environment, pages and error pages."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from api.dashboard.auth import Viewer
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+def _when(value: datetime | None) -> str:
+    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _compact_json(value: Any) -> str:
+    return "" if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["pct"] = _pct
+templates.env.filters["compact_json"] = _compact_json
+
+
+def page(
+    request: Request,
+    name: str,
+    viewer: Viewer | None,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render `name` with the viewer (for the header, tenant and CSRF token) and `context`."""
+    context.setdefault("nav", name.removesuffix(".html"))
+    return templates.TemplateResponse(
+        request, name, {"viewer": viewer, **context}, status_code=status_code
+    )
+
+
+def error_page(
+    request: Request, viewer: Viewer | None, status_code: int, title: str, message: str
+) -> HTMLResponse:
+    """An error shown as a page (never a blank one, never raw JSON)."""
+    return page(
+        request,
+        "error.html",
+        viewer,
+        status_code=status_code,
+        title=title,
+        message=message,
+        nav="error",
+    )

@@ -1,0 +1,116 @@
+"""Prometheus metrics of the API process: requests by route template and status, generations the
+API saw finish by outcome and category, and the broker's queue depths (read at scrape time).
+
+One registry per process (module level), so building several apps in one test process is fine.
+Run one uvicorn worker per container (scale with replicas) so a scrape sees the whole process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from core.queue import QUEUES
+from core.settings import Settings
+from db.models import Generation
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+HTTP_REQUESTS = Counter(
+    "rcs_http_requests",
+    "HTTP requests by method, route template and status code.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "rcs_http_request_duration_seconds",
+    "HTTP request duration by method and route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+    registry=REGISTRY,
+)
+API_GENERATIONS = Counter(
+    "rcs_api_generations",
+    "Generations a synchronous API call saw end, by outcome and refusal category "
+    "('respond' when answered, 'none' when not succeeded).",
+    ["outcome", "category"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "rcs_queue_depth",
+    "Messages waiting in each broker queue (Redis only; -1 when unreadable).",
+    ["queue"],
+    registry=REGISTRY,
+)
+
+access_log = logging.getLogger("rcs.access")
+
+
+def route_template(request: Request) -> str:
+    """The matched route's path template (`/v1/policies/{name}`), never the raw path."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+async def observe_request(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Count and time every request under its route template, and log one JSON access line."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = route_template(request)
+        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+        access_log.info(
+            "%s %s %d",
+            request.method,
+            request.url.path,
+            status,
+            extra={"route": route, "status": status, "duration_ms": round(elapsed * 1e3, 2)},
+        )
+
+
+def observe_generation(row: Generation) -> None:
+    """Count a generation an API call waited for: its final status, or `timeout`."""
+    if row.status in ("queued", "running"):
+        API_GENERATIONS.labels("timeout", "none").inc()
+        return
+    category = "none"
+    if row.status == "succeeded":
+        category = row.refusal_category or "respond"
+    API_GENERATIONS.labels(row.status, category).inc()
+
+
+def _read_queue_depths(settings: Settings) -> None:
+    url = settings.broker_url
+    if url is None or not url.startswith(("redis://", "rediss://")):
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        with client.pipeline() as pipe:
+            for queue in QUEUES:
+                pipe.llen(queue)
+            depths = pipe.execute()
+        for queue, depth in zip(QUEUES, depths, strict=True):
+            QUEUE_DEPTH.labels(queue).set(depth)
+    except Exception:  # a scrape must not fail because the broker is down; /readyz says why
+        for queue in QUEUES:
+            QUEUE_DEPTH.labels(queue).set(-1)
+
+
+def render_metrics(settings: Settings) -> bytes:
+    """The exposition text of this process's registry, with fresh queue depths."""
+    _read_queue_depths(settings)
+    return generate_latest(REGISTRY)

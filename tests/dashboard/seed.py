@@ -1,0 +1,167 @@
+"""Real data for dashboard tests, written through the repositories: a tenant with a policy of
+three versions activated at different times, 24 hours of statistics, calibration runs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from core.categories import CATEGORIES
+from core.histogram import histogram_of
+from core.policy import parse_rules, to_json
+from db.models import AuditEntry
+from db.repositories import calibrations as runs
+from db.repositories import policies
+from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats
+from db.types import utcnow
+
+#: (hours before now when activated, safety threshold, safety target) for v1, v2, v3.
+VERSIONS = ((20, 0.45, 0.30), (12, 0.38, 0.40), (5, 0.35, 0.45))
+STAT_HOURS = 18  # hourly buckets with traffic, ending at the current hour
+
+
+@dataclass(frozen=True)
+class Seeded:
+    tenant_id: uuid.UUID
+    policy_id: uuid.UUID
+    policy_name: str
+    hourly_points: int
+
+
+def _rules(threshold: float, target: float) -> dict:
+    cats = {c: {"threshold": 0.5, "target_rate": 0.1} for c in CATEGORIES}
+    cats["safety"] = {"threshold": threshold, "target_rate": target}
+    return to_json(parse_rules({"mode": "threshold", "categories": cats}))
+
+
+def seed_policy_and_stats(session: Session, tenant_id: uuid.UUID, name: str = "default") -> Seeded:
+    """Policy `name` with v1..v3 (v3 active) and `STAT_HOURS` hourly buckets of traffic."""
+    now = utcnow()
+    policy = policies.create_policy(
+        session=session,
+        tenant_id=tenant_id,
+        name=name,
+        mode="threshold",
+        rules=_rules(*VERSIONS[0][1:]),
+        actor="system",
+        reason="first policy",
+        is_default=True,
+    )
+    version_ids = [policy.active_version_id]
+    for _, tau, target in VERSIONS[1:]:
+        v = policies.create_version(
+            session=session,
+            tenant_id=tenant_id,
+            policy_id=policy.id,
+            mode="threshold",
+            rules=_rules(tau, target),
+            actor="system",
+            reason=f"safety threshold {tau}",
+        )
+        version_ids.append(v.id)
+    # Spread the activations over the last day, as if they had happened then.
+    entries = session.query(AuditEntry).filter(
+        AuditEntry.tenant_id == tenant_id,
+        AuditEntry.entity == "policy",
+        AuditEntry.entity_id == str(policy.id),
+        AuditEntry.action.in_(("policy.create", "policy.version.create")),
+    )
+    for entry in entries:
+        hours = VERSIONS[int(entry.after["active_version"]) - 1][0]
+        session.execute(
+            update(AuditEntry)
+            .where(AuditEntry.id == entry.id)
+            .values(created_at=now - timedelta(hours=hours))
+        )
+    rng = np.random.default_rng(7)
+    increments = []
+    current_hour = floor_to_bucket(now, seconds=3600)
+    for h in range(STAT_HOURS):
+        at = current_hour - timedelta(hours=STAT_HOURS - 1 - h)
+        age_hours = (now - at).total_seconds() / 3600
+        index = max(i for i, v in enumerate(VERSIONS) if v[0] >= age_hours or i == 0)
+        tau = VERSIONS[index][1]
+        n = 40 + 10 * (h % 5)
+        for category in CATEGORIES:
+            a, b = (2.0, 3.5) if category == "safety" else (1.0, 6.0)
+            p = rng.beta(a, b, size=n)
+            limit = tau if category == "safety" else 0.5
+            increments.append(
+                StatIncrement(
+                    tenant_id=tenant_id,
+                    policy_version_id=version_ids[index],
+                    category=category,
+                    bucket_start=at,
+                    requests=n,
+                    refusals=int((p >= limit).sum()),
+                    sum_p=float(p.sum()),
+                    histogram=histogram_of(p),
+                )
+            )
+    increment_stats(session=session, increments=increments)
+    session.flush()
+    return Seeded(tenant_id, policy.id, name, STAT_HOURS)
+
+
+def calibration_result(targets: dict[str, float]) -> dict:
+    """A result in the service's shape: a curve per category, the chosen value and its rate."""
+    out = {}
+    for category, target in targets.items():
+        xs = np.linspace(0.02, 0.98, 25)
+        rates = 1 - xs**0.6
+        i = int(np.argmin(np.abs(rates - target)))
+        out[category] = {
+            "value": round(float(xs[i]), 4),
+            "rate": float(rates[i]),
+            "target": target,
+            "curve": [[float(x), float(r)] for x, r in zip(xs, rates, strict=True)],
+            "tpr": 0.91 if category == "safety" else None,
+            "fpr": 0.04 if category == "safety" else None,
+            "feasible": True,
+        }
+    return {"categories": out, "control_error": dict.fromkeys(targets, 0.012)}
+
+
+def seed_calibration_run(
+    session: Session, seeded: Seeded, *, total: int = 40, targets: dict[str, float] | None = None
+) -> uuid.UUID:
+    """A queued run with `total` prompts, as the API would have created it."""
+    targets = targets or {"safety": 0.5, "incomplete": 0.2}
+    run = runs.create_run(
+        session=session,
+        tenant_id=seeded.tenant_id,
+        policy_id=seeded.policy_id,
+        targets=targets,
+        method="threshold",
+        target_kind="labelled",
+    )
+    runs.add_items(
+        session=session,
+        run_id=run.id,
+        items=[runs.NewCalibrationItem(prompt=f"prompt {i}", label="safety") for i in range(total)],
+    )
+    return run.id
+
+
+def finish_calibration_run(session: Session, seeded: Seeded, run_id: uuid.UUID) -> int:
+    """Store a result and propose a new (inactive) version, as the worker would; its number."""
+    run = runs.load_run(session=session, run_id=run_id)
+    result = calibration_result(dict(run.targets))
+    safety = result["categories"].get("safety", {}).get("value", 0.5)
+    version = policies.create_version(
+        session=session,
+        tenant_id=seeded.tenant_id,
+        policy_id=seeded.policy_id,
+        mode="threshold",
+        rules=_rules(float(safety), float(run.targets.get("safety", 0.5))),
+        actor=f"calibration:{run_id}",
+        reason="calibration proposal",
+        activate=False,
+    )
+    runs.store_result(session=session, run_id=run_id, result=result, produced_version_id=version.id)
+    return version.version
