@@ -7,10 +7,13 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
+from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
+from api.metrics import observe_request
 from api.rate_limit import RateLimiter
-from api.routes import admin, generations, openai_compat, policies, stats
+from api.routes import admin, calibrations, generations, openai_compat, ops, policies, stats
 from api.tasks_client import CeleryTaskSender, TaskSender
+from core.logs import configure_json_logging, request_id_var
 from core.settings import Settings, get_settings
 from db.session import create_session_factory
 
@@ -28,6 +31,10 @@ def create_app(
     app.state.rate_limiter = RateLimiter()
     app.state.model_name = settings.model_name
     install_error_handlers(app)
+    if settings.log_format == "json":
+        configure_json_logging()
+    # Registered first, so it runs inside `request_id` and its access line carries the id.
+    app.middleware("http")(observe_request)
 
     @app.middleware("http")
     async def request_id(
@@ -36,15 +43,15 @@ def create_app(
         """Every request carries an id (the caller's, or a new one) into tasks and logs."""
         rid = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
         request.state.request_id = rid[:64]
-        response = await call_next(request)
+        token = request_id_var.set(request.state.request_id)
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
         response.headers[REQUEST_ID_HEADER] = request.state.request_id
         return response
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process is up and serving requests."""
-        return {"status": "ok"}
-
-    for module in (policies, generations, openai_compat, stats, admin):
+    for module in (ops, policies, generations, openai_compat, calibrations, stats, admin):
         app.include_router(module.router)
+    install_dashboard(app)
     return app

@@ -46,9 +46,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_schedule": {
             "heartbeat": {"task": HEARTBEAT_TASK, "schedule": settings.heartbeat_seconds},
+            "autotune": {"task": AUTOTUNE_TASK, "schedule": settings.autotune_seconds},
         },
     }
-    if settings.broker_url is not None and settings.broker_url.startswith(("redis://", "rediss://")):
+    if settings.broker_url is not None and settings.broker_url.startswith(
+        ("redis://", "rediss://")
+    ):
         config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
     if settings.broker_url is None:
         folder = str(settings.broker_folder)

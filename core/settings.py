@@ -41,9 +41,21 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     batch_flush_ms: int = Field(default=10, ge=0, le=10_000)
     preload_model: bool = True
+    autotune_seconds: float = Field(default=300.0, gt=0)
+    #: The auto-tuner reads this much recent traffic of the active version.
+    autotune_window_seconds: int = Field(default=3600, ge=60)
+    autotune_min_samples: int = Field(default=200, ge=1)
+    autotune_max_step: float = Field(default=0.05, gt=0, le=1)
+    autotune_hysteresis: float = Field(default=0.02, ge=0, le=1)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_calibration_prompts: int = Field(default=200_000, ge=1)
     #: Redis: seconds before a message left unacknowledged by a dead worker is redelivered.
     visibility_timeout: float = Field(default=3600.0, gt=0)
     heartbeat_seconds: float = Field(default=30.0, gt=0)
+    #: Port of a worker's Prometheus endpoint (`RCS_WORKER_METRICS_PORT`); None: not exposed.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: `json`: one JSON object per log line (with the request id); `text`: plain lines.
+    log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> Settings:

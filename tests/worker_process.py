@@ -55,7 +55,7 @@ def start_worker(
             "--pool",
             "solo",
             "-Q",
-            "generate",
+            "generate,calibrate",
             "-n",
             f"{name}@%h",
             "--loglevel",

@@ -18,7 +18,12 @@ def create_celery_app() -> Celery:
         (settings.broker_folder / "control").mkdir(parents=True, exist_ok=True)
     app = Celery("rcs")
     app.conf.update(celery_config(settings))
-    app.conf.include = ["workers.tasks.maintenance", "workers.tasks.generate"]
+    app.conf.include = [
+        "workers.tasks.maintenance",
+        "workers.tasks.generate",
+        "workers.tasks.calibrate",
+        "workers.tasks.autotune",
+    ]
     return app
 
 

@@ -7,7 +7,7 @@ UPDATEs like generations': they return whether they moved the row.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,3 +225,66 @@ def mark_run_cancelled(
     return _transition(
         session, run_id, from_statuses=ACTIVE_STATUSES, values=values, tenant_id=tenant_id
     )
+
+
+def iter_item_pages(
+    *, session: Session, run_id: uuid.UUID, page_size: int = 512, missing_summary: bool = False
+) -> Iterator[list[CalibrationItem]]:
+    """A run's items in index order, one page at a time (keyset on `idx`), so a 100k-prompt run
+    is never loaded at once; `missing_summary` skips items already scored (a resumed run)."""
+    last = -1
+    while True:
+        stmt = select(CalibrationItem).where(
+            CalibrationItem.run_id == run_id, CalibrationItem.idx > last
+        )
+        if missing_summary:
+            stmt = stmt.where(CalibrationItem.summary.is_(None))
+        page = list(session.scalars(stmt.order_by(CalibrationItem.idx).limit(page_size)))
+        if not page:
+            return
+        yield page
+        last = page[-1].idx
+
+
+def scored_items(
+    *, session: Session, run_id: uuid.UUID, split: str
+) -> list[tuple[dict[str, Any], str | None]]:
+    """(summary, label) of every scored item of one split, in index order (columns only)."""
+    stmt = (
+        select(CalibrationItem.summary, CalibrationItem.label)
+        .where(
+            CalibrationItem.run_id == run_id,
+            CalibrationItem.split == split,
+            CalibrationItem.summary.is_not(None),
+        )
+        .order_by(CalibrationItem.idx)
+    )
+    return [(summary, label) for summary, label in session.execute(stmt)]
+
+
+def count_scored(*, session: Session, run_id: uuid.UUID) -> int:
+    stmt = select(func.count()).where(
+        CalibrationItem.run_id == run_id, CalibrationItem.summary.is_not(None)
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def replace_result(
+    *,
+    session: Session,
+    run_id: uuid.UUID,
+    result: dict[str, Any],
+    produced_version_id: uuid.UUID | None,
+    targets: dict[str, float],
+    method: str,
+) -> None:
+    """A re-solve of a finished run: new targets, result and proposed version."""
+    session.execute(
+        update(CalibrationRun)
+        .where(CalibrationRun.id == run_id)
+        .values(
+            result=result, produced_version_id=produced_version_id, targets=targets, method=method
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    expire_cached(session, CalibrationRun, run_id)

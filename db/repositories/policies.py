@@ -345,3 +345,9 @@ def mark_default(
         after={"default_policy_id": str(policy.id)},
     )
     return policy
+
+
+def all_active_policies(*, session: Session) -> list[Policy]:
+    """Every tenant's policies that have an active version (for the auto-tuner, a system job)."""
+    stmt = select(Policy).where(Policy.active_version_id.is_not(None)).order_by(Policy.id)
+    return list(session.scalars(stmt))

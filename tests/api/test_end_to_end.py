@@ -318,3 +318,55 @@ def test_openai_sdk_plain_streamed_and_refusal(
         sdk.chat.completions.create(
             model="gpt-unknown", messages=[{"role": "user", "content": "hi"}]
         )
+
+
+def test_calibration_run_through_the_worker_then_resolve_and_apply(
+    live_client: TestClient, running_worker: Path, e2e_settings: Settings, tenant_a: TenantKeys
+) -> None:
+    _policy(live_client, tenant_a, "default", {"mode": "threshold"})
+    prompts = [{"prompt": p, "label": None} for p in PROMPTS] * 25  # 200 prompts
+    submitted = live_client.post(
+        "/v1/calibrations",
+        json={
+            "policy": "default",
+            "targets": {"safety": 0.3, "incomplete": 0.1},
+            "prompts": prompts,
+        },
+        headers=tenant_a.headers(),
+    )
+    assert submitted.status_code == 202, submitted.text
+    location = submitted.headers["Location"]
+    deadline = time.monotonic() + 180
+    seen_progress = set()
+    while time.monotonic() < deadline:
+        run = live_client.get(location, headers=tenant_a.headers()).json()
+        seen_progress.add(run["progress"]["done"])
+        if run["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.2)
+    assert run["status"] == "succeeded", run
+    assert run["progress"] == {"done": 200, "total": 200}
+    result = run["result"]
+    assert set(result["categories"]) == {"safety", "incomplete"}
+    assert result["prompts"] == {"calibration": 160, "holdout": 40}
+    for name, target in (("safety", 0.3), ("incomplete", 0.1)):
+        category = result["categories"][name]
+        assert category["target"] == target
+        assert len(category["curve"]) >= 2
+        assert "error" in result["control_error"][name]
+
+    # Re-solving reads the stored summaries: no task is sent, the answer comes back at once.
+    again = live_client.post(
+        f"{location}/solve", json={"targets": {"safety": 0.5}}, headers=tenant_a.headers()
+    )
+    assert again.status_code == 200, again.text
+    assert set(again.json()["result"]["categories"]) == {"safety"}
+    proposed = again.json()["result"]["proposed_version"]
+
+    applied = live_client.post(f"{location}/apply", headers=tenant_a.headers())
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["active_version"] == proposed
+    policy = live_client.get("/v1/policies/default", headers=tenant_a.headers()).json()
+    assert policy["active_version"]["version"] == proposed
+    assert policy["active_version"]["created_by"].startswith("calibration:")
+    assert policy["active_version"]["rules"]["categories"]["safety"]["target_rate"] == 0.5

@@ -29,7 +29,9 @@ from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stat
 from db.session import session_scope
 from db.types import utcnow
 from workers.celery_app import app
+from workers.metrics import observe_batch, observe_failure
 from workers.runtime import engine, session_factory
+from workers.tasks.summaries import summary_json
 
 log = logging.getLogger(__name__)
 _settings = get_settings()
@@ -120,13 +122,7 @@ def _record(rows: Sequence[Generation], results: Sequence[Any]) -> int:
                 probabilities=dict(
                     zip(CATEGORIES, map(float, result.summary.probabilities), strict=True)
                 ),
-                summary={
-                    "s": list(result.summary.s),
-                    "m": result.summary.m,
-                    "l1": result.summary.l1,
-                    "lt": result.summary.lt,
-                    "temperature": result.summary.temperature,
-                },
+                summary=summary_json(result.summary),
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
             )
@@ -162,8 +158,10 @@ def generate(requests: list[SimpleRequest]) -> None:
     except Exception as exc:  # the rows must say why, not stay queued forever
         log.exception("engine failed on a batch of %d", len(rows))
         _fail([r.id for r in rows], f"{type(exc).__name__}: {exc}")
+        observe_failure(rows, f"{type(exc).__name__}: {exc}")
         return
     written = _record(rows, results)
+    observe_batch(rows, results)
     log.info(
         "batch of %d rows (%d messages): %d written, %d tokens, request ids %s",
         len(rows),

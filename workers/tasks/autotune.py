@@ -1,0 +1,112 @@
+"""The auto-tuner: a beat task that nudges `auto_tune` thresholds back toward their targets.
+
+For each active threshold-mode policy, it reads the last window of the active version's
+histograms and asks `core.autotune.propose_threshold` (minimum samples, bounded step,
+hysteresis, policy bounds). Any change becomes a new policy version by the auto-tuner, with the
+figures in its reason and an audit entry.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from core.autotune import TuneDecision, TuneGuards, propose_threshold
+from core.policy import parse_rules, to_json
+from core.queue import AUTOTUNE_TASK
+from core.settings import get_settings
+from db.actors import AUTO_TUNER
+from db.models import Policy
+from db.repositories.policies import all_active_policies, create_version
+from db.repositories.stats import category_totals
+from db.session import session_scope
+from db.types import utcnow
+from workers.celery_app import app
+from workers.runtime import session_factory
+
+log = logging.getLogger(__name__)
+
+
+def guards() -> TuneGuards:
+    s = get_settings()
+    return TuneGuards(
+        min_samples=s.autotune_min_samples,
+        max_step=s.autotune_max_step,
+        hysteresis=s.autotune_hysteresis,
+    )
+
+
+def tune_policy(
+    session: Any, policy: Policy, *, window: timedelta, tune_guards: TuneGuards
+) -> list[TuneDecision]:
+    """Decisions for one policy's auto-tuned categories; writes a version if any changed."""
+    version = policy.active_version
+    if version is None or version.mode != "threshold":
+        return []
+    rules = parse_rules({"mode": version.mode, "categories": version.rules["categories"]})
+    tuned = {
+        n: r
+        for n, r in rules.categories.items()
+        if r.auto_tune and r.enabled and r.target_rate is not None
+    }
+    if not tuned:
+        return []
+    totals = category_totals(
+        session=session,
+        tenant_id=policy.tenant_id,
+        start=utcnow() - window,
+        policy_version_ids=[version.id],
+        categories=list(tuned),
+    )
+    decisions = []
+    for name, rule in tuned.items():
+        t = totals.get(name)
+        decisions.append(
+            propose_threshold(
+                t.histogram if t else [],
+                current=rule.threshold,
+                target=float(rule.target_rate or 0.0),
+                requests=t.requests if t else 0,
+                refusals=t.refusals if t else 0,
+                guards=tune_guards,
+                min_threshold=rule.min_threshold,
+                max_threshold=rule.max_threshold,
+            )
+        )
+    changed = [d for d in decisions if d.changed]
+    if changed:
+        data = to_json(rules)
+        for d in changed:
+            data["categories"][d.category]["threshold"] = d.new_threshold
+        reason = "; ".join(
+            f"{d.category}: observed {d.observed_rate:.3f} vs target {d.target:.3f} over {d.samples} requests,"
+            f" threshold {d.old_threshold:.4f} -> {d.new_threshold:.4f}"
+            for d in changed
+        )
+        create_version(
+            session=session,
+            tenant_id=policy.tenant_id,
+            policy_id=policy.id,
+            mode="threshold",
+            rules=data,
+            actor=AUTO_TUNER,
+            reason=f"auto-tune: {reason}",
+            expected_active_version=version.version,
+        )
+    return decisions
+
+
+@app.task(name=AUTOTUNE_TASK, ignore_result=True)
+def autotune() -> int:
+    """One round over every tenant; returns the number of policies that got a new version."""
+    settings = get_settings()
+    window = timedelta(seconds=settings.autotune_window_seconds)
+    updated = 0
+    with session_scope(session_factory()) as session:
+        for policy in all_active_policies(session=session):
+            decisions = tune_policy(session, policy, window=window, tune_guards=guards())
+            if any(d.changed for d in decisions):
+                updated += 1
+                log.info("auto-tuned policy %s: %s", policy.id, [d.reason for d in decisions])
+    return updated
