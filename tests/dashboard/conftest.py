@@ -1,0 +1,113 @@
+"""Dashboard fixtures: the API fixtures on a real PostgreSQL, a signed-in test client, and a live
+uvicorn server (a subprocess on a free port) for the browser tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.settings import PROJECT_ROOT, Settings
+from tests.api.conftest import (  # noqa: F401 - fixtures shared with the API tests
+    TEST_SECRET,
+    RecordingSender,
+    api_db_url,
+    api_settings,
+    platform_key,
+)
+
+LIVE_BROKER = "redis://127.0.0.1:6379/14"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def client(api_settings: Settings) -> Iterator[TestClient]:  # noqa: F811
+    with TestClient(create_app(api_settings, task_sender=RecordingSender())) as test_client:
+        yield test_client
+
+
+def sign_in(client: TestClient, key: str) -> None:
+    response = client.post("/dashboard/login", data={"api_key": key}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+
+
+def csrf_of(client: TestClient, path: str = "/dashboard/policies") -> str:
+    """The CSRF token a signed-in page carries in its forms."""
+    html = client.get(path).text
+    marker = 'name="csrf" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
+
+
+@pytest.fixture(scope="module")
+def live_server(api_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+    """`uvicorn api.app:create_app --factory` on 127.0.0.1:<free port>; yields its base URL."""
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("live")
+    env = {
+        **os.environ,
+        "DATABASE_URL": api_db_url,
+        "REDIS_URL": LIVE_BROKER,
+        "RCS_SECRET_KEY": TEST_SECRET,
+        "RCS_ENVIRONMENT": "test",
+        "RCS_DATA_DIR": str(data_dir),
+    }
+    env.pop("BROKER_URL", None)
+    log_path = data_dir / "uvicorn.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, proc, log_path)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"uvicorn not healthy:\n{log_path.read_text()[-3000:]}")
