@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
 from api.errors import ApiError
+from api.metrics import observe_generation
 from api.schemas import GenerationIn, GenerationOut
 from core.queue import GENERATE_TASK
 from db.errors import GenerationNotFound, PolicyNotFound
@@ -125,6 +126,7 @@ async def wait_for_final(
     while True:
         row = await run_in_threadpool(load)
         if row.status in FINAL_STATUSES or time.monotonic() >= deadline:
+            observe_generation(row)
             return row
         await asyncio.sleep(POLL_SECONDS)
 
