@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -29,7 +30,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from core.policy import parse_rules, to_json
 from core.settings import Settings
+from core.summary import Summaries
 from db.models import ApiKey, Generation, Policy, PolicyVersion
+from db.repositories.calibrations import (
+    NewCalibrationItem,
+    add_items,
+    create_run,
+    store_result,
+    store_summaries,
+)
 from db.repositories.generations import create_generation, mark_running, mark_succeeded
 from db.repositories.policies import create_policy, get_policy_by_name
 from db.repositories.stats import StatIncrement, increment_stats
@@ -87,6 +96,43 @@ class World:
                 api_key_id=key_id,
             )
             return row.id
+
+    def new_run(self, side: Side, *, finished: bool) -> uuid.UUID:
+        """A calibration run of `side`: queued, or finished with scored items and a proposal."""
+        rng = np.random.default_rng(0)
+        summaries = Summaries(
+            s=rng.normal(-2, 2, (20, 5)),
+            m=rng.normal(2, 1, 20),
+            l1=rng.normal(3, 1, 20),
+            lt=rng.normal(3, 1, 20),
+            temperature=np.ones(20),
+        ).to_rows()
+        with session_scope(self.factory) as session:
+            policy = get_policy_by_name(session=session, tenant_id=side.tenant_id, name=side.policy)
+            run = create_run(
+                session=session,
+                tenant_id=side.tenant_id,
+                policy_id=policy.id,
+                targets={"safety": 0.5},
+                method="threshold",
+                target_kind="traffic",
+            )
+            add_items(
+                session=session,
+                run_id=run.id,
+                items=[NewCalibrationItem(prompt=f"p{i}") for i in range(20)],
+            )
+            if finished:
+                store_summaries(
+                    session=session, run_id=run.id, summaries=dict(enumerate(summaries))
+                )
+                store_result(
+                    session=session,
+                    run_id=run.id,
+                    result={"categories": {}},
+                    produced_version_id=side.version_id,
+                )
+            return run.id
 
     def new_key(self, side: Side) -> uuid.UUID:
         with session_scope(self.factory) as session:
@@ -282,6 +328,42 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/tenants"): Route((PA,), 200, _fixed("/v1/tenants")),
     ("GET", "/v1/keys"): Route((TA,), 200, _fixed("/v1/keys")),
     ("POST", "/v1/keys"): Route((TA,), 201, _fixed("/v1/keys", {"name": "k", "role": CL})),
+    ("POST", "/v1/calibrations"): Route(
+        (TA,),
+        202,
+        lambda w, s, k: Req(
+            "/v1/calibrations",
+            {"policy": s.policy, "targets": {"safety": 0.5}, "prompts": [{"prompt": "hi"}] * 5},
+        ),
+        cross_tenant=True,
+    ),
+    ("GET", "/v1/calibrations"): Route((TA,), 200, _fixed("/v1/calibrations")),
+    ("GET", "/v1/calibrations/{run_id}"): Route(
+        (TA,),
+        200,
+        lambda w, s, k: Req(f"/v1/calibrations/{w.new_run(s, finished=False)}"),
+        cross_tenant=True,
+    ),
+    ("POST", "/v1/calibrations/{run_id}/cancel"): Route(
+        (TA,),
+        200,
+        lambda w, s, k: Req(f"/v1/calibrations/{w.new_run(s, finished=False)}/cancel"),
+        cross_tenant=True,
+    ),
+    ("POST", "/v1/calibrations/{run_id}/solve"): Route(
+        (TA,),
+        200,
+        lambda w, s, k: Req(
+            f"/v1/calibrations/{w.new_run(s, finished=True)}/solve", {"targets": {"safety": 0.3}}
+        ),
+        cross_tenant=True,
+    ),
+    ("POST", "/v1/calibrations/{run_id}/apply"): Route(
+        (TA,),
+        200,
+        lambda w, s, k: Req(f"/v1/calibrations/{w.new_run(s, finished=True)}/apply"),
+        cross_tenant=True,
+    ),
     ("DELETE", "/v1/keys/{key_id}"): Route(
         (TA,), 200, lambda w, s, k: Req(f"/v1/keys/{w.new_key(s)}"), cross_tenant=True
     ),
