@@ -17,9 +17,15 @@ TINY_MODEL = PROJECT_ROOT / "var" / "models" / "tiny"
 
 
 def worker_env(
-    *, database_url: str, broker_url: str, data_dir: Path, secret: str, **extra: str
+    *,
+    database_url: str,
+    broker_url: str,
+    data_dir: Path,
+    secret: str,
+    needs_model: bool = True,
+    **extra: str,
 ) -> dict[str, str]:
-    if not (TINY_MODEL / "config.json").exists():
+    if needs_model and not (TINY_MODEL / "config.json").exists():
         raise RuntimeError(f"the tiny model is missing at {TINY_MODEL}: run `make tiny-model`")
     env = dict(os.environ)
     env.update(
@@ -40,7 +46,12 @@ def flush_broker(broker_url: str) -> None:
 
 
 def start_worker(
-    env: dict[str, str], log_path: Path, *, name: str = "w1", timeout: float = 120
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    name: str = "w1",
+    timeout: float = 120,
+    queues: str = "generate,calibrate",
 ) -> subprocess.Popen[bytes]:
     """A solo-pool worker on the generate queue; returns once it logged that it is ready."""
     log = log_path.open("ab")
@@ -55,7 +66,7 @@ def start_worker(
             "--pool",
             "solo",
             "-Q",
-            "generate,calibrate",
+            queues,
             "-n",
             f"{name}@%h",
             "--loglevel",

@@ -72,6 +72,7 @@ def tune_policy(
                 guards=tune_guards,
                 min_threshold=rule.min_threshold,
                 max_threshold=rule.max_threshold,
+                category=name,
             )
         )
     changed = [d for d in decisions if d.changed]

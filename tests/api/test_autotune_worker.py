@@ -1,0 +1,143 @@
+"""The auto-tuner running in a real Celery worker process, fed drifting traffic.
+
+Traffic is simulated as score distributions (p_safety drawn from a logistic distribution whose
+centre shifts twice); each round refuses the requests at or above the active threshold, writes
+that round's statistics (requests, refusals, sum of p, log-odds histogram) into `refusal_stats`
+as the generate task would, and then sends the real `rcs.autotune` task to a worker. Claim
+checked: after each shift the achieved rate is back within hysteresis + sampling noise of the
+target within 10 rounds (the largest shift needs the threshold to move 0.6 at 0.08 per round),
+and the threshold then stops moving (no oscillation).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from celery import Celery
+
+from core.histogram import histogram_of
+from core.queue import AUTOTUNE_TASK, celery_config
+from core.settings import Settings
+from db.repositories.policies import create_policy, get_policy
+from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats
+from db.session import create_session_factory, session_scope
+from db.types import utcnow
+from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys
+from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
+
+pytestmark = pytest.mark.integration
+
+TARGET = 0.30
+HYSTERESIS = 0.03
+REQUESTS_PER_ROUND = 2000
+ROUNDS_TO_SETTLE = 10
+# (rounds, centre of the log-odds of p_safety): traffic gets riskier, then much safer.
+PHASES = ((14, -1.0), (14, 0.8), (14, -2.0))
+
+
+@pytest.fixture(scope="module")
+def tuner_worker(
+    api_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    flush_broker(TEST_BROKER)
+    env = worker_env(
+        database_url=api_settings.sqlalchemy_url,
+        broker_url=TEST_BROKER,
+        data_dir=tmp_path_factory.mktemp("tuner"),
+        secret=TEST_SECRET,
+        RCS_AUTOTUNE_MIN_SAMPLES="500",
+        RCS_AUTOTUNE_MAX_STEP="0.08",
+        RCS_AUTOTUNE_HYSTERESIS=str(HYSTERESIS),
+        needs_model=False,
+        RCS_PRELOAD_MODEL="false",
+    )
+    log = tmp_path_factory.mktemp("tuner-log") / "worker.log"
+    proc = start_worker(env, log, name="tuner", queues="maintenance")
+    yield log
+    stop_worker(proc)
+
+
+def _run_tuner(client: Celery, log: Path) -> None:
+    task_id = client.send_task(AUTOTUNE_TASK).id
+    deadline = time.monotonic() + 60
+    while f"{task_id}] succeeded" not in (text := log.read_text(errors="replace")):
+        assert f"{task_id}] raised" not in text and time.monotonic() < deadline, text[-3000:]
+        time.sleep(0.1)
+
+
+def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
+    api_settings: Settings, tuner_worker: Path, tenant_a: TenantKeys
+) -> None:
+    factory = create_session_factory(api_settings.sqlalchemy_url)
+    rules = {
+        "mode": "threshold",
+        "categories": {
+            "safety": {
+                "threshold": 0.5,
+                "target_rate": TARGET,
+                "auto_tune": True,
+                "min_threshold": 0.05,
+                "max_threshold": 0.95,
+            }
+        },
+    }
+    with session_scope(factory) as session:
+        policy_id = create_policy(
+            session=session,
+            tenant_id=tenant_a.tenant_id,
+            name="tuned",
+            mode="threshold",
+            rules=rules,
+            actor="test",
+        ).id
+    client = Celery("tuner-test")
+    client.conf.update(celery_config(api_settings.model_copy(update={"broker_url": TEST_BROKER})))
+    rng = np.random.default_rng(11)
+    history: list[tuple[int, float, float]] = []  # (phase, threshold, achieved rate)
+    for phase, (rounds, centre) in enumerate(PHASES):
+        for _ in range(rounds):
+            with session_scope(factory) as session:
+                version = get_policy(
+                    session=session, tenant_id=tenant_a.tenant_id, policy_id=policy_id
+                ).active_version
+                assert version is not None
+                threshold = version.rules["categories"]["safety"]["threshold"]
+                p = 1 / (1 + np.exp(-rng.logistic(centre, 1.0, REQUESTS_PER_ROUND)))
+                refused = p >= threshold
+                increment_stats(
+                    session=session,
+                    increments=[
+                        StatIncrement(
+                            tenant_id=tenant_a.tenant_id,
+                            policy_version_id=version.id,
+                            category="safety",
+                            bucket_start=floor_to_bucket(utcnow()),
+                            requests=REQUESTS_PER_ROUND,
+                            refusals=int(refused.sum()),
+                            sum_p=float(p.sum()),
+                            histogram=histogram_of(p),
+                        )
+                    ],
+                )
+            history.append((phase, threshold, float(refused.mean())))
+            _run_tuner(client, tuner_worker)
+
+    print("\nround phase threshold achieved")
+    for i, (phase, threshold, rate) in enumerate(history):
+        print(f"{i:5d} {phase:5d} {threshold:9.4f} {rate:8.3f}")
+    noise = 3 * np.sqrt(TARGET * (1 - TARGET) / REQUESTS_PER_ROUND)
+    for phase in range(len(PHASES)):
+        rounds = [(t, r) for ph, t, r in history if ph == phase]
+        settled = rounds[ROUNDS_TO_SETTLE:]
+        assert settled, "each phase must last longer than the settling time"
+        for _threshold, rate in settled:
+            assert abs(rate - TARGET) <= HYSTERESIS + noise, (phase, history)
+        steps = np.diff([t for t, _ in settled])
+        moves = steps[np.abs(steps) > 1e-12]
+        assert (np.diff(np.sign(moves)) != 0).sum() <= 1, f"threshold oscillates: {history}"
+    # The shifts were real: without the tuner the first threshold would be far off target later.
+    assert abs(history[len(history) - 1][1] - history[0][1]) > 0.05
