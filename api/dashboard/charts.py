@@ -122,12 +122,13 @@ def rate_chart(
         )
     # Target: a step function of the active version's target over time.
     steps = [(max(at.timestamp(), t0), value) for at, value in targets if at.timestamp() < t1]
-    for (at, value), nxt in zip(steps, [*steps[1:], (t1, None)], strict=True):
-        if value is None:
+    ends = [at for at, _ in steps[1:]] + [t1]
+    for (at, value), until in zip(steps, ends[: len(steps)], strict=True):
+        if value is None or until <= at:
             continue
         y = frame.y(value)
         body.append(
-            f'<line class="target" x1="{frame.x(at):.1f}" x2="{frame.x(nxt[0]):.1f}" '
+            f'<line class="target" x1="{frame.x(at):.1f}" x2="{frame.x(until):.1f}" '
             f'y1="{y:.1f}" y2="{y:.1f}" stroke="{TARGET_COLOR}" stroke-width="2" '
             f'stroke-dasharray="6 4"><title>target {value:.0%}</title></line>'
         )

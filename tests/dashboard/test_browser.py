@@ -6,6 +6,7 @@ applies it. Saves one screenshot per view under docs/screenshots/.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -36,7 +37,8 @@ pytestmark = [
         shutil.which("chromium") is None, reason="Debian chromium missing: `make browser`"
     ),
 ]
-SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+#: The committed screenshots are refreshed with RCS_SAVE_SCREENSHOTS=1; otherwise they go to tmp.
+SAVE_SCREENSHOTS = os.environ.get("RCS_SAVE_SCREENSHOTS") == "1"
 PROMPTS = 30
 
 
@@ -50,24 +52,32 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if SAVE_SCREENSHOTS:
+        return PROJECT_ROOT / "docs" / "screenshots"
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
 def seeded(api_settings: Settings) -> tuple[Seeded, str]:
     keys = make_tenant(api_settings, f"acme-{uuid.uuid4().hex[:6]}")
     with session_scope(create_session_factory(api_settings.sqlalchemy_url)) as session:
         return seed_policy_and_stats(session, keys.tenant_id), keys.admin
 
 
-def _shot(browser: Browser, name: str) -> None:
-    browser.screenshot(SCREENSHOTS / f"{name}.png")
-    assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
+def _shot(browser: Browser, folder: Path, name: str) -> None:
+    path = folder / f"{name}.png"
+    browser.screenshot(path)
+    assert path.stat().st_size > 10_000
 
 
 def test_sign_in_lands_on_the_policies_of_the_keys_tenant(
-    browser: Browser, live_server: str, seeded: tuple[Seeded, str]
+    browser: Browser, screenshots: Path, live_server: str, seeded: tuple[Seeded, str]
 ) -> None:
     assert Path(CHROMIUM).exists()
     browser.goto(f"{live_server}/dashboard/policies")
     assert browser.eval("location.pathname") == "/dashboard/login"  # not signed in yet
-    _shot(browser, "sign-in")
+    _shot(browser, screenshots, "sign-in")
     browser.fill("#api_key", seeded[1])
     browser.click("#login-form button")
     assert browser.eval("location.pathname") == "/dashboard/policies"
@@ -77,7 +87,7 @@ def test_sign_in_lands_on_the_policies_of_the_keys_tenant(
 
 
 def test_category_chart_has_one_point_per_bucket_with_traffic(
-    browser: Browser, live_server: str, seeded: tuple[Seeded, str]
+    browser: Browser, screenshots: Path, live_server: str, seeded: tuple[Seeded, str]
 ) -> None:
     browser.goto(f"{live_server}/dashboard/categories?range=24h&bucket=3600")
     safety = "#cat-safety svg.rate-chart"
@@ -88,18 +98,22 @@ def test_category_chart_has_one_point_per_bucket_with_traffic(
     assert (
         int(browser.eval("document.querySelector('#cat-safety svg.histogram').dataset.total")) > 0
     )
-    _shot(browser, "categories")
+    _shot(browser, screenshots, "categories")
     browser.goto(f"{live_server}/dashboard/categories?range=24h&bucket=21600")
     assert int(browser.eval(f"document.querySelector('{safety}').dataset.points")) <= 4
 
 
 def test_rolling_back_shows_the_new_active_version(
-    browser: Browser, live_server: str, seeded: tuple[Seeded, str], api_settings: Settings
+    browser: Browser,
+    screenshots: Path,
+    live_server: str,
+    seeded: tuple[Seeded, str],
+    api_settings: Settings,
 ) -> None:
     browser.goto(f"{live_server}/dashboard/policies/default?a=1&b=3")
     assert browser.count("#diff tr.changed") == 2  # safety threshold and target differ
     assert browser.text("#active-version") == "v3"
-    _shot(browser, "policies")
+    _shot(browser, screenshots, "policies")
     browser.click("#rollback-2")
     assert browser.text("#active-version") == "v2"
     assert "Version 2 is now active" in (browser.text("#notice") or "")
@@ -132,7 +146,11 @@ def _start_calibration(live_server: str, seeded: tuple[Seeded, str], settings: S
 
 
 def test_calibration_progress_reaches_done_and_apply_activates_it(
-    browser: Browser, live_server: str, seeded: tuple[Seeded, str], api_settings: Settings
+    browser: Browser,
+    screenshots: Path,
+    live_server: str,
+    seeded: tuple[Seeded, str],
+    api_settings: Settings,
 ) -> None:
     redis.Redis.from_url(LIVE_BROKER).flushdb()
     run_id = _start_calibration(live_server, seeded, api_settings)
@@ -148,7 +166,7 @@ def test_calibration_progress_reaches_done_and_apply_activates_it(
         f"document.querySelector('#progress-text').textContent === '{PROMPTS // 2} / {PROMPTS}'"
     )
     assert browser.text("#run-status") == "running"
-    _shot(browser, "calibration-progress")
+    _shot(browser, screenshots, "calibration-progress")
     with session_scope(factory) as session:
         proposed = finish_calibration_run(session, seeded[0], uuid.UUID(run_id))
     browser.wait_for("document.querySelector('#run').dataset.final === 'yes'", timeout=20)
@@ -156,21 +174,21 @@ def test_calibration_progress_reaches_done_and_apply_activates_it(
     assert browser.text("#progress-text") == f"{PROMPTS} / {PROMPTS}"
     assert browser.count("svg.curve-chart") == 2
     assert browser.count("svg.curve-chart circle.chosen") == 2
-    _shot(browser, "calibration")
+    _shot(browser, screenshots, "calibration")
     browser.click("#apply")
     assert browser.count("#applied") == 1
     assert f"version {proposed}" in (browser.text("#notice") or "")
     browser.goto(f"{live_server}/dashboard/calibrations")
     assert browser.count("#runs tbody tr") >= 1
-    _shot(browser, "calibrations")
+    _shot(browser, screenshots, "calibrations")
 
 
 def test_audit_log_filters_by_action(
-    browser: Browser, live_server: str, seeded: tuple[Seeded, str]
+    browser: Browser, screenshots: Path, live_server: str, seeded: tuple[Seeded, str]
 ) -> None:
     browser.goto(f"{live_server}/dashboard/audit")
     assert browser.count("#audit tbody tr") >= 5
-    _shot(browser, "audit")
+    _shot(browser, screenshots, "audit")
     browser.goto(f"{live_server}/dashboard/audit?action=policy.activate")
     rows = browser.count("#audit tbody tr")
     assert rows >= 2  # the rollback and the calibration apply

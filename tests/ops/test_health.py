@@ -20,6 +20,8 @@ from tests.dashboard.conftest import free_port
 
 pytestmark = pytest.mark.integration
 OPS_BROKER = "redis://127.0.0.1:6379/13"
+CELERY_WORKER = (sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool")
+CELERY_WORKER += ("solo", "--without-gossip", "--without-mingle")
 
 
 def _client(settings: Settings) -> TestClient:
@@ -85,9 +87,7 @@ def test_readyz_is_ready_with_a_worker_which_serves_its_own_metrics(
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker"]
-            + ["--pool", "solo", "-Q", "maintenance", "-n", "ops@%h", "--without-gossip"]
-            + ["--without-mingle", "--loglevel", "INFO"],
+            [*CELERY_WORKER, "-Q", "maintenance", "-n", "ops@%h", "--loglevel", "INFO"],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=log,
