@@ -30,7 +30,8 @@ def _embedded_env(data_dir: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "BROKER_URL", "RCS_DATABASE_URL", "RCS_BROKER_URL"}
+        if k
+        not in {"DATABASE_URL", "REDIS_URL", "BROKER_URL", "RCS_DATABASE_URL", "RCS_BROKER_URL"}
     }
     env.update(RCS_DATA_DIR=str(data_dir), RCS_HEARTBEAT_SECONDS="1", RCS_ENVIRONMENT="local")
     return env
@@ -55,7 +56,9 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]
             except httpx.HTTPError:
                 time.sleep(0.3)
         else:
-            pytest.fail("embedded server did not answer /healthz:\n" + (tmp_path / "serve.log").read_text())
+            pytest.fail(
+                "embedded server did not answer /healthz:\n" + (tmp_path / "serve.log").read_text()
+            )
         yield url, tmp_path, env
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -176,4 +176,9 @@ def generate(requests: list[SimpleRequest]) -> None:
 def _load_engine_at_start(**_: Any) -> None:
     """A missing or inconsistent model fails the worker at start, not at the first request."""
     if _settings.preload_model:
-        engine()
+        try:
+            engine()
+        except Exception as exc:
+            # Celery logs and swallows exceptions from signal handlers; SystemExit stops the worker.
+            log.critical("cannot load the model: %s", exc)
+            raise SystemExit(f"cannot load the model: {exc}") from exc
