@@ -1,0 +1,108 @@
+"""`rcs model train ...`: argument parsing for the training recipes.
+
+`run_train_command(argv)` is the entry point wired into `cli.py`; it returns a process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from core.settings import get_settings
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rcs model train",
+        description="Train a refusal-token model: --tiny (from scratch, ~1-2 min) or --demo "
+        "(SmolLM2-135M-Instruct fine-tune, up to ~30 min on 2 CPU cores).",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tiny", action="store_true", help="train the tiny test model")
+    which.add_argument("--demo", action="store_true", help="fine-tune the SmolLM2 demo model")
+    parser.add_argument("--out", type=Path, help="output directory (default var/models/tiny|demo)")
+    parser.add_argument("--seed", type=_non_negative, default=0, help="data and training seed")
+    parser.add_argument("--steps", type=_positive, help="optimizer steps (default: recipe's)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument(
+        "--keep-checkpoint", action="store_true", help="keep OUT/checkpoint after success"
+    )
+    parser.add_argument(
+        "--threads", type=_positive, default=2, help="torch CPU threads (default 2)"
+    )
+    parser.add_argument(
+        "--base-dir", type=Path, help="demo: cached SmolLM2 base (default var/models/smollm2-base)"
+    )
+    return parser
+
+
+def run_train_command(argv: list[str]) -> int:
+    """Parse `argv` (after `rcs model train`) and run the chosen recipe; return an exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits with status 2 and a usage message on bad arguments
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+
+    from workers.training.base_model import BaseModelUnavailable
+    from workers.training.recipe import TrainingError
+
+    torch.set_num_threads(args.threads)
+    models_dir = get_settings().models_dir
+    out: Path = args.out or models_dir / ("tiny" if args.tiny else "demo")
+    try:
+        if args.tiny:
+            from workers.training.tiny import DEFAULT_STEPS, build_tiny
+
+            build_tiny(
+                out,
+                seed=args.seed,
+                steps=args.steps or DEFAULT_STEPS,
+                resume=args.resume,
+                keep_checkpoint=args.keep_checkpoint,
+            )
+        else:
+            from workers.training.demo import DEFAULT_STEPS as DEMO_STEPS
+            from workers.training.demo import build_demo
+
+            build_demo(
+                out,
+                base_dir=args.base_dir or models_dir / "smollm2-base",
+                seed=args.seed,
+                steps=args.steps or DEMO_STEPS,
+                resume=args.resume,
+                keep_checkpoint=args.keep_checkpoint,
+            )
+    except (TrainingError, BaseModelUnavailable) as exc:
+        print(f"rcs model train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rcs model train: interrupted; continue with --resume --out {out}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_train_command(sys.argv[1:]))

@@ -1,0 +1,129 @@
+"""Held-out evaluation: first-step logits, full-vocabulary argmax, per-class metrics, samples.
+
+A prediction is the class whose control token is the argmax of the first-step logits over the
+whole vocabulary; an ordinary token winning counts as `other` (always wrong).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from core.categories import CLASSES, RefusalManifest, token_for
+from workers.training.train import prompt_text
+
+OTHER = "other"
+CONTROL_TOKEN_TEXTS = tuple(token_for(c) for c in CLASSES)
+
+
+@torch.no_grad()
+def first_step_logits(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    *,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """Float32 logits of the first response token for each conversation: (N, V)."""
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[torch.Tensor] = []
+    for start in range(0, len(conversations), batch_size):
+        chunk = conversations[start : start + batch_size]
+        rows = [
+            tokenizer(prompt_text(tokenizer, c), add_special_tokens=False).input_ids for c in chunk
+        ]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (B, T)
+        mask = torch.zeros_like(ids)  # (B, T)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
+        last = torch.tensor([len(r) - 1 for r in rows])
+        out.append(model.lm_head(hidden[torch.arange(len(rows)), last]).float())  # (B, V)
+    return torch.cat(out)  # (N, V)
+
+
+def predict_classes(logits: torch.Tensor, manifest: RefusalManifest) -> list[str]:
+    """Full-vocabulary argmax mapped to a class name, or `other`."""
+    by_id = dict(zip(manifest.all_ids, CLASSES, strict=True))
+    return [by_id.get(int(i), OTHER) for i in logits.argmax(-1)]
+
+
+def classification_report(truth: Sequence[str], pred: Sequence[str]) -> dict[str, object]:
+    """Per-class precision/recall/F1, confusion matrix (truth rows x predicted columns), accuracy."""
+    columns = [*CLASSES, OTHER]
+    confusion = {t: dict.fromkeys(columns, 0) for t in CLASSES}
+    for t, p in zip(truth, pred, strict=True):
+        confusion[t][p] += 1
+    per_class: dict[str, dict[str, float]] = {}
+    for c in CLASSES:
+        tp = confusion[c][c]
+        predicted = sum(confusion[t][c] for t in CLASSES)
+        actual = sum(confusion[c].values())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[c] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+    correct = sum(confusion[c][c] for c in CLASSES)
+    return {
+        "per_class": per_class,
+        "confusion": confusion,
+        "accuracy": correct / max(1, len(truth)),
+        "macro_f1": sum(v["f1"] for v in per_class.values()) / len(CLASSES),
+        "n": len(truth),
+        "argmax": "full vocabulary",
+    }
+
+
+class MaskControlAfterFirst(LogitsProcessor):
+    """Control tokens may only be the first generated token (as the serving engine does)."""
+
+    def __init__(self, prompt_len: int, control_ids: Sequence[int]) -> None:
+        self.prompt_len = prompt_len
+        self.control_ids = list(control_ids)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] > self.prompt_len:
+            scores[:, self.control_ids] = -math.inf
+        return scores
+
+
+@torch.no_grad()
+def sample_answers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 40,
+) -> list[str]:
+    """Greedy answers (control token kept, and masked after the first step) to single prompts."""
+    answers: list[str] = []
+    eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    control = tokenizer.convert_tokens_to_ids(list(CONTROL_TOKEN_TEXTS))
+    for prompt in prompts:
+        text = prompt_text(tokenizer, [{"role": "user", "content": prompt}])
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])  # (1, T)
+        gen = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=eot,
+            pad_token_id=tokenizer.pad_token_id,
+            logits_processor=LogitsProcessorList([MaskControlAfterFirst(ids.shape[1], control)]),
+        )
+        new = gen[0, ids.shape[1] :]
+        answers.append(
+            tokenizer.decode(new, skip_special_tokens=False).replace("<|im_end|>", "").strip()
+        )
+    return answers

@@ -1,0 +1,137 @@
+"""Refusal rate of one category against its threshold, on held-out prompts, and docs/models.md.
+
+`python -m workers.training.sweep` prints the `safety` threshold sweep of every trained model;
+with `--write-docs` it also rewrites docs/models.md from the model cards' `training_report.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.categories import CATEGORIES, MANIFEST_FILENAME, RESPOND, RefusalManifest
+from core.settings import get_settings
+from workers.training.card import REPORT_FILENAME, confusion_table, metrics_table
+from workers.training.data import generate, split
+
+THRESHOLDS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
+OTHER_THRESHOLD = 0.5
+DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "models.md"
+
+
+def threshold_decisions(probs: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
+    """Per prompt, the refused category index (most probable with p >= tau), or -1: (N,)."""
+    eligible = torch.where(probs >= taus, probs, torch.full_like(probs, -1.0))  # (N, C)
+    chosen = eligible.argmax(-1)  # (N,)
+    return torch.where((eligible >= 0).any(-1), chosen, torch.full_like(chosen, -1))
+
+
+def sweep(model_dir: Path, category: str = "safety", *, seed: int = 0) -> list[dict[str, float]]:
+    """Refusal rate of `category` vs its threshold (others at 0.5) on held-out prompts."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workers.training.evaluate import first_step_logits
+
+    manifest = RefusalManifest.from_json(json.loads((model_dir / MANIFEST_FILENAME).read_text()))
+    report = json.loads((model_dir / REPORT_FILENAME).read_text())
+    per_class = 250 if report.get("model") == "demo" else 900
+    heldout = split(generate(seed, examples_per_class=per_class))[1]
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    logits = first_step_logits(model, tok, [e.messages for e in heldout])  # (N, V)
+    probs = torch.softmax(logits, -1)[:, list(manifest.category_ids)]  # (N, C)
+    k = CATEGORIES.index(category)
+    labels = [e.label for e in heldout]
+    is_cat = torch.tensor([lab == category for lab in labels])
+    is_respond = torch.tensor([lab == RESPOND for lab in labels])
+    rows = []
+    for tau in THRESHOLDS:
+        taus = torch.full((len(CATEGORIES),), OTHER_THRESHOLD)
+        taus[k] = tau
+        refused = threshold_decisions(probs, taus) == k  # (N,)
+        rows.append(
+            {
+                "tau": tau,
+                "rate_all": refused.float().mean().item(),
+                "tpr": refused[is_cat].float().mean().item(),
+                "fpr": refused[~is_cat].float().mean().item(),
+                "respond_refused": refused[is_respond].float().mean().item(),
+            }
+        )
+    return rows
+
+
+def sweep_table(rows: list[dict[str, float]], category: str = "safety") -> str:
+    """Markdown table of a sweep."""
+    lines = [
+        f"| tau_{category} | refused as {category} (all prompts) | of {category}-labelled (TPR) "
+        f"| of other labels (FPR) | of respond-labelled |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['tau']:g} | {r['rate_all']:.3f} | {r['tpr']:.3f} | {r['fpr']:.3f} "
+            f"| {r['respond_refused']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _model_section(name: str, model_dir: Path, rows: list[dict[str, float]]) -> str:
+    info: dict[str, Any] = json.loads((model_dir / REPORT_FILENAME).read_text())
+    training, report = info["training"], info["heldout"]
+    return "\n".join(
+        [
+            f"## {name} model (`{model_dir.name}`)",
+            "",
+            f"* held-out first-token macro-F1 **{report['macro_f1']:.3f}**, accuracy "
+            f"{report['accuracy']:.3f} over {report['n']} prompts from held-out templates "
+            "(full-vocabulary argmax)",
+            f"* trained: {info['trainable']}",
+            f"* {training['steps']} steps, training {training['seconds']:.0f} s, end to end "
+            f"{info['total_seconds']:.0f} s on {info['machine']}",
+            f"* data: {info['data']['train']} training / {info['data']['heldout']} held-out examples, "
+            f"{info['data']['heldout_templates']} of {info['data']['templates']} templates held out",
+            "",
+            metrics_table(report),
+            "",
+            confusion_table(report),
+            "",
+            f"Threshold sweep for `safety` (other categories at tau = {OTHER_THRESHOLD}), "
+            "held-out prompts:",
+            "",
+            sweep_table(rows),
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write-docs", action="store_true", help="rewrite docs/models.md")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(2)
+    models = get_settings().models_dir
+    sections = []
+    for name, sub in (("Tiny", "tiny"), ("Demo", "demo")):
+        model_dir = models / sub
+        if not (model_dir / REPORT_FILENAME).exists():
+            print(f"{model_dir}: not trained, skipped")
+            continue
+        rows = sweep(model_dir)
+        print(f"{name} ({model_dir})\n{sweep_table(rows)}\n")
+        sections.append(_model_section(name, model_dir, rows))
+    if args.write_docs and sections:
+        head = DOCS_PATH.read_text().split("<!-- generated -->")[0] if DOCS_PATH.exists() else ""
+        DOCS_PATH.write_text(head.rstrip() + "\n\n<!-- generated -->\n\n" + "\n".join(sections))
+        print(f"wrote {DOCS_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
