@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from core.calibration import Solution, control_error, solve
+from core.calibration import InvalidTarget, Solution, control_error, solve
 from core.categories import CATEGORIES
 from core.policy import bias_vector, parse_rules, threshold_vector, to_json
 from core.summary import Summaries
@@ -78,9 +78,12 @@ def solve_and_propose(
     hold_rows = runs.scored_items(session=session, run_id=run.id, split="holdout")
     if hold_rows:
         hold, hold_labels = _summaries(hold_rows)
-        result["control_error"] = control_error(
-            solution, hold, labels=hold_labels if labelled else None
-        )
+        try:
+            result["control_error"] = control_error(
+                solution, hold, labels=hold_labels if labelled else None
+            )
+        except InvalidTarget as exc:  # e.g. no held-out prompt carries a targeted label
+            result["control_error"] = {"unavailable": str(exc)}
         result["prompts"]["holdout"] = len(hold)
     else:
         result["control_error"] = None
