@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,11 @@ TINY_MODEL_DIR = PROJECT_ROOT / "var" / "models" / "tiny"
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """The tiny model; a missing model is a failure with the command that makes it, not a skip."""
-    path = Path(os.environ.get("RCS_TEST_TINY_MODEL", TINY_MODEL_DIR))
-    if not (path / "config.json").is_file():
-        pytest.fail(f"no tiny model at {path}: run `make tiny-model` first", pytrace=False)
-    return path
+    if not (TINY_MODEL_DIR / "config.json").is_file():
+        pytest.fail(
+            f"no tiny model at {TINY_MODEL_DIR}: run `make tiny-model` first", pytrace=False
+        )
+    return TINY_MODEL_DIR
 
 
 @pytest.fixture(scope="session")

@@ -141,7 +141,6 @@ def test_sampled_bias_rows_reproduce_core_refusal_probabilities(engine: Engine) 
         # Biases aiming at refusal shares (0.1, 0.15, 0.05, 0.2, 0.1) against respond 0.4.
         target = np.array([0.1, 0.15, 0.05, 0.2, 0.1])
         bias = temp * (summ.lt[0] + np.log(target / 0.4)) - summ.s[0]
-        expected = sampled_bias_probabilities(summ, bias)[0]  # (C + 1,)
         seeds = range(400)
         reqs = [
             GenerationRequest(
@@ -150,6 +149,8 @@ def test_sampled_bias_rows_reproduce_core_refusal_probabilities(engine: Engine) 
             for s in seeds
         ]
         res, _ = engine.generate(reqs)
+        rows = stack_summaries([r.summary for r in res])
+        expected = sampled_bias_probabilities(rows, bias).mean(axis=0)  # (C + 1,)
         counts = np.bincount([r.decision if r.decision >= 0 else C for r in res], minlength=C + 1)
         sigma = np.sqrt(400 * expected * (1 - expected))
         assert (np.abs(counts - 400 * expected) <= 4 * sigma + 1e-9).all(), (counts, 400 * expected)

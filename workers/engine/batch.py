@@ -206,7 +206,7 @@ class Engine:
                     summary=summaries[i],
                     decision=decision,
                     first_token_id=ids[0],
-                    text=lm.decode([t for t in body if t not in eos]),
+                    text=lm.decode([t for t in body if t not in eos]).lstrip(),
                     token_ids=tuple(ids),
                     prompt_tokens=batch.lengths[i],
                     completion_tokens=len(ids),
