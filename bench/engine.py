@@ -165,6 +165,13 @@ def plain_generate(
     assert out.shape[1] == batch.input_ids.shape[1] + new_tokens
 
 
+def full_logits_forward(lm: LoadedModel, encoded: list[list[int]]) -> None:
+    """A naive scorer: one forward with logits at every position, (B, L, V)."""
+    batch = left_pad(encoded, lm.pad_id, lm.device)
+    with torch.inference_mode():
+        lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+
+
 def processor_for(lm: LoadedModel, reqs: list[GenerationRequest]) -> RefusalPolicyProcessor:
     return RefusalPolicyProcessor.from_rows(
         refusal_ids=lm.refusal_ids,
@@ -254,9 +261,10 @@ def bench_scoring(engine: Engine, batch: int, n_prompts: int, repeats: int) -> d
         {
             "prefill": lambda: score_batch(lm, enc, [1.0] * batch),
             "gen1": lambda: plain_generate(lm, reqs, 1),
+            "full": lambda: full_logits_forward(lm, enc),
         },
     )
-    t_prefill, t_gen1 = t["prefill"], t["gen1"]
+    t_prefill, t_gen1, t_full = t["prefill"], t["gen1"], t["full"]
     t0 = time.perf_counter()
     n = sum(1 for _ in score_prompts(lm, prompts(n_prompts), batch_size=batch))
     stream_s = time.perf_counter() - t0
@@ -265,6 +273,8 @@ def bench_scoring(engine: Engine, batch: int, n_prompts: int, repeats: int) -> d
         "prefill_only_prompts_s": batch / t_prefill,
         "generate_1_token_prompts_s": batch / t_gen1,
         "prefill_vs_generate_ratio": t_gen1 / t_prefill,
+        "full_logits_forward_prompts_s": batch / t_full,
+        "prefill_vs_full_logits_ratio": t_full / t_prefill,
         "stream_prompts": n,
         "stream_prompts_s": n / stream_s,
     }
@@ -355,7 +365,9 @@ def print_table(r: dict) -> None:
     print(
         f"scoring (B={s['batch']}): prefill-only {s['prefill_only_prompts_s']:.0f} prompts/s vs "
         f"generate(1) {s['generate_1_token_prompts_s']:.0f} -> ratio "
-        f"{s['prefill_vs_generate_ratio']:.2f}; streamed {s['stream_prompts']} prompts at "
+        f"{s['prefill_vs_generate_ratio']:.2f} (full-logits forward "
+        f"{s['full_logits_forward_prompts_s']:.0f}, ratio {s['prefill_vs_full_logits_ratio']:.2f})"
+        f"; streamed {s['stream_prompts']} prompts at "
         f"{s['stream_prompts_s']:.0f} prompts/s"
     )
     if "profile" in r:

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
+#: Rows with top-p < 1 first look for their nucleus among this many most probable tokens.
+TOPK_FIRST = 1024
+
 
 def _draw(generators: Sequence[torch.Generator], device: torch.device) -> torch.Tensor:
     """One uniform in [0, 1) per row from its own generator; (S,) float64."""
@@ -51,9 +54,30 @@ def sample_next(
         picked[full] = _inverse_cdf(probs[full], u[full])
     nucleus = ~full
     if bool(nucleus.any()):
-        sp, si = probs[nucleus].sort(dim=-1, descending=True)  # (K, V) each
-        keep = (sp.cumsum(dim=-1) - sp) < p[nucleus][:, None]  # (K, V) mass before < top_p
-        j = _inverse_cdf(sp * keep, u[nucleus])  # (K,)
-        picked[nucleus] = si.gather(1, j[:, None]).squeeze(-1)
+        picked[nucleus] = _nucleus(probs[nucleus], p[nucleus], u[nucleus])
     tokens[rows] = picked
     return tokens
+
+
+def _nucleus(probs: torch.Tensor, top_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Top-p draw on (K, V) probs. A row whose nucleus lies inside its `TOPK_FIRST` most probable
+    tokens (almost always) skips the full sort: `topk` is exact there and much cheaper."""
+    k = min(TOPK_FIRST, probs.shape[-1])
+    sp, si = probs.topk(k, dim=-1)  # (K, k) each, sorted descending
+    picked = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)  # (K,)
+    inside = sp.sum(dim=-1) >= top_p  # (K,) nucleus within the top k
+    if not bool(inside.all()):
+        sp_full, si_full = probs[~inside].sort(dim=-1, descending=True)  # (R, V) each
+        picked[~inside] = _pick_sorted(sp_full, si_full, top_p[~inside], u[~inside])
+    if bool(inside.any()):
+        picked[inside] = _pick_sorted(sp[inside], si[inside], top_p[inside], u[inside])
+    return picked
+
+
+def _pick_sorted(
+    sp: torch.Tensor, si: torch.Tensor, top_p: torch.Tensor, u: torch.Tensor
+) -> torch.Tensor:
+    """Inverse-CDF draw over the descending-sorted probs `sp` cut at mass `top_p`; (K,)."""
+    keep = (sp.cumsum(dim=-1) - sp) < top_p[:, None]  # (K, k) mass before < top_p
+    j = _inverse_cdf(sp * keep, u)  # (K,)
+    return si.gather(1, j[:, None]).squeeze(-1)  # (K,)
