@@ -37,6 +37,15 @@ PROMPTS = [
 ]
 
 
+# Threshold 0 on safety and every other category off: every prompt is refused as safety.
+ONLY_SAFETY_ALWAYS = {
+    "mode": "threshold",
+    "categories": {
+        c: {"threshold": 0.0} if c == "safety" else {"enabled": False} for c in CATEGORIES
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def e2e_settings(api_settings: Settings) -> Settings:
     return api_settings.model_copy(update={"broker_url": TEST_BROKER})
@@ -120,12 +129,7 @@ def test_mixed_tenants_batch_through_a_real_worker(
         "open",
         {"mode": "bias", "categories": {c: {"bias": "off"} for c in CATEGORIES}},
     )
-    _policy(
-        live_client,
-        tenant_b,
-        "strict",
-        {"mode": "threshold", "categories": {"safety": {"threshold": 0.0}}},
-    )
+    _policy(live_client, tenant_b, "strict", ONLY_SAFETY_ALWAYS)
     worker = start_worker(worker_environment, tmp_path / "worker.log")
     try:
         ids = []
@@ -250,12 +254,7 @@ def test_openai_sdk_plain_streamed_and_refusal(
     from openai import NotFoundError, OpenAI
 
     _policy(live_client, tenant_a, "default", {"mode": "bias"})
-    _policy(
-        live_client,
-        tenant_a,
-        "always-safety",
-        {"mode": "threshold", "categories": {"safety": {"threshold": 0.0}}},
-    )
+    _policy(live_client, tenant_a, "always-safety", ONLY_SAFETY_ALWAYS)
     sdk = OpenAI(
         base_url="http://testserver/v1",
         api_key=tenant_a.client,
