@@ -295,6 +295,9 @@ def profile(engine: Engine, batch: int, new_tokens: int) -> str:
 def run(model_dir: Path, args: argparse.Namespace) -> dict:
     lm = load_model(model_dir, dtype="float32")
     engine = Engine(lm, max_batch_size=64)
+    # Every benchmark row generates exactly its budget: the engine rows use `ignore_eos`, and
+    # plain `generate` must not stop at EOS either (the engine kept the EOS ids it loaded).
+    lm.model.generation_config.eos_token_id = None
     engine.generate(requests(4, 4))  # warm-up
     peak = matmul_peak_flops()
     flops_per_token = 2.0 * matmul_params(lm)

@@ -47,14 +47,16 @@ def sample_next(
     probs = torch.softmax(z, dim=-1)  # (S, V)
     p = top_p.index_select(0, rows)  # (S,)
     u = _draw([generators[i] for i in rows.tolist()], logits.device)  # (S,)  # type: ignore[misc]
-    picked = torch.empty_like(rows)  # (S,)
-
     full = p >= 1.0  # (S,)
-    if bool(full.any()):
+    n_full = int(full.sum())
+    if n_full == len(rows):  # common cases first: one path for every row, no masking
+        picked = _inverse_cdf(probs, u)  # (S,)
+    elif n_full == 0:
+        picked = _nucleus(probs, p, u)  # (S,)
+    else:
+        picked = torch.empty_like(rows)  # (S,)
         picked[full] = _inverse_cdf(probs[full], u[full])
-    nucleus = ~full
-    if bool(nucleus.any()):
-        picked[nucleus] = _nucleus(probs[nucleus], p[nucleus], u[nucleus])
+        picked[~full] = _nucleus(probs[~full], p[~full], u[~full])
     tokens[rows] = picked
     return tokens
 
@@ -64,11 +66,12 @@ def _nucleus(probs: torch.Tensor, top_p: torch.Tensor, u: torch.Tensor) -> torch
     tokens (almost always) skips the full sort: `topk` is exact there and much cheaper."""
     k = min(TOPK_FIRST, probs.shape[-1])
     sp, si = probs.topk(k, dim=-1)  # (K, k) each, sorted descending
-    picked = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)  # (K,)
     inside = sp.sum(dim=-1) >= top_p  # (K,) nucleus within the top k
-    if not bool(inside.all()):
-        sp_full, si_full = probs[~inside].sort(dim=-1, descending=True)  # (R, V) each
-        picked[~inside] = _pick_sorted(sp_full, si_full, top_p[~inside], u[~inside])
+    if bool(inside.all()):
+        return _pick_sorted(sp, si, top_p, u)
+    picked = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)  # (K,)
+    sp_full, si_full = probs[~inside].sort(dim=-1, descending=True)  # (R, V) each
+    picked[~inside] = _pick_sorted(sp_full, si_full, top_p[~inside], u[~inside])
     if bool(inside.any()):
         picked[inside] = _pick_sorted(sp[inside], si[inside], top_p[inside], u[inside])
     return picked
