@@ -15,11 +15,11 @@ def _reference_top_p(probs: torch.Tensor, top_p: torch.Tensor, u: torch.Tensor) 
     return si.gather(1, _inverse_cdf(sp * keep, u)[:, None]).squeeze(-1)
 
 
-@pytest.mark.parametrize("first", [4, 64, 100_000])
+@pytest.mark.parametrize("ladder", [(4,), (2, 16, 64), (100_000,), ()])
 def test_top_k_shortcut_gives_exactly_the_full_sort_token(
-    monkeypatch: pytest.MonkeyPatch, first: int
+    monkeypatch: pytest.MonkeyPatch, ladder: tuple[int, ...]
 ) -> None:
-    monkeypatch.setattr(sampling, "TOPK_FIRST", first)
+    monkeypatch.setattr(sampling, "TOPK_LADDER", ladder)
     g = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(300, 500, generator=g) * 3, dim=-1)  # (K, V)
     top_p = torch.rand(300, generator=g) * 0.98 + 0.01

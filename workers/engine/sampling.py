@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
-#: Rows with top-p < 1 first look for their nucleus among this many most probable tokens.
-TOPK_FIRST = 1024
+#: Rows with top-p < 1 look for their nucleus among this many most probable tokens first.
+TOPK_LADDER: tuple[int, ...] = (64, 1024)
 
 
 def _draw(generators: Sequence[torch.Generator], device: torch.device) -> torch.Tensor:
@@ -62,18 +62,23 @@ def sample_next(
 
 
 def _nucleus(probs: torch.Tensor, top_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Top-p draw on (K, V) probs. A row whose nucleus lies inside its `TOPK_FIRST` most probable
-    tokens (almost always) skips the full sort: `topk` is exact there and much cheaper."""
-    k = min(TOPK_FIRST, probs.shape[-1])
-    sp, si = probs.topk(k, dim=-1)  # (K, k) each, sorted descending
-    inside = sp.sum(dim=-1) >= top_p  # (K,) nucleus within the top k
-    if bool(inside.all()):
-        return _pick_sorted(sp, si, top_p, u)
+    """Top-p draw on (K, V) probs. Rows whose nucleus lies inside their k most probable tokens
+    (k up the `TOPK_LADDER`; almost always the first rung) skip the full sort: `topk` is exact
+    there and far cheaper; the rest fall through to a full sort."""
     picked = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)  # (K,)
-    sp_full, si_full = probs[~inside].sort(dim=-1, descending=True)  # (R, V) each
-    picked[~inside] = _pick_sorted(sp_full, si_full, top_p[~inside], u[~inside])
-    if bool(inside.any()):
-        picked[inside] = _pick_sorted(sp[inside], si[inside], top_p[inside], u[inside])
+    todo = torch.arange(probs.shape[0], device=probs.device)  # (R,) rows not drawn yet
+    for k in TOPK_LADDER:
+        if k >= probs.shape[-1]:
+            break
+        sp, si = probs[todo].topk(k, dim=-1)  # (R, k) each, sorted descending
+        inside = sp.sum(dim=-1) >= top_p[todo]  # (R,) nucleus within the top k
+        done = todo[inside]
+        picked[done] = _pick_sorted(sp[inside], si[inside], top_p[done], u[done])
+        todo = todo[~inside]
+        if len(todo) == 0:
+            return picked
+    sp, si = probs[todo].sort(dim=-1, descending=True)  # (R, V) each
+    picked[todo] = _pick_sorted(sp, si, top_p[todo], u[todo])
     return picked
 
 
