@@ -67,6 +67,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     print(f"database: {settings.sqlalchemy_url}  broker: {settings.celery_broker_url}", flush=True)
     print("get a key:  .venv/bin/rcs tenant create <name>", flush=True)
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        # uvicorn restores the previous handlers and re-raises the signal after its shutdown;
+        # this handler is what then runs, so the worker and beat never outlive the API.
+        _stop(children)
+        sys.exit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
     try:
         uvicorn.run(
             "api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info"

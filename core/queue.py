@@ -59,6 +59,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_in": folder,
             "data_folder_out": folder,
             "store_processed": False,
+            # The transport polls its folder; 1 s (the default) would dominate latency.
+            "polling_interval": 0.05,
             "control_folder": str(settings.broker_folder / "control"),
         }
     return config

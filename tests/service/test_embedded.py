@@ -15,7 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
+
+from core.categories import CATEGORIES
+from tests.worker_process import TINY_MODEL
 
 RCS = str(Path(sys.executable).with_name("rcs"))
 
@@ -33,7 +37,12 @@ def _embedded_env(data_dir: Path) -> dict[str, str]:
         if k
         not in {"DATABASE_URL", "REDIS_URL", "BROKER_URL", "RCS_DATABASE_URL", "RCS_BROKER_URL"}
     }
-    env.update(RCS_DATA_DIR=str(data_dir), RCS_HEARTBEAT_SECONDS="1", RCS_ENVIRONMENT="local")
+    env.update(
+        RCS_DATA_DIR=str(data_dir),
+        RCS_HEARTBEAT_SECONDS="1",
+        RCS_ENVIRONMENT="local",
+        RCS_MODEL_DIR=str(TINY_MODEL),
+    )
     return env
 
 
@@ -59,6 +68,8 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]
             pytest.fail(
                 "embedded server did not answer /healthz:\n" + (tmp_path / "serve.log").read_text()
             )
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2  # the worker and beat
         yield url, tmp_path, env
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -67,6 +78,8 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == [], "the worker and beat must stop with the API"
 
 
 def test_embedded_default_serves_api_worker_and_beat(embedded_server) -> None:
@@ -89,3 +102,13 @@ def test_embedded_default_serves_api_worker_and_beat(embedded_server) -> None:
     out = json.loads(created.stdout)
     assert set(out) == {"tenant_id", "api_key"}
     assert out["api_key"].startswith("rcs_")
+
+    # A generation through the embedded worker (celery-batches over the filesystem transport).
+    headers = {"Authorization": f"Bearer {out['api_key']}"}
+    policy = {"name": "default", "mode": "threshold"}
+    assert httpx.post(f"{url}/v1/policies", json=policy, headers=headers).status_code == 201
+    body = {"prompt": "What is the capital of Peru?", "max_tokens": 8, "wait": True}
+    generation = httpx.post(f"{url}/v1/generations", json=body, headers=headers, timeout=90)
+    assert generation.status_code == 200, generation.text
+    assert generation.json()["status"] == "succeeded"
+    assert set(generation.json()["probabilities"]) == set(CATEGORIES)
