@@ -268,8 +268,8 @@ def train(
                 f"[train] step {done}/{cfg.steps} loss {loss_avg:.4f} first-token acc {acc_avg:.3f} "
                 f"lr {_lr_at(step, cfg):.2e} elapsed {elapsed:.0f}s eta {eta:.0f}s"
             )
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            save_checkpoint(out_dir, model, opt, done)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save_checkpoint(out_dir, model, opt, done)  # the last one lets --resume skip to saving
     model.eval()
     return {
         "config": asdict(cfg),
