@@ -161,7 +161,8 @@ def build_demo(
     cfg = TrainConfig(
         steps=steps,
         batch_size=12,
-        lr=1e-4,
+        lr=2e-4,
+        embedding_lr=1e-2,
         seed=seed,
         warmup=15,
         log_every=5,

@@ -49,6 +49,8 @@ class TrainConfig:
     first_token_weight: float = 2.0
     #: Language-modelling loss on the prompt too: teaches a from-scratch model which words go together.
     prompt_lm_weight: float = 0.0
+    #: Separate learning rate for the output embedding (the new control-token rows) when set.
+    embedding_lr: float | None = None
     log_every: int = 25
     checkpoint_every: int = 100
     detach_input_embeddings: bool = False
@@ -207,6 +209,20 @@ def has_checkpoint(out_dir: Path) -> bool:
     return (out_dir / CHECKPOINT_DIR / STATE_FILE).exists()
 
 
+def _param_groups(model: PreTrainedModel, cfg: TrainConfig) -> list[dict[str, object]]:
+    """One optimizer group, or two when the (new) token rows get their own learning rate."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.embedding_lr is None:
+        return [{"params": params, "lr": cfg.lr, "lr_scale": 1.0}]
+    emb = model.get_output_embeddings().weight
+    rest = [p for p in params if p is not emb]
+    scale = cfg.embedding_lr / cfg.lr
+    return [
+        {"params": rest, "lr": cfg.lr, "lr_scale": 1.0},
+        {"params": [emb], "lr": cfg.embedding_lr, "lr_scale": scale},
+    ]
+
+
 def _freeze_old_rows(model: PreTrainedModel, frozen_vocab: int) -> None:
     """Zero the gradient of pre-existing vocabulary rows so only the new token rows move."""
 
@@ -239,7 +255,9 @@ def train(
     if cfg.frozen_vocab is not None:
         _freeze_old_rows(model, cfg.frozen_vocab)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        _param_groups(model, cfg), weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
+    )
     start = load_checkpoint(out_dir, model, opt) if resume and has_checkpoint(out_dir) else 0
     if start:
         log(f"[train] resumed from {out_dir / CHECKPOINT_DIR} at step {start}/{cfg.steps}")
@@ -248,7 +266,7 @@ def train(
     loss_avg = acc_avg = float("nan")
     for step in range(start, cfg.steps):
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = _lr_at(step, cfg) * group["lr_scale"]
         batch = collate(
             [data[i] for i in batch_indices(len(data), cfg.batch_size, step, cfg.seed)], pad_id
         )
