@@ -16,7 +16,7 @@ import torch
 
 from core.categories import CATEGORIES, MANIFEST_FILENAME, RESPOND, RefusalManifest
 from core.settings import get_settings
-from workers.training.card import REPORT_FILENAME, confusion_table, metrics_table
+from workers.training.card import CARD_FILENAME, REPORT_FILENAME, confusion_table, metrics_table
 from workers.training.data import generate, split
 
 THRESHOLDS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
@@ -106,8 +106,18 @@ def _model_section(name: str, model_dir: Path, rows: list[dict[str, float]]) -> 
             "",
             sweep_table(rows),
             "",
+            *_card_samples(model_dir),
         ]
     )
+
+
+def _card_samples(model_dir: Path) -> list[str]:
+    """The model card's sample-answer section, one heading level down."""
+    card = (model_dir / CARD_FILENAME).read_text()
+    if "## Sample answers" not in card:
+        return []
+    section = card.split("## Sample answers", 1)[1]
+    return ["### Sample answers" + section.rstrip(), ""]
 
 
 def main(argv: list[str] | None = None) -> int:
