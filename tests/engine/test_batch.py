@@ -207,3 +207,17 @@ def test_row_policy_compiles_from_core_policy_rules() -> None:
     assert policy.threshold[CATEGORIES.index("safety")] == 0.3
     assert policy.threshold[CATEGORIES.index("humanizing")] == math.inf
     assert policy.bias[CATEGORIES.index("humanizing")] == -math.inf
+
+
+def test_too_long_request_is_refused_before_any_work(engine: Engine) -> None:
+    from workers.engine.batch import RequestTooLong
+
+    limit = engine.loaded.max_positions
+    assert limit is not None
+    long = GenerationRequest(PROMPTS[0], sampling=SamplingParams(max_new_tokens=limit))
+    with pytest.raises(RequestTooLong, match="exceeds the model's context"):
+        engine.check(long)
+    with pytest.raises(RequestTooLong):
+        engine.generate([_greedy(PROMPTS[1]), long])
+    results, stats = engine.generate([])
+    assert results == [] and stats.rows == 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import torch
 from transformers import DynamicCache
@@ -53,7 +53,9 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
     return PaddedBatch(ids.to(device), mask.to(device), pos.to(device), lengths)
 
 
-def summaries_to_rows(summary: SummaryTensors, p: torch.Tensor, temperature: list[float]) -> list:
+def summaries_to_rows(
+    summary: SummaryTensors, p: torch.Tensor, temperature: list[float]
+) -> list[FirstTokenSummary]:
     """Per-row `FirstTokenSummary` from batch tensors (one device->host copy each).
 
     Greedy rows (temperature 0) have no L_T of their own: their summary is taken at T = 1.
@@ -65,6 +67,10 @@ def summaries_to_rows(summary: SummaryTensors, p: torch.Tensor, temperature: lis
         FirstTokenSummary(tuple(s[i]), m[i], l1[i], lt[i], temps[i], tuple(probs[i]))
         for i in range(len(m))
     ]
+
+
+class RequestTooLong(ValueError):
+    """A prompt plus its token budget that does not fit the model's context."""
 
 
 class Engine:
@@ -82,11 +88,19 @@ class Engine:
     def generate(
         self, requests: Sequence[GenerationRequest]
     ) -> tuple[list[GenerationResult], BatchStats]:
-        """Run requests in batches of at most `max_batch_size`, grouped by prompt length."""
+        """Run requests in batches of at most `max_batch_size`, grouped by prompt length.
+
+        Raises `RequestTooLong` before any work when a prompt plus its budget exceeds the
+        model's context; call `check` per request first to fail only that one.
+        """
+        if not requests:
+            return [], BatchStats(0, 0, 0, 0, 0.0, 0.0)
         encoded = [self.loaded.encode(r.prompt) for r in requests]
+        for req, ids in zip(requests, encoded, strict=True):
+            self.check(req, ids)
         order = sorted(range(len(requests)), key=lambda i: len(encoded[i]))
         results: list[GenerationResult | None] = [None] * len(requests)
-        totals = [0, 0, 0, 0, 0.0, 0.0]
+        parts: list[BatchStats] = []
         for start in range(0, len(order), self.max_batch_size):
             chunk = order[start : start + self.max_batch_size]
             rows, stats = self.generate_batch(
@@ -94,18 +108,21 @@ class Engine:
             )
             for i, row in zip(chunk, rows, strict=True):
                 results[i] = row
-            for k, v in enumerate(
-                (
-                    stats.rows,
-                    stats.prompt_tokens,
-                    stats.padded_prompt_tokens,
-                    stats.generated_tokens,
-                    stats.prefill_s,
-                    stats.decode_s,
-                )
-            ):
-                totals[k] += v
-        return [r for r in results if r is not None], BatchStats(*totals)  # type: ignore[arg-type]
+            parts.append(stats)
+        totals = BatchStats(*(sum(col) for col in zip(*map(astuple, parts), strict=True)))
+        return [r for r in results if r is not None], totals
+
+    def check(self, request: GenerationRequest, encoded: list[int] | None = None) -> int:
+        """Prompt token count; raises `RequestTooLong` if prompt + budget exceed the context."""
+        ids = encoded if encoded is not None else self.loaded.encode(request.prompt)
+        limit = self.loaded.max_positions
+        total = len(ids) + request.sampling.max_new_tokens
+        if limit is not None and total > limit:
+            raise RequestTooLong(
+                f"prompt ({len(ids)} tokens) + max_new_tokens "
+                f"({request.sampling.max_new_tokens}) exceeds the model's context of {limit}"
+            )
+        return len(ids)
 
     @torch.inference_mode()
     def generate_batch(

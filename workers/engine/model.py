@@ -65,6 +65,12 @@ class LoadedModel:
     control_ids: torch.Tensor  # (C + 1,) long: refusal ids then respond
 
     @property
+    def max_positions(self) -> int | None:
+        """The model's context length, when its config states one."""
+        value = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        return int(value) if value else None
+
+    @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
