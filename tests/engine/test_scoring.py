@@ -59,3 +59,15 @@ def test_length_batches_respect_row_and_token_budgets() -> None:
         assert len(g) <= 3
         assert len(g) == 1 or max(lengths[i] for i in g) * len(g) <= 120
     assert groups[0] == [0, 3, 2]  # shortest together
+
+
+def test_summaries_round_trip_through_core_rows(engine: Engine) -> None:
+    from core.summary import Summaries
+    from workers.engine.types import stack_summaries
+
+    scored = [s.summary for s in score_prompts(engine.loaded, PROMPTS[:5])]
+    stacked = stack_summaries(scored)
+    again = Summaries.from_rows([s.as_row() for s in scored])
+    np.testing.assert_array_equal(again.s, stacked.s)
+    np.testing.assert_array_equal(again.lt, stacked.lt)
+    assert stacked.to_rows() == [s.as_row() for s in scored]

@@ -84,6 +84,16 @@ class FirstTokenSummary:
     temperature: float
     probabilities: tuple[float, ...]  # (C,) p_c at temperature 1
 
+    def as_row(self) -> dict[str, Any]:
+        """JSON-ready, in the format of `core.summary.Summaries.to_rows` (-inf stored as None)."""
+        return {
+            "s": [None if v == -math.inf else v for v in self.s],
+            "m": self.m,
+            "l1": self.l1,
+            "lt": self.lt,
+            "temperature": self.temperature,
+        }
+
 
 @dataclass(frozen=True)
 class GenerationResult:
