@@ -17,6 +17,8 @@ import math
 import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -143,6 +145,36 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_in_fresh_process(model_dir: Path, batch: int, new_tokens: int) -> dict[str, float]:
+    """Peak RSS of one batch in a new process (this one keeps memory freed by earlier runs)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.engine",
+        "--model",
+        str(model_dir),
+        "--rss-probe",
+        str(batch),
+        "--new-tokens",
+        str(new_tokens),
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
+    out = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_probe(model_dir: Path, batch: int, new_tokens: int) -> None:
+    """Child side of `rss_in_fresh_process`: RSS with the model loaded, then the batch's peak."""
+    engine = Engine(load_model(model_dir, dtype="float32"), max_batch_size=64)
+    engine.generate(requests(1, 2))
+    reset_peak_rss()
+    loaded = peak_rss_mb()
+    engine.generate_batch(requests(batch, new_tokens))
+    peak = peak_rss_mb()
+    print(json.dumps({"peak_mb": round(peak, 1), "over_loaded_model_mb": round(peak - loaded, 1)}))
+
+
 def plain_generate(
     lm: LoadedModel,
     reqs: list[GenerationRequest],
@@ -235,9 +267,8 @@ def bench_batching(
     by_batch, mfu, rss = {}, {}, {}
     for b in sizes:
         sub = reqs[:b]
-        reset_peak_rss()
         t = best_of(repeats, lambda sub=sub: engine.generate_batch(sub))
-        rss[b] = round(peak_rss_mb(), 1)
+        rss[b] = rss_in_fresh_process(engine.loaded.path, b, new_tokens)
         by_batch[b] = b * new_tokens / t
         mfu[b] = by_batch[b] * flops_per_token / peak
     return {
@@ -359,11 +390,12 @@ def print_table(r: dict) -> None:
         f"batching (64 req, 8 tenants): batched {b['batched_tok_s']:.0f} tok/s vs one at a time "
         f"{b['one_at_a_time_tok_s']:.0f} -> speedup {b['batching_speedup']:.2f}x"
     )
-    print(f"{'batch':>6} {'tok/s':>10} {'MFU %':>8} {'peak RSS MB':>12}")
+    print(f"{'batch':>6} {'tok/s':>10} {'MFU %':>8} {'peak RSS MB':>12} {'batch MB':>12}")
     for k, v in b["tok_s_by_batch"].items():
         print(
             f"{k:>6} {v:>10.0f} {100 * r['mfu_by_batch'][k]:>8.2f} "
-            f"{r['peak_rss_mb_by_batch'][k]:>12.0f}"
+            f"{r['peak_rss_mb_by_batch'][k]['peak_mb']:>12.0f} "
+            f"{r['peak_rss_mb_by_batch'][k]['over_loaded_model_mb']:>12.0f}"
         )
     print(
         f"scoring (B={s['batch']}): prefill-only {s['prefill_only_prompts_s']:.0f} prompts/s vs "
@@ -387,9 +419,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="add a torch.profiler table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--rss-probe", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.rss_probe:
+        return rss_probe(args.model[0], args.rss_probe, args.new_tokens)
     models = args.model or [PROJECT_ROOT / "var/models/tiny", PROJECT_ROOT / "var/models/demo"]
     models = [m for m in models if (m / "config.json").is_file()]
     if not models:
