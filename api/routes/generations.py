@@ -22,7 +22,10 @@ from db.repositories.policies import resolve_active_version
 from db.session import after_commit
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
-POLL_SECONDS = 0.05
+#: Polling backs off from the first to the last delay: quick answers come back quickly, and many
+#: waiting clients do not keep the database busy.
+POLL_FIRST_SECONDS = 0.02
+POLL_MAX_SECONDS = 0.25
 
 
 def _ms(a, b) -> float | None:  # type: ignore[no-untyped-def]
@@ -116,6 +119,7 @@ async def wait_for_final(
 ) -> Generation:
     """Poll the row until it is final or `timeout` passes; returns its latest state."""
     deadline = time.monotonic() + timeout
+    delay = POLL_FIRST_SECONDS
 
     def load() -> Generation:
         with factory() as session:
@@ -128,7 +132,8 @@ async def wait_for_final(
         if row.status in FINAL_STATUSES or time.monotonic() >= deadline:
             observe_generation(row)
             return row
-        await asyncio.sleep(POLL_SECONDS)
+        await asyncio.sleep(delay)
+        delay = min(POLL_MAX_SECONDS, delay * 1.5)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
