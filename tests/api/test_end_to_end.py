@@ -143,9 +143,18 @@ def test_mixed_tenants_batch_through_a_real_worker(
                 assert response.status_code == 202, response.text
                 assert response.headers["Location"].endswith(response.json()["id"])
                 ids.append(response.json()["id"])
+        # Longer than the tiny model's 512-token context: it fails alone, the batch goes on.
+        too_long = live_client.post(
+            "/v1/generations",
+            json={"prompt": "tell me about the moon " * 400, "max_tokens": 8},
+            headers=tenant_a.headers("client"),
+        ).json()["id"]
         rows = _wait_all_final(e2e_settings, ids)
+        (failed,) = _wait_all_final(e2e_settings, [too_long])
     finally:
         stop_worker(worker)
+    assert failed.status == "failed"
+    assert "exceeds the model's context" in (failed.error or "")
     log = (tmp_path / "worker.log").read_text()
     assert all(r.status == "succeeded" for r in rows), [(r.status, r.error) for r in rows]
     by_tenant = {tenant_a.tenant_id: [], tenant_b.tenant_id: []}

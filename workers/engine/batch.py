@@ -166,7 +166,9 @@ class Engine:
             logits_to_keep=1,
         )
         logits = processor(batch.input_ids, out.logits[:, -1, :])  # (B, V) float32
-        tokens = sample_next(logits, temperature, top_p, gens)  # (B,)
+        # The first (control) token is drawn without top-p, so a sampled bias row refuses with
+        # exactly core's `sampled_bias_probabilities`; top-p applies to the answer's tokens.
+        tokens = sample_next(logits, temperature, torch.ones_like(top_p), gens)  # (B,)
         t_first = time.perf_counter()
 
         generated: list[list[int]] = [[] for _ in range(n)]

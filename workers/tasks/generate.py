@@ -96,16 +96,29 @@ def stat_increments(rows: Sequence[Generation], results: Sequence[Any]) -> list[
 
 
 def _claim(ids: list[uuid.UUID]) -> tuple[list[Generation], list[Any]]:
-    """Rows still to do (queued, or running after a lost worker) and their engine requests."""
+    """Rows still to do (queued, or running after a lost worker) and their engine requests.
+
+    A row the model cannot take (prompt plus budget over its context) fails alone, at once.
+    """
+    from workers.engine.batch import RequestTooLong
+
+    rows, requests = [], []
     with session_scope(session_factory()) as session:
-        rows = [
-            r
-            for r in repo.load_generations(session=session, generation_ids=ids)
-            if r.status in ("queued", "running")
-        ]
-        for row in rows:
+        pending = repo.load_generations(session=session, generation_ids=ids)
+        for row in pending:
+            if row.status not in ("queued", "running"):
+                continue
+            request = _engine_request(session, row)
+            try:
+                engine().check(request)
+            except RequestTooLong as exc:
+                repo.mark_failed(session=session, generation_id=row.id, error=str(exc))
+                continue
             repo.mark_running(session=session, generation_id=row.id)
-        return rows, [_engine_request(session, row) for row in rows]
+            session.refresh(row)  # the guarded UPDATE expired it; reload before the session ends
+            rows.append(row)
+            requests.append(request)
+    return rows, requests
 
 
 def _record(rows: Sequence[Generation], results: Sequence[Any]) -> int:
@@ -155,12 +168,12 @@ def generate(requests: list[SimpleRequest]) -> None:
         return
     try:
         results, stats = engine().generate(engine_requests)
-    except Exception as exc:  # the rows must say why, not stay queued forever
-        log.exception("engine failed on a batch of %d", len(rows))
+        written = _record(rows, results)
+    except Exception as exc:  # the rows must say why, not stay running forever
+        log.exception("batch of %d failed", len(rows))
         _fail([r.id for r in rows], f"{type(exc).__name__}: {exc}")
         observe_failure(rows, f"{type(exc).__name__}: {exc}")
         return
-    written = _record(rows, results)
     observe_batch(rows, results)
     log.info(
         "batch of %d rows (%d messages): %d written, %d tokens, request ids %s",
