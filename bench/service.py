@@ -55,8 +55,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def tenant_rules(i: int) -> dict[str, Any]:
+    """Tenant i's policy: bias and threshold tenants alternate, each with its own safety setting."""
+    mode = "threshold" if i % 2 else "bias"
+    return {
+        "mode": mode,
+        "categories": {"safety": {"threshold": 0.1 * (i + 1), "bias": float(i - 4)}},
+    }
+
+
 def _seed(url: str, tenants: int) -> list[str]:
-    """`tenants` tenants with a client key each and differing default policies."""
+    """`tenants` tenants with a client key each and `tenant_rules` as their default policy."""
     factory = create_session_factory(url)
     keys = []
     with session_scope(factory) as session:
@@ -67,16 +76,12 @@ def _seed(url: str, tenants: int) -> list[str]:
                 secret=SECRET,
                 quotas={"requests_per_minute": 10**6},
             )
-            mode = "threshold" if i % 2 else "bias"
-            rules = {
-                "mode": mode,
-                "categories": {"safety": {"threshold": 0.1 * (i + 1), "bias": float(i - 4)}},
-            }
+            rules = tenant_rules(i)
             create_policy(
                 session=session,
                 tenant_id=tenant.id,
                 name="default",
-                mode=mode,
+                mode=rules["mode"],
                 rules=rules,
                 actor="bench",
                 is_default=True,
@@ -92,6 +97,7 @@ async def _load(
     base: str, keys: list[str], *, concurrency: int, requests: int, max_tokens: int
 ) -> dict[str, Any]:
     latencies: list[float] = []
+    tokens: list[int] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(requests):
         queue.put_nowait(i)
@@ -117,6 +123,7 @@ async def _load(
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200 or response.json()["status"] != "succeeded":
                 raise RuntimeError(f"request {i}: {response.status_code} {response.text[:300]}")
+            tokens.append(response.json()["completion_tokens"])
 
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=180) as client:
@@ -129,27 +136,35 @@ async def _load(
         "requests_per_s": requests / elapsed,
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
+        "mean_completion_tokens": float(np.mean(tokens)),
     }
 
 
-def _engine_baseline(model: Path, requests: int, max_tokens: int, batch: int) -> float:
-    """Requests/s of the same requests on the engine in-process, in worker-sized batches."""
+def _engine_baseline(
+    model: Path, requests: int, max_tokens: int, batch: int, tenants: int
+) -> tuple[float, float]:
+    """Requests/s (and mean completion tokens) of the same requests, with the same per-tenant
+    policies, on the engine in-process in worker-sized batches."""
+    from core.policy import parse_rules
     from workers.engine.batch import Engine
-    from workers.engine.types import GenerationRequest, SamplingParams
+    from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams
 
     engine = Engine.from_dir(str(model))
     reqs = [
         GenerationRequest(
             prompt=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+            policy=RowPolicy.from_rules(parse_rules(tenant_rules(i % tenants))),
             sampling=SamplingParams(max_new_tokens=max_tokens),
         )
         for i in range(requests)
     ]
     engine.generate(reqs[:batch])  # warm-up
+    tokens = 0
     started = time.perf_counter()
     for i in range(0, requests, batch):
-        engine.generate(reqs[i : i + batch])
-    return requests / (time.perf_counter() - started)
+        results, _ = engine.generate(reqs[i : i + batch])
+        tokens += sum(r.completion_tokens for r in results)
+    return requests / (time.perf_counter() - started), tokens / requests
 
 
 def main() -> None:
@@ -171,7 +186,8 @@ def main() -> None:
             secret=SECRET,
             RCS_LOG_FORMAT="text",
         )
-        worker = start_worker(env, Path(tmp) / "worker.log", name="bench")
+        env["RCS_MODEL_DIR"] = str(args.model.resolve())
+        worker = start_worker(env, Path(tmp) / "worker.log", name="bench", timeout=300)
         port = _free_port()
         api = subprocess.Popen(
             [
@@ -215,22 +231,27 @@ def main() -> None:
             api.terminate()
             api.wait(timeout=30)
             stop_worker(worker)
-    baseline = _engine_baseline(args.model, args.requests, args.max_tokens, batch=32)
+    baseline, baseline_tokens = _engine_baseline(
+        args.model, args.requests, args.max_tokens, batch=32, tenants=8
+    )
     for row in rows:
         row["service_vs_engine"] = row["requests_per_s"] / baseline
     out = {
-        "model": "tiny",
+        "model": args.model.name,
         "max_tokens": args.max_tokens,
         "engine_requests_per_s": baseline,
+        "engine_mean_completion_tokens": baseline_tokens,
         "by_concurrency": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"service-{args.model.name}.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"engine in-process (batches of 32): {baseline:.1f} req/s")
-    print("clients  req/s   p50 ms   p95 ms  vs engine")
+    print(f"{args.model.name}: engine in-process (batches of 32) {baseline:.1f} req/s")
+    print("clients  req/s   p50 ms   p95 ms  tokens  vs engine")
     for row in rows:
         print(
-            f"{row['concurrency']:7d} {row['requests_per_s']:6.1f} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['service_vs_engine']:9.2f}"
+            f"{row['concurrency']:7d} {row['requests_per_s']:6.1f} {row['p50_ms']:8.1f}"
+            f" {row['p95_ms']:8.1f} {row['mean_completion_tokens']:7.1f}"
+            f" {row['service_vs_engine']:9.2f}"
         )
 
 
