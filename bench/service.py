@@ -14,28 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
 import numpy as np
 
+from bench.live_stack import SECRET, live_stack
 from core.settings import PROJECT_ROOT
-from db.migrate import upgrade
 from db.repositories.policies import create_policy
 from db.repositories.tenants import create_api_key, create_tenant
 from db.session import create_session_factory, session_scope
-from tests.conftest import DEFAULT_PG_ADMIN_URL, temporary_pg_database
-from tests.worker_process import TINY_MODEL, flush_broker, start_worker, stop_worker, worker_env
+from tests.worker_process import TINY_MODEL
 
-BROKER = "redis://127.0.0.1:6379/13"
-SECRET = "bench-secret-0123456789abcdef"
 RESULTS = PROJECT_ROOT / "bench" / "results"
 PROMPTS = [
     "What is the capital of France?",
@@ -174,20 +169,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--model", type=Path, default=TINY_MODEL, help="model directory")
     args = parser.parse_args()
-    admin = os.environ.get("RCS_TEST_PG_ADMIN_URL", DEFAULT_PG_ADMIN_URL)
-    flush_broker(BROKER)
-    with temporary_pg_database(admin, label="bench") as url, TemporaryDirectory() as tmp:
-        upgrade(url)
-        keys = _seed(url, tenants=8)
-        env = worker_env(
-            database_url=url,
-            broker_url=BROKER,
-            data_dir=Path(tmp),
-            secret=SECRET,
-            RCS_LOG_FORMAT="text",
-        )
-        env["RCS_MODEL_DIR"] = str(args.model.resolve())
-        worker = start_worker(env, Path(tmp) / "worker.log", name="bench", timeout=300)
+    with live_stack(args.model, label="bench") as stack:
+        keys = _seed(stack.database_url, tenants=8)
+        env = stack.env
         port = _free_port()
         api = subprocess.Popen(
             [
@@ -230,7 +214,6 @@ def main() -> None:
         finally:
             api.terminate()
             api.wait(timeout=30)
-            stop_worker(worker)
     baseline, baseline_tokens = _engine_baseline(
         args.model, args.requests, args.max_tokens, batch=32, tenants=8
     )
