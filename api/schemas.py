@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.policy import CategoryRule
 
-PolicyName = str
-
 
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -9,7 +9,8 @@ from typing import Literal
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CLIENT, TENANT_ADMIN, PlatformAdmin, SessionDep, TenantAdmin
+from api.deps import CLIENT, PlatformAdmin, SessionDep, TenantAdmin
+from db.models import ApiKey
 from db.repositories import tenants as repo
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -81,7 +82,7 @@ def list_tenants(principal: PlatformAdmin, session: SessionDep) -> list[TenantOu
     ]
 
 
-def _key_out(key) -> KeyOut:  # type: ignore[no-untyped-def]
+def _key_out(key: ApiKey) -> KeyOut:
     return KeyOut.model_validate(key, from_attributes=True)
 
 
@@ -101,7 +102,7 @@ def create_key(
         session=session,
         secret=request.app.state.settings.secret_key,
         tenant_id=principal.require_tenant(),
-        role=body.role if body.role in (CLIENT, TENANT_ADMIN) else CLIENT,
+        role=body.role,
         name=body.name,
         actor=principal.actor,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import datetime
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -19,6 +20,7 @@ from db.errors import GenerationNotFound, PolicyNotFound
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.policies import resolve_active_version
+from db.repositories.tenants import get_tenant
 from db.session import after_commit
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
@@ -28,7 +30,7 @@ POLL_FIRST_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.25
 
 
-def _ms(a, b) -> float | None:  # type: ignore[no-untyped-def]
+def _ms(a: datetime | None, b: datetime | None) -> float | None:
     return None if a is None or b is None else round((b - a).total_seconds() * 1000, 3)
 
 
@@ -78,8 +80,6 @@ def submit_generation(
 ) -> Generation:
     """Validate against quotas, resolve the policy, write the queued row, send the task after commit."""
     tenant_id = principal.require_tenant()
-    from db.repositories.tenants import get_tenant
-
     tenant = get_tenant(session=session, tenant_id=tenant_id)
     max_tokens = int(tenant.quotas.get("max_tokens", 1024))
     if body.max_tokens > max_tokens:
