@@ -31,12 +31,7 @@ from tests.dashboard.seed import (
     seed_policy_and_stats,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="Debian chromium missing: `make browser`"
-    ),
-]
+pytestmark = pytest.mark.integration
 #: The committed screenshots are refreshed with RCS_SAVE_SCREENSHOTS=1; otherwise they go to tmp.
 SAVE_SCREENSHOTS = os.environ.get("RCS_SAVE_SCREENSHOTS") == "1"
 PROMPTS = 30
@@ -44,6 +39,8 @@ PROMPTS = 30
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    if shutil.which("chromium") is None:  # never a silent skip: `make test` installs it
+        pytest.fail("Debian chromium is missing: run `make browser`")
     chrome = Browser(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield chrome
