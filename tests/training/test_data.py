@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections import Counter
 
 from core.categories import CLASSES, RESPOND, token_for
-from workers.training.data import ALL_GROUPS, HELDOUT, TRAIN, generate, heldout_templates, split
+from workers.training.data import (
+    ALL_GROUPS,
+    HELDOUT,
+    HELDOUT_FRACTION,
+    TRAIN,
+    class_vocabulary,
+    content_words,
+    generate,
+    heldout_templates,
+    split,
+    template_ids,
+)
+from workers.training.probe import PROBE
 from workers.training.tokenizer import CONTROL_TOKENS
 
 SUBCATEGORIES = {
@@ -81,3 +93,25 @@ def test_some_examples_are_multi_turn() -> None:
     multi = [e for e in examples if len(e.messages) > 1]
     assert 0.05 < len(multi) / len(examples) < 0.3
     assert all(m[1]["role"] == "assistant" for m in (e.messages for e in multi))
+
+
+def test_held_out_templates_are_new_phrasings_of_the_class_vocabulary() -> None:
+    held = heldout_templates()
+    for group in ALL_GROUPS:
+        for tid, prompt in zip(template_ids(group), group.prompts, strict=True):
+            if tid in held:
+                vocabulary = class_vocabulary(ALL_GROUPS, group.label, excluded=held)
+                assert content_words(prompt) <= vocabulary, (tid, prompt)
+
+
+def test_every_subcategory_holds_out_its_fifth() -> None:
+    held = heldout_templates()
+    for group in ALL_GROUPS:
+        ids = template_ids(group)
+        assert sum(t in held for t in ids) == max(1, round(HELDOUT_FRACTION * len(ids))), ids[0]
+
+
+def test_probe_prompts_are_not_templates_and_cover_every_class() -> None:
+    prompts = {p.lower() for g in ALL_GROUPS for p in g.prompts}
+    assert not {p.lower() for _, p in PROBE} & prompts
+    assert Counter(label for label, _ in PROBE) == dict.fromkeys(CLASSES, 10)

@@ -1,8 +1,10 @@
 """Labelled chat examples for refusal-token training, generated deterministically from a seed.
 
 Every example comes from one prompt template of a `TemplateGroup`; about 20% of the templates of
-every subcategory are held out whole (chosen by a hash of the template id, independent of the
-seed), so held-out accuracy measures generalisation to phrasings never seen in training.
+every subcategory are held out whole (in the order of a hash of the template id, independent of
+the seed), so held-out accuracy measures generalisation to phrasings never seen in training. Only
+templates whose content words the class's training data also uses are held out: see
+`heldout_templates` for why, and `probe.py` for the new-vocabulary measure.
 The response is the class's control token followed directly by the reply text.
 """
 
@@ -12,7 +14,8 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,13 +111,70 @@ def _hash01(text: str) -> float:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
 
 
+#: Function words: they carry no class, so a held-out template may use any of them.
+# fmt: off
+STOPWORDS = frozenset((
+    "a", "an", "the", "is", "are", "was", "were", "be", "been", "am", "to", "of", "in", "on",
+    "at", "for", "and", "or", "but", "not", "no", "do", "does", "did", "i", "you", "me", "my",
+    "your", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "how",
+    "why", "when", "where", "can", "could", "would", "will", "should", "shall", "may", "might",
+    "must", "with", "about", "from", "by", "as", "than", "then", "so", "if", "there", "here",
+    "have", "has", "had", "he", "she", "they", "them", "their", "we", "us", "our",
+))
+# fmt: on
+
+
+def content_words(text: str) -> frozenset[str]:
+    """Lower-case words of a template or filler, without slots and function words."""
+    words = re.findall(r"[a-z]+", re.sub(r"\{\w+\}", " ", text.lower()))
+    return frozenset(w for w in words if w not in STOPWORDS)
+
+
+def class_vocabulary(
+    groups: Sequence[TemplateGroup], label: str, *, excluded: Iterable[str]
+) -> frozenset[str]:
+    """Content words of a class's templates (but `excluded`) and slot fillers."""
+    skip = set(excluded)
+    vocab: set[str] = set()
+    for group in groups:
+        if group.label != label:
+            continue
+        for tid, prompt in zip(template_ids(group), group.prompts, strict=True):
+            if tid not in skip:
+                vocab |= content_words(prompt)
+        for filler in group.fillers:
+            for value in filler.values():
+                vocab |= content_words(value)
+    return frozenset(vocab)
+
+
 def heldout_templates(groups: Iterable[TemplateGroup] = ALL_GROUPS) -> frozenset[str]:
-    """Ids of held-out templates: the ~20% of each group with the smallest hash (at least one)."""
+    """Ids of held-out templates: about 20% of each group, taken in the order of a hash of the id.
+
+    A template is held out only when every content word of it still occurs in the class's
+    training templates or fillers: held-out templates are new phrasings of what the class is
+    about, not new vocabulary, which a model trained from scratch could not know.
+    """
+    groups = tuple(groups)
+    prompt_of = {
+        tid: prompt
+        for group in groups
+        for tid, prompt in zip(template_ids(group), group.prompts, strict=True)
+    }
     held: set[str] = set()
     for group in groups:
         ids = sorted(template_ids(group), key=_hash01)
         k = max(1, round(HELDOUT_FRACTION * len(ids))) if len(ids) >= 3 else 0
-        held.update(ids[:k])
+        taken = 0
+        for tid in ids:
+            if taken == k:
+                break
+            trial = held | {tid}
+            vocab = class_vocabulary(groups, group.label, excluded=trial)
+            same_class = [t for t in trial if t.startswith(group.label + ".")]
+            if all(content_words(prompt_of[t]) <= vocab for t in same_class):
+                held.add(tid)
+                taken += 1
     return frozenset(held)
 
 

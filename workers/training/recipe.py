@@ -6,7 +6,7 @@ import os
 import platform
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from core.categories import CLASSES, RefusalManifest
 from workers.training.card import write_card
 from workers.training.data import Example, heldout_templates, template_ids
 from workers.training.evaluate import classification_report, first_step_logits, predict_classes
+from workers.training.probe import evaluate_probe
 from workers.training.templates import TemplateGroup
 from workers.training.tokenizer import write_manifest
 from workers.training.train import CHECKPOINT_DIR
@@ -58,15 +59,24 @@ def data_info(
     }
 
 
-def evaluate_heldout(
+def evaluate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     manifest: RefusalManifest,
     heldout: Sequence[Example],
+    *,
+    name: str,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Held-out first-token report (full-vocabulary argmax)."""
+    """First-token reports (full-vocabulary argmax) on held-out templates and on the probe."""
     logits = first_step_logits(model, tokenizer, [e.messages for e in heldout])
-    return classification_report([e.label for e in heldout], predict_classes(logits, manifest))
+    report = classification_report([e.label for e in heldout], predict_classes(logits, manifest))
+    probe = evaluate_probe(model, tokenizer, manifest)
+    log(
+        f"[{name}] held-out first-token macro-F1 {report['macro_f1']:.3f} accuracy "
+        f"{report['accuracy']:.3f}; probe (new vocabulary) accuracy {probe['accuracy']:.3f}"
+    )
+    return {"heldout": report, "probe": probe}
 
 
 def save_model(

@@ -16,7 +16,13 @@ import torch
 
 from core.categories import CATEGORIES, MANIFEST_FILENAME, RESPOND, RefusalManifest
 from core.settings import get_settings
-from workers.training.card import CARD_FILENAME, REPORT_FILENAME, confusion_table, metrics_table
+from workers.training.card import (
+    CARD_FILENAME,
+    REPORT_FILENAME,
+    confusion_table,
+    metrics_table,
+    probe_section,
+)
 from workers.training.data import generate, split
 
 THRESHOLDS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
@@ -91,6 +97,8 @@ def _model_section(name: str, model_dir: Path, rows: list[dict[str, float]]) -> 
             f"* held-out first-token macro-F1 **{report['macro_f1']:.3f}**, accuracy "
             f"{report['accuracy']:.3f} over {report['n']} prompts from held-out templates "
             "(full-vocabulary argmax)",
+            f"* new-vocabulary probe: accuracy **{info['probe']['accuracy']:.3f}** over "
+            f"{info['probe']['n']} hand-written prompts (`workers/training/probe.py`)",
             f"* trained: {info['trainable']}",
             f"* {training['steps']} steps, training {training['seconds']:.0f} s, end to end "
             f"{info['total_seconds']:.0f} s on {info['machine']}",
@@ -106,6 +114,7 @@ def _model_section(name: str, model_dir: Path, rows: list[dict[str, float]]) -> 
             "",
             sweep_table(rows),
             "",
+            *probe_section(info["probe"], level="###"),
             *_card_samples(model_dir),
         ]
     )

@@ -96,10 +96,7 @@ def build_tiny(
     training = train(
         model, data, cfg, pad_id=tok.pad_token_id, out_dir=out_dir, resume=resume, log=log
     )
-    report = recipe.evaluate_heldout(model, tok, manifest, heldout)
-    log(
-        f"[tiny] held-out first-token macro-F1 {report['macro_f1']:.3f} accuracy {report['accuracy']:.3f}"
-    )
+    reports = recipe.evaluate(model, tok, manifest, heldout, name="tiny", log=log)
     recipe.save_model(out_dir, model, tok, manifest)
     samples = list(
         zip(
@@ -112,7 +109,7 @@ def build_tiny(
         "model": "tiny",
         "data": recipe.data_info(seed, train_ex, heldout, ALL_GROUPS),
         "training": training,
-        "heldout": report,
+        **reports,
         "trainable": f"all {sum(p.numel() for p in model.parameters()):,} parameters (from scratch)",
         "total_seconds": round(time.monotonic() - began, 1),
         "machine": recipe.machine(),
