@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.categories import CLASSES, token_for
 from workers.training.card import CARD_FILENAME, REPORT_FILENAME
+from workers.training.probe import PROBE
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,9 @@ def test_model_card_records_heldout_figures(tiny_model_dir: Path) -> None:
     report = json.loads((tiny_model_dir / REPORT_FILENAME).read_text())
     assert set(report["heldout"]["per_class"]) == set(CLASSES)
     assert report["heldout"]["argmax"] == "full vocabulary"
-    assert report["heldout"]["macro_f1"] > 0.6
+    # The recipe reaches 0.955-0.980 over seeds 0-2; the margin absorbs thread-count noise.
+    assert report["heldout"]["macro_f1"] >= 0.93
+    assert report["probe"]["n"] == len(PROBE)
     card = (tiny_model_dir / CARD_FILENAME).read_text()
     assert "macro-F1" in card and "Confusion matrix" in card
+    assert "Probe: new vocabulary" in card

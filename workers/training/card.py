@@ -42,8 +42,8 @@ def probe_section(probe: dict[str, Any], level: str = "##") -> list[str]:
     return [
         f"{level} Probe: new vocabulary",
         "",
-        f"{probe['n']} hand-written prompts (`workers/training/probe.py`) with words the data "
-        f"generator never uses: accuracy **{probe['accuracy']:.3f}**, macro-F1 "
+        f"{probe['n']} hand-written prompts (`workers/training/probe.py`), nearly all with a word "
+        f"no template uses: accuracy **{probe['accuracy']:.3f}**, macro-F1 "
         f"{probe['macro_f1']:.3f}.",
         "",
         metrics_table(probe),

@@ -1,4 +1,4 @@
-"""Hand-written prompts outside the templates, with words the generator never uses.
+"""Hand-written prompts outside the templates, nearly all with a word no template uses.
 
 Held-out templates measure generalisation to new phrasings of what a class is about (their
 content words occur in the class's training data, see `data.heldout_templates`). These prompts
