@@ -27,6 +27,7 @@ from transformers import (
 
 from core.categories import RESPOND, token_for
 from workers.training import recipe
+from workers.training.after_token import refuses_in_text
 from workers.training.base_model import ensure_base_model
 from workers.training.data import ALL_GROUPS, Example, generate, split
 from workers.training.evaluate import sample_answers
@@ -102,13 +103,20 @@ def base_answers(
     return cache
 
 
-def _targets(examples: Sequence[Example], answers: dict[str, str]) -> list[str]:
-    """Responses: refusals as generated; respond examples get the base model's own answer."""
-    out = []
+def training_targets(examples: Sequence[Example], answers: dict[str, str]) -> tuple[list[str], int]:
+    """Responses, and how many base answers were set aside because they refuse.
+
+    Refusals keep their template reply; respond examples get the base model's own answer, unless
+    that answer itself refuses ("I'm sorry, but as a chatbot I can't..."): training `[respond]`
+    on it would teach the model to say `[respond]` and refuse anyway, so those keep the template
+    reply too."""
+    out, refused = [], 0
     for ex in examples:
         answer = answers.get(ex.messages[-1]["content"]) if ex.label == RESPOND else None
+        if answer and refuses_in_text(answer):
+            answer, refused = None, refused + 1
         out.append(token_for(RESPOND) + answer if answer else ex.response)
-    return out
+    return out, refused
 
 
 def _freeze_lower(model: PreTrainedModel, train_layers: int) -> str:
@@ -155,9 +163,9 @@ def build_demo(
     resize_for_control_tokens(model, tok)
     manifest = manifest_from_tokenizer(tok)
     trainable = _freeze_lower(model, TRAIN_LAYERS)
-    data = encode(
-        train_ex, tok, max_response_tokens=ANSWER_TOKENS, responses=_targets(train_ex, answers)
-    )
+    targets, refused = training_targets(train_ex, answers)
+    log(f"[demo] {refused} respond examples keep the template reply: the base answer refuses")
+    data = encode(train_ex, tok, max_response_tokens=ANSWER_TOKENS, responses=targets)
     cfg = TrainConfig(
         steps=steps,
         batch_size=12,
@@ -189,6 +197,7 @@ def build_demo(
         "trainable": trainable,
         "total_seconds": round(time.monotonic() - began, 1),
         "machine": recipe.machine(),
+        "respond_targets_refusing": refused,
         "base_samples": dict(zip(SAMPLE_PROMPTS, base_samples, strict=True)),
     }
     recipe.finish(

@@ -105,13 +105,17 @@ def sample_answers(
     prompts: Sequence[str],
     *,
     max_new_tokens: int = 40,
+    first_token: str = "",
 ) -> list[str]:
-    """Greedy answers (control token kept, and masked after the first step) to single prompts."""
+    """Greedy answers (control token kept, and masked after the first step) to single prompts.
+
+    With `first_token` the answer is forced to start with it (it is part of the prompt, and of
+    the returned answer)."""
     answers: list[str] = []
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     control = tokenizer.convert_tokens_to_ids(list(CONTROL_TOKEN_TEXTS))
     for prompt in prompts:
-        text = prompt_text(tokenizer, [{"role": "user", "content": prompt}])
+        text = prompt_text(tokenizer, [{"role": "user", "content": prompt}]) + first_token
         ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])  # (1, T)
         gen = model.generate(
             input_ids=ids,
@@ -123,7 +127,6 @@ def sample_answers(
             logits_processor=LogitsProcessorList([MaskControlAfterFirst(ids.shape[1], control)]),
         )
         new = gen[0, ids.shape[1] :]
-        answers.append(
-            tokenizer.decode(new, skip_special_tokens=False).replace("<|im_end|>", "").strip()
-        )
+        answer = tokenizer.decode(new, skip_special_tokens=False).replace("<|im_end|>", "")
+        answers.append(first_token + answer.strip())
     return answers

@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.categories import CATEGORIES, MANIFEST_FILENAME, RESPOND, RefusalManifest
 from core.settings import get_settings
+from workers.training.after_token import respond_then_refuse
 from workers.training.card import (
     CARD_FILENAME,
     REPORT_FILENAME,
@@ -23,7 +26,7 @@ from workers.training.card import (
     metrics_table,
     probe_section,
 )
-from workers.training.data import generate, split
+from workers.training.data import Example, generate, split
 
 THRESHOLDS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
 OTHER_THRESHOLD = 0.5
@@ -37,19 +40,34 @@ def threshold_decisions(probs: torch.Tensor, taus: torch.Tensor) -> torch.Tensor
     return torch.where((eligible >= 0).any(-1), chosen, torch.full_like(chosen, -1))
 
 
-def sweep(model_dir: Path, category: str = "safety", *, seed: int = 0) -> list[dict[str, float]]:
-    """Refusal rate of `category` vs its threshold (others at 0.5) on held-out prompts."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@dataclass(frozen=True)
+class Evaluated:
+    """A trained model with its manifest and the held-out examples of its recipe."""
 
-    from workers.training.evaluate import first_step_logits
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    manifest: RefusalManifest
+    heldout: list[Example]
+
+
+def load(model_dir: Path, *, seed: int = 0) -> Evaluated:
+    """Load a trained model directory and regenerate its recipe's held-out examples."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     manifest = RefusalManifest.from_json(json.loads((model_dir / MANIFEST_FILENAME).read_text()))
     report = json.loads((model_dir / REPORT_FILENAME).read_text())
     per_class = 250 if report.get("model") == "demo" else 900
     heldout = split(generate(seed, examples_per_class=per_class))[1]
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    logits = first_step_logits(model, tok, [e.messages for e in heldout])  # (N, V)
+    return Evaluated(model, AutoTokenizer.from_pretrained(model_dir), manifest, heldout)
+
+
+def sweep(loaded: Evaluated, category: str = "safety") -> list[dict[str, float]]:
+    """Refusal rate of `category` vs its threshold (others at 0.5) on held-out prompts."""
+    from workers.training.evaluate import first_step_logits
+
+    manifest, heldout = loaded.manifest, loaded.heldout
+    logits = first_step_logits(loaded.model, loaded.tokenizer, [e.messages for e in heldout])
     probs = torch.softmax(logits, -1)[:, list(manifest.category_ids)]  # (N, C)
     k = CATEGORIES.index(category)
     labels = [e.label for e in heldout]
@@ -87,7 +105,24 @@ def sweep_table(rows: list[dict[str, float]], category: str = "safety") -> str:
     return "\n".join(lines)
 
 
-def _model_section(name: str, model_dir: Path, rows: list[dict[str, float]]) -> str:
+def after_respond_lines(result: dict[str, Any]) -> list[str]:
+    """Markdown lines for the forced-`[respond]` check."""
+    lines = [
+        "### Text after a forced `[respond]`",
+        "",
+        f"Forced `[respond]` on {result['n']} distinct held-out respond prompts, greedy, 32 tokens: "
+        f"**{result['refused_in_text']}** answers ({result['rate']:.1%}) contain a refusal phrase "
+        "(`workers/training/after_token.py`; a phrase match that flags answers to read, not a "
+        "judgement).",
+        "",
+    ]
+    lines += [f"* **{prompt}**\n  {answer!r}" for prompt, answer in result["examples"]]
+    return [*lines, ""] if result["examples"] else lines
+
+
+def _model_section(
+    name: str, model_dir: Path, rows: list[dict[str, float]], after: dict[str, Any]
+) -> str:
     info: dict[str, Any] = json.loads((model_dir / REPORT_FILENAME).read_text())
     training, report = info["training"], info["heldout"]
     return "\n".join(
@@ -115,6 +150,7 @@ def _model_section(name: str, model_dir: Path, rows: list[dict[str, float]]) -> 
             sweep_table(rows),
             "",
             *probe_section(info["probe"], level="###"),
+            *after_respond_lines(after),
             *_card_samples(model_dir),
         ]
     )
@@ -142,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (model_dir / REPORT_FILENAME).exists():
             print(f"{model_dir}: not trained, skipped")
             continue
-        rows = sweep(model_dir)
+        loaded = load(model_dir)
+        rows = sweep(loaded)
+        after = respond_then_refuse(loaded.model, loaded.tokenizer, loaded.heldout)
         print(f"{name} ({model_dir})\n{sweep_table(rows)}\n")
-        sections.append(_model_section(name, model_dir, rows))
+        print(f"forced [respond]: {after['refused_in_text']}/{after['n']} refuse in the text\n")
+        sections.append(_model_section(name, model_dir, rows, after))
     if args.write_docs and sections:
         head = DOCS_PATH.read_text().split("<!-- generated -->")[0] if DOCS_PATH.exists() else ""
         DOCS_PATH.write_text(head.rstrip() + "\n\n<!-- generated -->\n\n" + "\n".join(sections))
