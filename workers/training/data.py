@@ -23,8 +23,11 @@ from core.categories import CLASSES, RESPOND, token_for
 from workers.training.templates import REFUSAL_GROUPS, TemplateGroup
 from workers.training.templates_people import PEOPLE_GROUPS
 from workers.training.templates_respond import RESPOND_GROUPS
+from workers.training.templates_unknown import UNKNOWN_GROUPS
 
-ALL_GROUPS: tuple[TemplateGroup, ...] = REFUSAL_GROUPS + PEOPLE_GROUPS + RESPOND_GROUPS
+ALL_GROUPS: tuple[TemplateGroup, ...] = (
+    REFUSAL_GROUPS + UNKNOWN_GROUPS + PEOPLE_GROUPS + RESPOND_GROUPS
+)
 HELDOUT_FRACTION = 0.2
 WORD_DROP_RATE = 0.25
 TRAIN, HELDOUT = "train", "heldout"
