@@ -29,7 +29,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for `settings`: Redis in production, kombu's filesystem transport embedded."""
+    """Celery settings for `settings`: Redis, in production and embedded alike."""
     config: dict[str, Any] = {
         "broker_url": settings.celery_broker_url,
         "task_routes": TASK_ROUTES,
@@ -49,18 +49,5 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "autotune": {"task": AUTOTUNE_TASK, "schedule": settings.autotune_seconds},
         },
     }
-    if settings.broker_url is not None and settings.broker_url.startswith(
-        ("redis://", "rediss://")
-    ):
-        config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
-    if settings.broker_url is None:
-        folder = str(settings.broker_folder)
-        config["broker_transport_options"] = {
-            "data_folder_in": folder,
-            "data_folder_out": folder,
-            "store_processed": False,
-            # The transport polls its folder; 1 s (the default) would dominate latency.
-            "polling_interval": 0.05,
-            "control_folder": str(settings.broker_folder / "control"),
-        }
+    config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
     return config

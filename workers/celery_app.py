@@ -13,9 +13,6 @@ from core.settings import get_settings
 
 def create_celery_app() -> Celery:
     settings = get_settings()
-    if settings.broker_url is None:
-        # The filesystem transport needs its folders before the first publish or poll.
-        (settings.broker_folder / "control").mkdir(parents=True, exist_ok=True)
     app = Celery("rcs")
     app.conf.update(celery_config(settings))
     app.conf.include = [

@@ -15,13 +15,13 @@ from api.deps import CLIENT, Principal, SessionDep, TenantMember
 from api.errors import ApiError
 from api.metrics import observe_generation
 from api.schemas import GenerationIn, GenerationOut
+from api.tasks_client import NOT_QUEUED, send_or_undo
 from core.queue import GENERATE_TASK
 from db.errors import GenerationNotFound, PolicyNotFound
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.policies import resolve_active_version
 from db.repositories.tenants import get_tenant
-from db.session import after_commit
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
 #: Polling backs off from the first to the last delay: quick answers come back quickly, and many
@@ -106,11 +106,15 @@ def submit_generation(
         api_key_id=principal.key_id,
         request_id=request.state.request_id,
     )
-    sender = request.app.state.task_sender
-    args = [str(row.id)]
-    headers = {"request_id": request.state.request_id}
-    after_commit(session, lambda: sender.send(GENERATE_TASK, args, headers=headers))
     session.commit()
+    sender = request.app.state.task_sender
+    headers = {"request_id": request.state.request_id}
+
+    def undo() -> None:
+        repo.mark_failed(session=session, generation_id=row.id, error=NOT_QUEUED)
+        session.commit()
+
+    send_or_undo(lambda: sender.send(GENERATE_TASK, [str(row.id)], headers=headers), undo)
     return row
 
 

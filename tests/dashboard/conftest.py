@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import PROJECT_ROOT, Settings
+from tests import servers
 from tests.api.conftest import (  # noqa: F401 - fixtures shared with the API tests
     TEST_SECRET,
     RecordingSender,
@@ -25,7 +26,7 @@ from tests.api.conftest import (  # noqa: F401 - fixtures shared with the API te
     platform_key,
 )
 
-LIVE_BROKER = "redis://127.0.0.1:6379/14"
+LIVE_BROKER = servers.redis_url(14)
 
 
 def free_port() -> int:

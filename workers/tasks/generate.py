@@ -29,6 +29,7 @@ from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stat
 from db.session import session_scope
 from db.types import utcnow
 from workers.celery_app import app
+from workers.db_retry import retry_on_disconnect
 from workers.metrics import observe_batch, observe_failure
 from workers.runtime import engine, session_factory
 from workers.tasks.summaries import summary_json
@@ -163,15 +164,16 @@ def _fail(ids: Sequence[uuid.UUID], error: str) -> None:
 )
 def generate(requests: list[SimpleRequest]) -> None:
     ids = list(dict.fromkeys(uuid.UUID(str(r.args[0])) for r in requests))
-    rows, engine_requests = _claim(ids)
+    rows, engine_requests = retry_on_disconnect(lambda: _claim(ids))
     if not rows:
         return
     try:
         results, stats = engine().generate(engine_requests)
-        written = _record(rows, results)
+        written = retry_on_disconnect(lambda: _record(rows, results))
     except Exception as exc:  # the rows must say why, not stay running forever
         log.exception("batch of %d failed", len(rows))
-        _fail([r.id for r in rows], f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        retry_on_disconnect(lambda: _fail([r.id for r in rows], error))
         observe_failure(rows, f"{type(exc).__name__}: {exc}")
         return
     observe_batch(rows, results)

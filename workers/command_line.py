@@ -1,0 +1,25 @@
+"""The worker and beat command lines, shared by `rcs worker`/`rcs beat` and the supervisor."""
+
+from __future__ import annotations
+
+import sys
+
+from core.settings import Settings
+
+
+def celery_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args]
+
+
+def worker_command(
+    settings: Settings, *, queues: str = "generate,calibrate,maintenance"
+) -> list[str]:
+    """The worker command line: one process, solo pool (one model per process / GPU)."""
+    return celery_command(
+        "worker", "--pool", "solo", "--concurrency", "1", "-Q", queues, "--loglevel", "INFO"
+    )
+
+
+def beat_command(settings: Settings) -> list[str]:
+    schedule = settings.data_dir / "celerybeat-schedule"
+    return celery_command("beat", "--schedule", str(schedule), "--loglevel", "INFO")
