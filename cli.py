@@ -12,9 +12,16 @@ from core.settings import get_settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from embedded.stack import ServeOptions, serve
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # one line, like every other reason not to start
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        print(f"rcs serve: {message}", file=sys.stderr)
+        return 2
     with_worker = settings.embedded if args.with_worker is None else args.with_worker
     return serve(settings, ServeOptions(host=args.host, port=args.port, with_worker=with_worker))
 

@@ -9,6 +9,7 @@ start, not merely warned about.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from functools import lru_cache
@@ -31,6 +32,15 @@ class UnsafeSettings(ValueError):
 
 class NotConfigured(RuntimeError):
     """A server URL is needed and none is configured (outside `rcs serve`'s embedded stack)."""
+
+
+def unwritable_reason(exc: OSError) -> str:
+    """Why a folder cannot be written, in the words an operator searches for."""
+    if exc.errno == errno.EROFS:
+        return "read-only"
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    return exc.strerror or str(exc)
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -91,7 +101,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> Settings:
         if not self.secret_key and self.environment == "local":
-            self.secret_key = load_or_create_secret(self.data_dir)
+            try:
+                self.secret_key = load_or_create_secret(self.data_dir)
+            except OSError as exc:
+                raise ValueError(
+                    f"data dir {self.data_dir} is not writable: {unwritable_reason(exc)}"
+                ) from exc
         if self.environment != "local" and self.secret_key.strip().lower() in UNSAFE_SECRETS:
             raise UnsafeSettings(
                 f"RCS_SECRET_KEY is unsafe for environment {self.environment!r}: set a random secret"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import shutil
 from pathlib import Path
 from types import TracebackType
 
+from core.settings import unwritable_reason
 from embedded.errors import StartupError
 
 LOCK_FILE = "rcs.lock"
@@ -27,10 +27,9 @@ def check_usable(data_dir: Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> Non
             os.fsync(handle.fileno())
         probe.unlink()
     except OSError as exc:
-        reason = "read-only" if exc.errno == errno.EROFS else exc.strerror or str(exc)
-        if exc.errno == errno.ENOSPC:
-            reason = "the disk is full"
-        raise StartupError(f"data dir {data_dir} is not writable: {reason}") from exc
+        raise StartupError(
+            f"data dir {data_dir} is not writable: {unwritable_reason(exc)}"
+        ) from exc
     free = shutil.disk_usage(data_dir).free
     if free < min_free_bytes:
         raise StartupError(

@@ -54,6 +54,10 @@ def temporary_pg_database(admin_url: str, *, label: str = "") -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    servers.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     return servers.pg_admin_url()

@@ -16,6 +16,8 @@ from embedded.stack import free_port
 from embedded.state import RunState
 from embedded.supervisor import Supervisor
 
+_started: list[tuple[Supervisor, Path]] = []
+
 
 @cache
 def _embedded() -> Supervisor:
@@ -23,13 +25,17 @@ def _embedded() -> Supervisor:
     root = Path(tempfile.mkdtemp(prefix="rcs-test-servers-"))
     root.chmod(0o755)
     supervisor = Supervisor(RunState(supervisor_pid=os.getpid()), root / "state.json")
+    _started.append((supervisor, root))
+    atexit.register(stop)  # if pytest_unconfigure never ran (an interrupted session)
+    return supervisor
 
-    def stop() -> None:
+
+def stop() -> None:
+    """Stop the embedded servers (at the end of the test session); harmless when none run."""
+    while _started:
+        supervisor, root = _started.pop()
         supervisor.stop_all()
         shutil.rmtree(root, ignore_errors=True)
-
-    atexit.register(stop)
-    return supervisor
 
 
 @cache
