@@ -9,6 +9,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
@@ -28,6 +29,7 @@ router = APIRouter(prefix="/v1/generations", tags=["generations"])
 #: waiting clients do not keep the database busy.
 POLL_FIRST_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.25
+DB_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 
 def _ms(a: datetime | None, b: datetime | None) -> float | None:
@@ -125,14 +127,24 @@ async def wait_for_final(
     deadline = time.monotonic() + timeout
     delay = POLL_FIRST_SECONDS
 
-    def load() -> Generation:
-        with factory() as session:
-            found = session.get(Generation, generation_id)
-            assert found is not None
-            return found
+    def load() -> Generation | None:
+        try:
+            with factory() as session:
+                found = session.get(Generation, generation_id)
+                assert found is not None
+                return found
+        except DB_UNAVAILABLE:  # the row is committed and will finish: wait the outage out
+            return None
 
     while True:
         row = await run_in_threadpool(load)
+        if row is None:
+            if time.monotonic() >= deadline:
+                raise sa_exc.OperationalError(
+                    "waiting for a generation", None, Exception("database unavailable")
+                )
+            await asyncio.sleep(POLL_MAX_SECONDS)
+            continue
         if row.status in FINAL_STATUSES or time.monotonic() >= deadline:
             observe_generation(row)
             return row

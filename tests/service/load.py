@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from core.categories import CATEGORIES
 from tests.engine.prompts import PROMPTS
@@ -120,6 +121,37 @@ def expected_stats(final: dict[str, dict], tenant: str) -> dict[str, tuple[int, 
     rows = [r for r in final.values() if r["tenant"] == tenant and r["status"] == "succeeded"]
     refused = Counter(r["refusal_category"] for r in rows if r["refused"])
     return {c: (len(rows), refused[c]) for c in CATEGORIES}
+
+
+def database_books(
+    database_url: str, since: datetime, timeout: float = 240
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per tenant name and category (requests, refusals) of the succeeded rows created since
+    `since`, read from the database itself, once no row of that window is still queued or
+    running: this includes work whose client saw an error after the row was written."""
+    engine = create_engine(database_url)
+    window = text(
+        "SELECT t.name, g.status, g.refused, g.refusal_category FROM generations g"
+        " JOIN tenants t ON t.id = g.tenant_id WHERE g.created_at >= :since"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with engine.connect() as conn:
+                rows = conn.execute(window, {"since": since}).all()
+            active = [r for r in rows if r.status in ("queued", "running")]
+            if not active:
+                break
+            assert time.monotonic() < deadline, f"{len(active)} generations never became final"
+            time.sleep(1)
+    finally:
+        engine.dispose()
+    books: dict[str, dict[str, tuple[int, int]]] = {}
+    for tenant in {r.name for r in rows}:
+        done = [r for r in rows if r.name == tenant and r.status == "succeeded"]
+        refused = Counter(r.refusal_category for r in done if r.refused)
+        books[tenant] = {c: (len(done), refused[c]) for c in CATEGORIES}
+    return books
 
 
 def served_stats(url: str, key: str, since: datetime) -> dict[str, tuple[int, int]]:
