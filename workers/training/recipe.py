@@ -74,7 +74,8 @@ def evaluate(
     probe = evaluate_probe(model, tokenizer, manifest)
     log(
         f"[{name}] held-out first-token macro-F1 {report['macro_f1']:.3f} accuracy "
-        f"{report['accuracy']:.3f}; probe (new vocabulary) accuracy {probe['accuracy']:.3f}"
+        f"{report['accuracy']:.3f}; probe accuracy {probe['accuracy']:.3f} AUROC "
+        f"{probe['auroc_refuse_vs_respond']:.3f}"
     )
     return {"heldout": report, "probe": probe}
 
