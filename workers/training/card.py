@@ -71,6 +71,19 @@ def probe_section(probe: dict[str, Any], level: str = "##") -> list[str]:
     return lines
 
 
+def update_probe_section(out_dir: Path, probe: dict[str, Any]) -> Path:
+    """Replace the probe section of an existing MODEL_CARD.md (after re-running the probe)."""
+    path = out_dir / CARD_FILENAME
+    text = path.read_text(encoding="utf-8")
+    start = text.index("## Probe")
+    end = text.find("\n## ", start)
+    section = "\n".join(probe_section(probe))
+    path.write_text(
+        text[:start] + section + (text[end + 1 :] if end >= 0 else ""), encoding="utf-8"
+    )
+    return path
+
+
 def write_card(
     out_dir: Path,
     *,

@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import cast
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -92,3 +93,51 @@ def evaluate_probe(
         refusal_scores(logits, manifest), [p.label != RESPOND for p in probe]
     )
     return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m workers.training.probe MODEL_DIR [--update-card]`: the probe on a saved model."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.categories import MANIFEST_FILENAME
+    from workers.training.card import REPORT_FILENAME, update_probe_section
+
+    parser = argparse.ArgumentParser(prog="python -m workers.training.probe")
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument(
+        "--update-card",
+        action="store_true",
+        help="write the figures into the model's training_report.json and MODEL_CARD.md",
+    )
+    args = parser.parse_args(argv)
+    manifest = RefusalManifest.from_json(
+        json.loads((args.model_dir / MANIFEST_FILENAME).read_text(encoding="utf-8"))
+    )
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir, local_files_only=True)
+    report = evaluate_probe(model, tokenizer, manifest)
+    print(
+        f"probe: {report['n']} prompts, accuracy {report['accuracy']:.3f}, macro-F1 "
+        f"{report['macro_f1']:.3f}, AUROC refuse vs respond {report['auroc_refuse_vs_respond']:.3f}"
+    )
+    per_class = cast(dict[str, dict[str, float]], report["per_class"])
+    for label, m in per_class.items():
+        print(f"  {label:<14} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f}")
+    per_kind = cast(dict[str, dict[str, float]], report["per_kind"])
+    for kind, m in per_kind.items():
+        print(f"  {kind:<34} {m['accuracy']:.3f} of {m['n']}")
+    if args.update_card:
+        path = args.model_dir / REPORT_FILENAME
+        info = json.loads(path.read_text(encoding="utf-8"))
+        info["probe"] = report
+        path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        update_probe_section(args.model_dir, report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
