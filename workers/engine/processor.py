@@ -4,7 +4,8 @@ Order of processing for one decoding step (written once, here):
 
 1. the model gives raw logits `z` (B, V), cast to float32;
 2. step 0 only: record each row's first-token summary from the raw `z` (s_c, m, L_1, L_T at the
-   row's temperature, see DESIGN section 5), then apply the row's rule — `bias` rows add b_c to
+   row's temperature, see DESIGN section 5; a category the model has no token for is a virtual
+   column of -inf, see `with_absent_column`), then apply the row's rule — `bias` rows add b_c to
    the refusal-token logits; `threshold` rows either force the most probable category with
    p_c >= tau_c (every other logit -inf) or mask every refusal token;
 3. steps >= 1: mask every refusal token and the respond token (they only ever come first);
