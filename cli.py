@@ -72,6 +72,12 @@ def cmd_model_train(args: argparse.Namespace, rest: list[str]) -> int:
     return run_train_command(rest)
 
 
+def cmd_model_register(args: argparse.Namespace, rest: list[str]) -> int:
+    from workers.training.register import run_register_command
+
+    return run_register_command(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rcs", description="Refusal Control Service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_parser(
         "train", help="train a model (see `rcs model train --help`)", add_help=False
     ).set_defaults(func=cmd_model_train, passthrough=True)
+    model.add_parser(
+        "register",
+        help="write refusal_tokens.json for a model with refusal tokens (see --help)",
+        add_help=False,
+    ).set_defaults(func=cmd_model_register, passthrough=True)
     return parser
 
 

@@ -79,7 +79,9 @@ class Engine:
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int | None = None) -> None:
         self.loaded = loaded
         self.max_batch_size = max_batch_size or get_settings().max_batch_size
-        self._category_of = {tid: i for i, tid in enumerate(loaded.manifest.category_ids)}
+        self._category_of = {
+            tid: i for i, tid in enumerate(loaded.manifest.category_ids) if tid is not None
+        }
 
     @classmethod
     def from_dir(cls, path: str | None = None, **kwargs: str) -> Engine:

@@ -4,7 +4,8 @@ Order of processing for one decoding step (written once, here):
 
 1. the model gives raw logits `z` (B, V), cast to float32;
 2. step 0 only: record each row's first-token summary from the raw `z` (s_c, m, L_1, L_T at the
-   row's temperature, see DESIGN section 5), then apply the row's rule — `bias` rows add b_c to
+   row's temperature, see DESIGN section 5; a category the model has no token for is a virtual
+   column of -inf, see `with_absent_column`), then apply the row's rule — `bias` rows add b_c to
    the refusal-token logits; `threshold` rows either force the most probable category with
    p_c >= tau_c (every other logit -inf) or mask every refusal token;
 3. steps >= 1: mask every refusal token and the respond token (they only ever come first);
@@ -35,11 +36,22 @@ class SummaryTensors(NamedTuple):
     lt: torch.Tensor  # (B,) logsumexp of the non-refusal logits / T (T = 1 for greedy rows)
 
 
+def with_absent_column(z: torch.Tensor, refusal_ids: torch.Tensor) -> torch.Tensor:
+    """`z` (B, V), plus one -inf column when a refusal id points at V.
+
+    A category the model has no token for points one past the vocabulary (`LoadedModel`): its
+    logit is -inf, so p_c = 0, no bias or threshold can make it win, and nothing else moves.
+    """
+    if int(refusal_ids.max()) < z.shape[1]:
+        return z
+    return torch.cat([z, z.new_full((z.shape[0], 1), NEG_INF)], dim=1)  # (B, V + 1)
+
+
 def first_token_summary(
     logits: torch.Tensor, refusal_ids: torch.Tensor, temperature: torch.Tensor
 ) -> SummaryTensors:
     """Summaries of raw logits (B, V); `temperature` (B,) with 0 meaning greedy."""
-    z = logits.float()
+    z = with_absent_column(logits.float(), refusal_ids)  # (B, V) or (B, V + 1)
     s = z.index_select(1, refusal_ids)  # (B, C)
     rest = z.index_fill(1, refusal_ids, NEG_INF)  # (B, V) non-refusal tokens only
     m = rest.amax(dim=-1)  # (B,)
@@ -118,10 +130,13 @@ class RefusalPolicyProcessor(LogitsProcessor):
         self.step += 1
         return out
 
-    def _first_step(self, z: torch.Tensor) -> torch.Tensor:
+    def _first_step(self, logits: torch.Tensor) -> torch.Tensor:
+        vocab = logits.shape[1]
+        z = with_absent_column(logits, self.refusal_ids)  # (B, V) or (B, V + 1)
         summary = first_token_summary(z, self.refusal_ids, self.temperature)
         p = refusal_probabilities(summary.s, summary.l1)  # (B, C)
-        eligible = p >= self.threshold  # (B, C)
+        # A token of logit -inf (no token for the category) is never eligible, even at tau = 0.
+        eligible = (p >= self.threshold) & (summary.s > NEG_INF)  # (B, C)
         any_eligible = eligible.any(dim=-1)  # (B,)
         # Most probable eligible category: compare s_c (same order as p_c, no underflow ties).
         keys = torch.where(eligible, summary.s, NEG_INF)  # (B, C)
@@ -142,7 +157,7 @@ class RefusalPolicyProcessor(LogitsProcessor):
         out.scatter_(1, token, keep)
 
         self.summary, self.probabilities, self.forced = summary, p, forced
-        return out
+        return out[:, :vocab]  # (B, V)
 
     def _later_step(self, z: torch.Tensor) -> torch.Tensor:
         return z.index_fill(1, self.control_ids, NEG_INF)  # (B, V)
