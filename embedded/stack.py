@@ -24,7 +24,7 @@ from embedded.errors import StartupError
 from embedded.redelivery import restore_unacked
 from embedded.state import RunState, read_state, state_path
 from embedded.supervisor import ChildSpec, Supervisor
-from workers.command_line import beat_command, worker_command
+from workers.command_line import api_command, beat_command, worker_command
 
 log = logging.getLogger("rcs.supervisor")
 #: Children read these; anything the user set elsewhere for them would contradict the stack.
@@ -100,19 +100,7 @@ def _start(
     supervisor.start(
         ChildSpec(
             name="api",
-            argv=[
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                options.host,
-                "--port",
-                str(options.port),
-                "--timeout-graceful-shutdown",
-                "10",
-            ],
+            argv=api_command(options.host, options.port),
             env=env,
             ready=lambda: _healthy(api_url),
         )

@@ -1,4 +1,5 @@
-"""The worker and beat command lines, shared by `rcs worker`/`rcs beat` and the supervisor."""
+"""The API, worker and beat command lines, shared by `rcs worker`/`rcs beat`, the supervisor of
+`rcs serve` and the tests that start real processes."""
 
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ def worker_command(
 def beat_command(settings: Settings) -> list[str]:
     schedule = settings.data_dir / "celerybeat-schedule"
     return celery_command("beat", "--schedule", str(schedule), "--loglevel", "INFO")
+
+
+def api_command(host: str, port: int) -> list[str]:
+    """uvicorn serving the API factory; it drains open requests for up to 10 s on SIGTERM."""
+    serve = ["--host", host, "--port", str(port), "--timeout-graceful-shutdown", "10"]
+    return [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", *serve]

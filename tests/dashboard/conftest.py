@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.api.conftest import (  # noqa: F401 - fixtures shared with the API te
     api_settings,
     platform_key,
 )
+from workers.command_line import api_command
 
 LIVE_BROKER = servers.redis_url(14)
 
@@ -71,17 +71,7 @@ def live_server(api_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     log_path = data_dir / "uvicorn.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            api_command("127.0.0.1", port),
             env=env,
             cwd=PROJECT_ROOT,
             stdout=log,
