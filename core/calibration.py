@@ -256,7 +256,8 @@ def _decided(problem: Problem, values: np.ndarray) -> np.ndarray:
         return sampled_bias_probabilities(problem.summ, values)[:, :N_CATEGORIES]
     rule = threshold_decision if problem.method == "threshold" else greedy_bias_decision
     decisions = rule(problem.summ, values)
-    return (decisions[:, None] == np.arange(N_CATEGORIES)).astype(np.float64)
+    one_hot: np.ndarray = (decisions[:, None] == np.arange(N_CATEGORIES)).astype(np.float64)
+    return one_hot
 
 
 def _share(decided: np.ndarray, mask: np.ndarray) -> list[float | None]:

@@ -80,7 +80,8 @@ class Problem:
         """(N, C): each category's rate is the weighted sum of its decisions over prompts."""
         if self.kind == "traffic" or self.positives is None:
             return np.full((len(self.summ), N_CATEGORIES), 1.0 / len(self.summ))
-        return self.positives / np.maximum(self.positives.sum(axis=0), 1)
+        shares: np.ndarray = self.positives / np.maximum(self.positives.sum(axis=0), 1)
+        return shares
 
     def targets(self, targets: Mapping[str, float]) -> dict[int, float]:
         """Targets by category index, in `CATEGORIES` order."""
@@ -118,7 +119,8 @@ class Problem:
             return bp.sampled_keys(summ.s[rows], summ.lt[rows], temp, values, c)
         rivals = self.rivals(values, c) if rivals is None else rivals
         if self.method == "threshold":
-            return rivals[rows]
+            keys: np.ndarray = rivals[rows]
+            return keys
         before, after = rivals
         return bp.greedy_keys(self.s_t[c][rows], summ.m[rows], (before[rows], after[rows]))
 
@@ -126,7 +128,8 @@ class Problem:
         """(N,) bool: prompts decided c when c's value is `value`, exactly as the discrete
         decision rules decide them (`rivals` from the same other values)."""
         if self.method == "threshold":
-            return rivals <= -value
+            decided: np.ndarray = rivals <= -value
+            return decided
         return bp.greedy_wins(self.s_t[c], self.summ.m, rivals, value)
 
 
@@ -148,9 +151,11 @@ def _label_masks(labels: Sequence[str | None], n: int) -> tuple[np.ndarray, np.n
         raise InvalidTarget("labels", f"got {len(labels)} labels for {n} prompts")
     arr = np.asarray(labels, dtype=object).reshape(n)
     known = np.stack([arr == name for name in CLASSES], axis=1)  # (N, C+1)
-    bad = ~known.any(axis=1) & ~np.equal(arr, None)
+    labelled = np.array([label is not None for label in arr], dtype=bool)
+    bad = ~known.any(axis=1) & labelled
     if bad.any():
         i = int(np.argmax(bad))
         raise InvalidTarget(f"labels[{i}]", f"unknown label {arr[i]!r}; known: {list(CLASSES)}")
     positives = known[:, :N_CATEGORIES]
-    return positives, known.any(axis=1)[:, None] & ~positives
+    any_known: np.ndarray = np.any(known, axis=1)
+    return positives, any_known[:, None] & ~positives

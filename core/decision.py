@@ -41,7 +41,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     """
     top = logits.max(axis=1, keepdims=True)  # finite: every row has a finite L_1 or L_T
     weights = np.exp(logits - top)
-    return weights / weights.sum(axis=1, keepdims=True)
+    normalised: np.ndarray = weights / weights.sum(axis=1, keepdims=True)
+    return normalised
 
 
 def refusal_probabilities(summ: Summaries) -> np.ndarray:
@@ -106,4 +107,5 @@ def refusal_score(summ: Summaries) -> np.ndarray:
     rest[:, diagonal, diagonal] = -np.inf
     rest[:, :, N_CATEGORIES] = summ.l1[:, None]
     top = rest.max(axis=2)  # (N, C), finite
-    return (summ.s - top) - np.log(np.exp(rest - top[:, :, None]).sum(axis=2))
+    score: np.ndarray = (summ.s - top) - np.log(np.exp(rest - top[:, :, None]).sum(axis=2))
+    return score

@@ -33,4 +33,7 @@ def bin_edges() -> np.ndarray:
 
 def histogram_of(p: np.ndarray) -> list[int]:
     """Counts of the probabilities `p` (1-D) over the bins."""
-    return np.bincount(bin_index(logodds(p)).ravel(), minlength=HISTOGRAM_BINS).tolist()
+    counts: list[int] = np.bincount(
+        bin_index(logodds(p)).ravel(), minlength=HISTOGRAM_BINS
+    ).tolist()
+    return counts

@@ -8,7 +8,7 @@ the offending field as a dotted path so the API can point at it.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
 from pydantic import (
@@ -24,7 +24,7 @@ from pydantic import (
 
 from core.categories import CATEGORIES, UnknownCategory
 
-BIAS_OFF = "off"
+BIAS_OFF: Final = "off"
 
 
 class InvalidPolicy(ValueError):

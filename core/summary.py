@@ -26,7 +26,8 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
     shift = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
         out = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
-    return np.squeeze(out, axis=axis)
+    squeezed: np.ndarray = np.squeeze(out, axis=axis)
+    return squeezed
 
 
 def _vector(value: ArrayLike, n: int, name: str) -> np.ndarray:

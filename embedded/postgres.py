@@ -13,6 +13,7 @@ import pwd
 import signal
 import subprocess
 from pathlib import Path
+from typing import TypedDict
 
 import psycopg
 
@@ -53,7 +54,15 @@ def server_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVER_USER)
 
 
-def _as_user(user: pwd.struct_passwd | None) -> dict[str, int]:
+class _RunAs(TypedDict, total=False):
+    """`subprocess.run`'s keywords that drop to another user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def _as_user(user: pwd.struct_passwd | None) -> _RunAs:
     return {} if user is None else {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 

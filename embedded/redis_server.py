@@ -26,7 +26,7 @@ def binary() -> Path:
 
 
 def child(
-    data_dir: Path, port: int, log_dir: Path, *, on_restarted: Callable[[], None] | None = None
+    data_dir: Path, port: int, log_dir: Path, *, on_restarted: Callable[[], object] | None = None
 ) -> ChildSpec:
     folder = data_dir / REDIS_DIR
     folder.mkdir(parents=True, exist_ok=True)

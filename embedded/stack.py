@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -114,7 +115,7 @@ def _start(
                 argv=worker_command(settings),
                 env=env,
                 stop_timeout=60.0,
-                on_exit=lambda: restore_unacked(broker_url) and None,
+                on_exit=partial(restore_unacked, broker_url),
             ),
             wait=False,
         )
@@ -146,7 +147,7 @@ def _start_redis(supervisor: Supervisor, data_dir: Path, log_dir: Path) -> str:
     url = redis_server.url(port)
     # A worker cut off from Redis cannot acknowledge what it held; the only worker is ours, so
     # requeue at once (a task run twice is written once) rather than after the visibility timeout.
-    requeue = lambda: restore_unacked(url) and None  # noqa: E731
+    requeue = partial(restore_unacked, url)
     supervisor.start(redis_server.child(data_dir, port, log_dir, on_restarted=requeue))
     return url
 

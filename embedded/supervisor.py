@@ -40,9 +40,9 @@ class ChildSpec:
     ready: Callable[[], bool] | None = None
     ready_timeout: float = 60.0
     #: Runs after the child died and before it is started again (the worker's redelivery).
-    on_exit: Callable[[], None] | None = None
+    on_exit: Callable[[], object] | None = None
     #: Runs once a restarted child is ready again (Redis: requeue what a broken link stranded).
-    on_restarted: Callable[[], None] | None = None
+    on_restarted: Callable[[], object] | None = None
 
 
 @dataclass

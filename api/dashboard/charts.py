@@ -123,12 +123,12 @@ def rate_chart(
     # Target: a step function of the active version's target over time.
     steps = [(max(at.timestamp(), t0), value) for at, value in targets if at.timestamp() < t1]
     ends = [at for at, _ in steps[1:]] + [t1]
-    for (at, value), until in zip(steps, ends[: len(steps)], strict=True):
-        if value is None or until <= at:
+    for (since, value), until in zip(steps, ends[: len(steps)], strict=True):
+        if value is None or until <= since:
             continue
         y = frame.y(value)
         body.append(
-            f'<line class="target" x1="{frame.x(at):.1f}" x2="{frame.x(until):.1f}" '
+            f'<line class="target" x1="{frame.x(since):.1f}" x2="{frame.x(until):.1f}" '
             f'y1="{y:.1f}" y2="{y:.1f}" stroke="{TARGET_COLOR}" stroke-width="2" '
             f'stroke-dasharray="6 4"><title>target {value:.0%}</title></line>'
         )

@@ -39,14 +39,14 @@ def append_entry(
 
 
 def _filtered(
-    stmt: Select[tuple[AuditEntry]],
+    stmt: Select[AuditEntry],
     *,
     entity: str | None,
     entity_id: object | None,
     action: str | None,
     since: datetime | None,
     limit: int,
-) -> Select[tuple[AuditEntry]]:
+) -> Select[AuditEntry]:
     if entity is not None:
         stmt = stmt.where(AuditEntry.entity == entity)
     if entity_id is not None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.errors import CalibrationRunNotFound
@@ -149,6 +149,7 @@ def store_summaries(
     if not summaries:
         return
     table = CalibrationItem.__table__
+    assert isinstance(table, Table)  # a mapped class's table, typed by SQLAlchemy as a FromClause
     stmt = (
         update(table)
         .where(table.c.run_id == bindparam("b_run_id"), table.c.idx == bindparam("b_idx"))
