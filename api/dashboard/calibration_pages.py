@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote_plus
 
@@ -20,18 +19,9 @@ from db.errors import Conflict, NotFound
 from db.models import CalibrationRun, Policy, PolicyVersion
 from db.repositories import calibrations as runs
 from db.repositories import policies as policy_repo
+from services.calibrations import apply_run
 
 router = APIRouter(prefix="/dashboard/calibrations", include_in_schema=False)
-
-
-def _apply_run() -> Callable[..., Any] | None:
-    """`apply_run(session=, tenant_id=, run_id=, actor=)` wherever the service defines it."""
-    try:
-        from db.calibration_flow import apply_run
-
-        return apply_run
-    except ImportError:
-        return getattr(runs, "apply_run", None)
 
 
 def _number(value: Any) -> float | None:
@@ -136,13 +126,8 @@ def apply(
     check_csrf(viewer, csrf)
     tenant_id = viewer.require_tenant()
     run = _load(session, tenant_id, run_id)
-    apply_run = _apply_run()
     if run is None:
         return error_page(request, viewer, 404, "Calibration not found", f"No run {run_id}.")
-    if apply_run is None:
-        return error_page(
-            request, viewer, 501, "Cannot apply yet", "This server has no calibration apply step."
-        )
     try:
         policy = apply_run(session=session, tenant_id=tenant_id, run_id=run.id, actor=viewer.actor)
     except (Conflict, NotFound) as exc:

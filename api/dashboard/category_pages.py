@@ -9,12 +9,13 @@ from fastapi.responses import HTMLResponse, Response
 from api.dashboard.auth import ViewerDep
 from api.dashboard.charts import histogram_chart, rate_chart
 from api.dashboard.render import error_page, page
-from api.dashboard.series import BUCKETS, MAX_POINTS, RANGES, category_series, parse_range
+from api.dashboard.series import BUCKETS, MAX_POINTS, RANGES, parse_range
 from api.deps import SessionDep
 from core.categories import CATEGORIES
 from db.errors import NotFound
 from db.repositories import policies as repo
 from db.types import utcnow
+from services.statistics import category_series
 
 router = APIRouter(prefix="/dashboard/categories", include_in_schema=False)
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from api.calibration_input import (
@@ -18,15 +19,14 @@ from api.calibration_input import (
     parse_jsonl,
     split_items,
 )
-from api.deps import SessionDep, TenantAdmin
+from api.deps import Principal, SessionDep, TenantAdmin
 from api.errors import ApiError
 from api.tasks_client import NOT_QUEUED, send_or_undo
 from core.calibration import InvalidTarget
 from core.queue import CALIBRATE_TASK
-from db.calibration_flow import apply_run, solve_and_propose
 from db.models import CalibrationRun
 from db.repositories import calibrations as runs
-from db.repositories.policies import get_policy_by_name
+from services import calibrations
 
 router = APIRouter(prefix="/v1/calibrations", tags=["calibrations"])
 
@@ -107,40 +107,29 @@ async def _read_submission(request: Request) -> CalibrationIn:
         raise _validation(exc) from None
 
 
-def _create(request: Request, session: Any, principal: Any, body: CalibrationIn) -> CalibrationRun:
-    tenant_id = principal.require_tenant()
-    policy = get_policy_by_name(session=session, tenant_id=tenant_id, name=body.policy)
-    method = body.method or (
-        "threshold"
-        if policy.active_version and policy.active_version.mode == "threshold"
-        else "greedy_bias"
-    )
+def _create(
+    request: Request, session: Session, principal: Principal, body: CalibrationIn
+) -> CalibrationRun:
     items = split_items(
         body.prompts,
         holdout_fraction=body.holdout_fraction,
         seed=body.seed,
         labelled=body.target_kind == "labelled",
     )
-    if body.target_kind == "labelled":
-        for name in body.targets:
-            if not any(i.label == name and i.split == "calibration" for i in items):
-                raise ApiError(
-                    422,
-                    "validation_error",
-                    f"no calibration prompt is labelled {name!r}",
-                    field=f"targets.{name}",
-                )
-    run = runs.create_run(
-        session=session,
-        tenant_id=tenant_id,
-        policy_id=policy.id,
-        targets=body.targets,
-        method=method,
-        target_kind=body.target_kind,
-        holdout_fraction=body.holdout_fraction,
-        auto_apply=body.auto_apply,
-    )
-    runs.add_items(session=session, run_id=run.id, items=items)
+    try:
+        run = calibrations.open_run(
+            session=session,
+            tenant_id=principal.require_tenant(),
+            policy_name=body.policy,
+            items=items,
+            targets=body.targets,
+            method=body.method,
+            target_kind=body.target_kind,
+            holdout_fraction=body.holdout_fraction,
+            auto_apply=body.auto_apply,
+        )
+    except InvalidTarget as exc:
+        raise ApiError(422, "validation_error", exc.message, field=exc.field) from None
     session.commit()
     sender = request.app.state.task_sender
     headers = {"request_id": request.state.request_id}
@@ -186,26 +175,16 @@ def solve_again(
 ) -> dict[str, Any]:
     """Re-solve a finished run for new targets from its stored summaries (never the model)."""
     tenant_id = principal.require_tenant()
-    run = runs.get_run(session=session, tenant_id=tenant_id, run_id=run_id)
-    if run.status != "succeeded":
-        raise ApiError(
-            409, "conflict", f"calibration run is {run.status}; re-solving needs a finished run"
-        )
-    method = body.method or run.method
     try:
-        result, version = solve_and_propose(
-            session=session, run=run, targets=body.targets, method=method
+        calibrations.solve_again(
+            session=session,
+            tenant_id=tenant_id,
+            run_id=run_id,
+            targets=body.targets,
+            method=body.method,
         )
     except InvalidTarget as exc:
         raise ApiError(422, "validation_error", str(exc), field=exc.field) from None
-    runs.replace_result(
-        session=session,
-        run_id=run.id,
-        result=result,
-        produced_version_id=version.id,
-        targets=body.targets,
-        method=method,
-    )
     session.commit()
     return run_out(runs.get_run(session=session, tenant_id=tenant_id, run_id=run_id))
 
@@ -216,7 +195,9 @@ def apply_calibration(
 ) -> dict[str, Any]:
     """Activate the policy version the run proposed (audited)."""
     tenant_id = principal.require_tenant()
-    policy = apply_run(session=session, tenant_id=tenant_id, run_id=run_id, actor=principal.actor)
+    policy = calibrations.apply_run(
+        session=session, tenant_id=tenant_id, run_id=run_id, actor=principal.actor
+    )
     session.commit()
     active = policy.active_version
     return {"policy": policy.name, "active_version": active.version if active else None}

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError
 from core.categories import CATEGORIES
-from db.repositories import policies as policy_repo
-from db.repositories.stats import BUCKET_SECONDS, StatTotals, floor_to_bucket, read_buckets
+from db.repositories.stats import BUCKET_SECONDS, StatTotals
 from db.types import utcnow
+from services.statistics import category_stats, policy_version_ids
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
 MAX_POINTS = 10_000
@@ -62,33 +62,20 @@ def get_stats(
     for name in category or []:
         if name not in CATEGORIES:
             raise ApiError(422, "validation_error", f"unknown category {name!r}", field="category")
-    version_ids = None
-    if policy is not None:
-        found = policy_repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=policy)
-        version_ids = [
-            v.id
-            for v in policy_repo.list_versions(
-                session=session, tenant_id=tenant_id, policy_id=found.id
-            )
-        ]
-    rows = read_buckets(
+    version_ids = (
+        None
+        if policy is None
+        else policy_version_ids(session=session, tenant_id=tenant_id, policy_name=policy)
+    )
+    stats = category_stats(
         session=session,
         tenant_id=tenant_id,
         start=start,
         end=end,
+        bucket_seconds=bucket,
         policy_version_ids=version_ids,
-        categories=category,
+        categories=category or CATEGORIES,
     )
-    per_category: dict[str, dict[datetime, StatTotals]] = {c: {} for c in category or CATEGORIES}
-    totals = {c: StatTotals(c) for c in per_category}
-    for row in rows:
-        assert row.bucket_start is not None
-        at = floor_to_bucket(row.bucket_start, seconds=bucket)
-        merged = per_category[row.category].setdefault(at, StatTotals(row.category, at))
-        for target in (merged, totals[row.category]):
-            target.requests += row.requests
-            target.refusals += row.refusals
-            target.sum_p += row.sum_p
     return {
         "start": start,
         "end": end,
@@ -96,11 +83,9 @@ def get_stats(
         "policy": policy,
         "categories": {
             c: {
-                **_totals_out(totals[c]),
-                "buckets": [
-                    {"start": at, **_totals_out(t)} for at, t in sorted(per_category[c].items())
-                ],
+                **_totals_out(s.totals),
+                "buckets": [{"start": b.bucket_start, **_totals_out(b)} for b in s.buckets],
             }
-            for c in per_category
+            for c, s in stats.items()
         },
     }

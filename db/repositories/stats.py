@@ -79,7 +79,7 @@ class StatTotals:
     def mean_p(self) -> float | None:
         return self.sum_p / self.requests if self.requests else None
 
-    def add(self, row: RefusalStat) -> None:
+    def add(self, row: RefusalStat | StatTotals) -> None:
         self.requests += row.requests
         self.refusals += row.refusals
         self.sum_p += row.sum_p

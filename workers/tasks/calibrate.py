@@ -10,10 +10,9 @@ import logging
 import uuid
 
 from core.queue import CALIBRATE_TASK
-from db.actors import calibration_actor
-from db.calibration_flow import apply_run, solve_and_propose
 from db.repositories import calibrations as runs
 from db.session import session_scope
+from services.calibrations import finish_run
 from workers.celery_app import app
 from workers.runtime import engine, session_factory
 from workers.tasks.summaries import summary_json
@@ -55,20 +54,7 @@ def calibrate(run_id: str) -> None:
     try:
         _score_pages(rid)
         with session_scope(factory) as session:
-            run = runs.load_run(session=session, run_id=rid)
-            result, version = solve_and_propose(
-                session=session, run=run, targets=run.targets, method=run.method
-            )
-            runs.store_result(
-                session=session, run_id=rid, result=result, produced_version_id=version.id
-            )
-            if run.auto_apply:
-                apply_run(
-                    session=session,
-                    tenant_id=run.tenant_id,
-                    run_id=rid,
-                    actor=calibration_actor(rid),
-                )
+            version = finish_run(session=session, run_id=rid)
         log.info("calibration %s done: proposed version %s", rid, version.version)
     except Exception as exc:
         log.exception("calibration %s failed", rid)

@@ -1,4 +1,5 @@
-"""Solving a calibration run from its stored summaries and proposing a policy version.
+"""Calibration runs as a service: opening a run, solving it from its stored summaries,
+proposing the solved policy version and applying it.
 
 Shared by the worker (after scoring) and the API (`POST .../solve` re-solves with new targets,
 never touching the model): both only need the summaries stored in `calibration_items`.
@@ -18,9 +19,16 @@ from core.categories import CATEGORIES
 from core.policy import bias_vector, parse_rules, threshold_vector, to_json
 from core.summary import Summaries
 from db.actors import calibration_actor
+from db.errors import Conflict
 from db.models import CalibrationRun, Policy, PolicyVersion
 from db.repositories import calibrations as runs
-from db.repositories.policies import activate_version, create_version, get_policy
+from db.repositories.calibrations import NewCalibrationItem
+from db.repositories.policies import (
+    activate_version,
+    create_version,
+    get_policy,
+    get_policy_by_name,
+)
 
 METHODS = ("threshold", "greedy_bias", "sampled_bias")
 
@@ -130,8 +138,6 @@ def apply_run(*, session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID, acto
     """Activate the version a finished run proposed (audited by `activate_version`)."""
     run = runs.get_run(session=session, tenant_id=tenant_id, run_id=run_id)
     if run.status != "succeeded" or run.produced_version_id is None:
-        from db.errors import Conflict
-
         raise Conflict(f"calibration run is {run.status}; only a finished run can be applied")
     version = session.get(PolicyVersion, run.produced_version_id)
     assert version is not None
@@ -143,3 +149,86 @@ def apply_run(*, session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID, acto
         actor=actor,
         reason=f"apply calibration {run.id}",
     )
+
+
+def open_run(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_name: str,
+    items: list[NewCalibrationItem],
+    targets: dict[str, float],
+    method: str | None,
+    target_kind: str,
+    holdout_fraction: float,
+    auto_apply: bool,
+) -> CalibrationRun:
+    """A new queued run with its items; the method defaults to the active version's mode.
+
+    Labelled targets need a calibration prompt with each targeted label (`InvalidTarget`)."""
+    policy = get_policy_by_name(session=session, tenant_id=tenant_id, name=policy_name)
+    if method is None:
+        active = policy.active_version
+        method = "threshold" if active and active.mode == "threshold" else "greedy_bias"
+    if target_kind == "labelled":
+        for name in targets:
+            if not any(i.label == name and i.split == "calibration" for i in items):
+                raise InvalidTarget(
+                    f"targets.{name}", f"no calibration prompt is labelled {name!r}"
+                )
+    run = runs.create_run(
+        session=session,
+        tenant_id=tenant_id,
+        policy_id=policy.id,
+        targets=targets,
+        method=method,
+        target_kind=target_kind,
+        holdout_fraction=holdout_fraction,
+        auto_apply=auto_apply,
+    )
+    runs.add_items(session=session, run_id=run.id, items=items)
+    return run
+
+
+def finish_run(*, session: Session, run_id: uuid.UUID) -> PolicyVersion:
+    """After scoring: solve the run's own targets, store the result and propose the version
+    (activated at once when the run asked for `auto_apply`)."""
+    run = runs.load_run(session=session, run_id=run_id)
+    result, version = solve_and_propose(
+        session=session, run=run, targets=run.targets, method=run.method
+    )
+    runs.store_result(session=session, run_id=run_id, result=result, produced_version_id=version.id)
+    if run.auto_apply:
+        apply_run(
+            session=session,
+            tenant_id=run.tenant_id,
+            run_id=run_id,
+            actor=calibration_actor(run_id),
+        )
+    return version
+
+
+def solve_again(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    targets: dict[str, float],
+    method: str | None,
+) -> CalibrationRun:
+    """Re-solve a finished run for new targets from its stored summaries (never the model) and
+    replace its result and proposed version."""
+    run = runs.get_run(session=session, tenant_id=tenant_id, run_id=run_id)
+    if run.status != "succeeded":
+        raise Conflict(f"calibration run is {run.status}; re-solving needs a finished run")
+    method = method or run.method
+    result, version = solve_and_propose(session=session, run=run, targets=targets, method=method)
+    runs.replace_result(
+        session=session,
+        run_id=run.id,
+        result=result,
+        produced_version_id=version.id,
+        targets=targets,
+        method=method,
+    )
+    return run
