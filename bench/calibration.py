@@ -25,7 +25,6 @@ import numpy as np
 from core.calibration import control_error, solve
 from core.settings import PROJECT_ROOT, Settings
 from core.summary import Summaries
-from workers.tasks.summaries import summary_json
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 TARGETS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -47,7 +46,7 @@ def score_in_process(model_dir: Path, prompts: list[Any]) -> tuple[Summaries, fl
     lm = load_model(model_dir)
     list(score_prompts(lm, [ScoreItem(p) for p in prompts[:32]]))  # warm-up
     started = time.perf_counter()
-    rows = [summary_json(s.summary) for s in score_prompts(lm, [ScoreItem(p) for p in prompts])]
+    rows = [s.summary.as_row() for s in score_prompts(lm, [ScoreItem(p) for p in prompts])]
     elapsed = time.perf_counter() - started
     return Summaries.from_rows(rows), len(prompts) / elapsed
 

@@ -8,9 +8,9 @@ be solved without running the model again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -28,6 +28,30 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
         out = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
     squeezed: np.ndarray = np.squeeze(out, axis=axis)
     return squeezed
+
+
+class SummaryRow(TypedDict):
+    """One prompt's summary as stored JSON (`generations.summary`, `calibration_items.summary`)."""
+
+    s: list[float | None]
+    m: float
+    l1: float
+    lt: float
+    temperature: float
+
+
+def summary_row(
+    s: Iterable[float], m: float, l1: float, lt: float, temperature: float
+) -> SummaryRow:
+    """The one serialiser of a summary: a -inf refusal logit (no such token) is stored as null,
+    since JSON has no infinities."""
+    return {
+        "s": [None if v == -np.inf else float(v) for v in s],
+        "m": float(m),
+        "l1": float(l1),
+        "lt": float(lt),
+        "temperature": float(temperature),
+    }
 
 
 def _vector(value: ArrayLike, n: int, name: str) -> np.ndarray:
@@ -103,21 +127,15 @@ class Summaries:
         zero = np.zeros(0)
         return Summaries(np.zeros((0, N_CATEGORIES)), zero, zero, zero, zero)
 
-    def to_rows(self) -> list[dict[str, Any]]:
-        """JSON-ready dicts, one per prompt; a -inf refusal logit is stored as None (JSON null)."""
+    def to_rows(self) -> list[SummaryRow]:
+        """JSON-ready rows, one per prompt (`summary_row`)."""
         return [
-            {
-                "s": [None if v == -np.inf else float(v) for v in self.s[i]],
-                "m": float(self.m[i]),
-                "l1": float(self.l1[i]),
-                "lt": float(self.lt[i]),
-                "temperature": float(self.temperature[i]),
-            }
+            summary_row(self.s[i], self.m[i], self.l1[i], self.lt[i], self.temperature[i])
             for i in range(len(self))
         ]
 
     @staticmethod
-    def from_rows(rows: Sequence[dict[str, Any]]) -> Summaries:
+    def from_rows(rows: Sequence[Mapping[str, Any]]) -> Summaries:
         """Inverse of `to_rows`."""
         if not rows:
             return Summaries.empty()

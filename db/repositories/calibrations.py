@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from core.summary import SummaryRow
 from db.errors import CalibrationRunNotFound
 from db.models import (
     CALIBRATION_SPLITS,
@@ -143,7 +144,7 @@ def list_items(
 
 
 def store_summaries(
-    *, session: Session, run_id: uuid.UUID, summaries: Mapping[int, dict[str, Any]]
+    *, session: Session, run_id: uuid.UUID, summaries: Mapping[int, SummaryRow]
 ) -> None:
     """Store first-token summaries by item index, in one executemany UPDATE."""
     if not summaries:

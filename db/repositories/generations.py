@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.summary import SummaryRow
 from db.errors import GenerationNotFound
 from db.models import FINAL_STATUSES, JOB_STATUSES, Generation
 from db.repositories.common import expire_cached
@@ -127,7 +128,7 @@ def mark_succeeded(
     refused: bool,
     refusal_category: str | None,
     probabilities: dict[str, float] | None = None,
-    summary: dict[str, Any] | None = None,
+    summary: SummaryRow | None = None,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
 ) -> bool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from core.categories import CATEGORIES
+from core.policy import PolicyRules, bias_vector, threshold_vector
+from core.summary import Summaries, SummaryRow, summary_row
 
 Mode = Literal["bias", "threshold"]
 
@@ -33,10 +35,8 @@ class RowPolicy:
             raise ValueError("a threshold cannot be NaN")
 
     @classmethod
-    def from_rules(cls, rules: Any) -> RowPolicy:
-        """From a `core.policy.PolicyRules` (its mode, bias_vector and threshold_vector)."""
-        from core.policy import bias_vector, threshold_vector
-
+    def from_rules(cls, rules: PolicyRules) -> RowPolicy:
+        """From a policy's rules (its mode, bias_vector and threshold_vector)."""
         return cls(
             mode=rules.mode,
             bias=tuple(float(x) for x in bias_vector(rules)),
@@ -84,15 +84,9 @@ class FirstTokenSummary:
     temperature: float
     probabilities: tuple[float, ...]  # (C,) p_c at temperature 1
 
-    def as_row(self) -> dict[str, Any]:
-        """JSON-ready, in the format of `core.summary.Summaries.to_rows` (-inf stored as None)."""
-        return {
-            "s": [None if v == -math.inf else v for v in self.s],
-            "m": self.m,
-            "l1": self.l1,
-            "lt": self.lt,
-            "temperature": self.temperature,
-        }
+    def as_row(self) -> SummaryRow:
+        """JSON-ready, as stored (`core.summary.summary_row`)."""
+        return summary_row(self.s, self.m, self.l1, self.lt, self.temperature)
 
 
 @dataclass(frozen=True)
@@ -133,10 +127,8 @@ class BatchStats:
     decode_s: float
 
 
-def stack_summaries(summaries: Sequence[FirstTokenSummary]) -> Any:
+def stack_summaries(summaries: Sequence[FirstTokenSummary]) -> Summaries:
     """Rows of summaries as one `core.summary.Summaries` (arrays of N rows)."""
-    from core.summary import Summaries
-
     return Summaries(
         s=np.array([x.s for x in summaries], dtype=np.float64).reshape(-1, len(CATEGORIES)),
         m=np.array([x.m for x in summaries], dtype=np.float64),

@@ -15,7 +15,6 @@ from db.session import session_scope
 from services.calibrations import finish_run
 from workers.celery_app import app
 from workers.runtime import engine, session_factory
-from workers.tasks.summaries import summary_json
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 256
@@ -31,9 +30,7 @@ def _score_pages(run_id: uuid.UUID) -> None:
             session=reader, run_id=run_id, page_size=PAGE_SIZE, missing_summary=True
         ):
             items = [ScoreItem(prompt=item.prompt, key=item.idx) for item in page]
-            scored = {
-                s.key: summary_json(s.summary) for s in score_prompts(lm, items, window=PAGE_SIZE)
-            }
+            scored = {s.key: s.summary.as_row() for s in score_prompts(lm, items, window=PAGE_SIZE)}
             with session_scope(factory) as session:
                 runs.store_summaries(session=session, run_id=run_id, summaries=scored)
                 done = runs.count_scored(session=session, run_id=run_id)

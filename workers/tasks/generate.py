@@ -32,7 +32,6 @@ from workers.celery_app import app
 from workers.db_retry import retry_on_disconnect
 from workers.metrics import observe_batch, observe_failure
 from workers.runtime import engine, session_factory
-from workers.tasks.summaries import summary_json
 
 log = logging.getLogger(__name__)
 _settings = get_settings()
@@ -136,7 +135,7 @@ def _record(rows: Sequence[Generation], results: Sequence[Any]) -> int:
                 probabilities=dict(
                     zip(CATEGORIES, map(float, result.summary.probabilities), strict=True)
                 ),
-                summary=summary_json(result.summary),
+                summary=result.summary.as_row(),
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
             )
