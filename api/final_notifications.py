@@ -35,6 +35,7 @@ class FinalNotifications:
         self.client = client
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()  # set while the subscription is live
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="final-notifications")
@@ -92,6 +93,7 @@ class FinalNotifications:
             try:
                 async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(FINAL_CHANNEL)
+                    self.subscribed.set()
                     self._wake()  # (re)subscribed: whatever was missed is re-read
                     delay = 0.1
                     async for message in pubsub.listen():
@@ -100,6 +102,7 @@ class FinalNotifications:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.subscribed.clear()
                 log.exception("final-notification subscription lost; resubscribing")
                 self._wake()
                 await asyncio.sleep(delay)

@@ -28,6 +28,9 @@ from sqlalchemy.orm import Session
 from db.migrate import upgrade
 from db.session import create_db_engine
 
+#: Live-stack fixtures (worker process, uvicorn) for the tests that run the whole path.
+pytest_plugins = ["tests.api.live"]
+
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 

@@ -61,7 +61,7 @@ class TokenStreamPublisher:
                 if isinstance(item, threading.Event):
                     markers.append(item)
                 else:
-                    out += [e for name, ev in item for e in self._events(name, ev)]
+                    out += [(name, e) for name, ev in item for e in self._events(name, ev)]
             if out:
                 try:
                     pipe = self.redis.pipeline(transaction=False)

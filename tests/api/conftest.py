@@ -6,6 +6,7 @@ database per module instead of the rolled-back `db_session`.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from db.session import create_session_factory, session_scope
 from tests.conftest import temporary_pg_database
 
 TEST_SECRET = "test-secret-0123456789abcdef"
-TEST_BROKER = "redis://127.0.0.1:6379/15"
+#: Parallel test runs on one Redis pick their own database with RCS_TEST_REDIS_URL.
+TEST_BROKER = os.environ.get("RCS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @dataclass(frozen=True)
