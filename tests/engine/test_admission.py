@@ -48,3 +48,13 @@ def test_a_request_that_does_not_fit_stops_admission_until_there_is_room() -> No
     assert queue.pop() == "a0" and queue.pop() == "b0"
     with pytest.raises(ValueError):
         queue.push("c", "c0", cost=1, share=0)
+
+
+def test_a_tenant_that_is_not_eligible_is_passed_over_keeping_its_place() -> None:
+    queue: FairQueue[str] = FairQueue(quantum=100)
+    for i in range(3):
+        queue.push("loud", f"loud-{i}", cost=100)
+    queue.push("quiet", "quiet-0", cost=100)
+    assert queue.pop(eligible=lambda tenant: tenant != "loud") == "quiet-0"
+    assert queue.pop(eligible=lambda tenant: tenant != "loud") is None
+    assert _drain(queue) == ["loud-0", "loud-1", "loud-2"]

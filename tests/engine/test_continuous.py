@@ -4,6 +4,7 @@ keeping its own tokens; policy messages end a refused row at once; the loop's bo
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from core.categories import CATEGORIES
@@ -119,3 +120,26 @@ def test_engine_loop_keeps_to_its_cache_token_bound(engine: Engine) -> None:
         loop.close()
     assert all(r.batch_rows <= 2 for r in results)
     assert len({r.token_ids for r in results}) == 1
+
+
+def test_rows_are_kept_for_a_tenant_under_its_share(engine: Engine) -> None:
+    """With every other row taken by one tenant, the last quarter waits for someone else."""
+    long = GenerationRequest(
+        PROMPTS[0], sampling=SamplingParams(max_new_tokens=60, ignore_eos=True)
+    )
+    short = GenerationRequest(PROMPTS[1], sampling=SamplingParams(max_new_tokens=2))
+    loop = EngineLoop(engine, max_rows=4, max_kv_tokens=10**6)
+    try:
+        loop.submit(short, tenant="quiet").result(timeout=60)  # the quiet tenant was seen
+        loud = [loop.submit(long, tenant="loud") for _ in range(4)]
+        deadline = time.monotonic() + 60
+        while len(loop.batch) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(loop.batch) == 3 and loop.waiting == 1  # the loud tenant left a row free
+        quiet = loop.submit(short, tenant="quiet").result(timeout=60)
+        assert not all(f.done() for f in loud), "the quiet row waited for the loud ones"
+        results = [f.result(timeout=120) for f in loud]
+    finally:
+        loop.close()
+    assert quiet.batch_rows == 4  # it took the kept row next to three loud ones
+    assert max(r.batch_rows for r in results) == 4

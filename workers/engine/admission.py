@@ -6,7 +6,9 @@ requests while its credit covers their cost (cache tokens: prompt plus budget), 
 passes. A tenant sending 8x the load of another therefore gets no more than its share of the
 free slots while both wait, and arrival order only matters within one tenant. When the request
 whose turn it is does not fit the batch (rows or cache tokens), admission stops until the batch
-has room, so a large request is not starved by smaller ones behind it.
+has room, so a large request is not starved by smaller ones behind it. A tenant that is not
+`eligible` (the loop's rule: over its share of the rows while others are about) is passed over
+for this round without losing its credit.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-#: Credit per turn at share 1, in cache tokens: a few typical requests per turn.
-DEFAULT_QUANTUM = 512
+#: Credit per turn at share 1, in cache tokens. Small against a request's cost, so a turn admits
+#: about one request and tenants alternate slot by slot; a large request gathers credit over
+#: several rounds (the loop to find it stays cheap: credit grows every round).
+DEFAULT_QUANTUM = 64
 
 
 @dataclass
@@ -55,11 +59,22 @@ class FairQueue(Generic[T]):
         entry.waiting.append((item, max(1, cost)))
         self._size += 1
 
-    def pop(self, fits: Callable[[T], bool] = lambda _: True) -> T | None:
-        """The next request in fair order if it `fits`; None when nothing waits or it does not fit."""
-        while self._turns:
+    def pop(
+        self,
+        fits: Callable[[T], bool] = lambda _: True,
+        eligible: Callable[[Hashable], bool] = lambda _: True,
+    ) -> T | None:
+        """The next request in fair order among `eligible` tenants if it `fits`; None when none
+        waits or it does not fit."""
+        passed = 0
+        while self._turns and passed < len(self._turns):
             tenant = self._turns[0]
             entry = self._tenants[tenant]
+            if not eligible(tenant):
+                self._turns.rotate(-1)
+                self._credited = False
+                passed += 1
+                continue
             if not self._credited:
                 entry.credit += self.quantum * entry.share
                 self._credited = True
@@ -67,6 +82,7 @@ class FairQueue(Generic[T]):
             if entry.credit < cost:
                 self._turns.rotate(-1)  # turn over; the credit carries to the next round
                 self._credited = False
+                passed = 0
                 continue
             if not fits(item):
                 return None

@@ -3,7 +3,12 @@
 Between two decode steps the loop admits waiting requests (fairly across tenants, `FairQueue`)
 while the batch has room — at most `max_rows` rows and `max_kv_tokens` cache tokens reserved
 (prompt plus budget per row; a single request larger than that still runs, alone) — prefills
-them, then decodes one step for every row. A row that is done resolves its `Future`; each step's
+them, then decodes one step for every row. Admission order alone cannot help a tenant that
+arrives when another fills every row (it would wait for a row to finish), so the last
+`max_rows // 4` rows (at least one) are kept for tenants holding less than their share of the
+rows (`max_rows * share / sum of shares` over the tenants seen in the last
+`SHARE_WINDOW_SECONDS`); a tenant alone, or under its share, may use every row.
+ A row that is done resolves its `Future`; each step's
 events of the rows submitted with a `stream_to` name go to `on_events` as (name, event) pairs,
 called on the loop thread (keep it cheap: put them on a queue). A step that raises fails the rows it held, and the loop goes on.
 """
@@ -13,6 +18,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -25,6 +32,8 @@ from workers.engine.types import GenerationRequest, GenerationResult
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[list[tuple[str, RowEvent]]], None]
+#: Tenants seen this recently count when the rows are shared out.
+SHARE_WINDOW_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class _Waiting:
     joining: Joining
     future: Future[GenerationResult]
     stream_to: str | None
+    tenant: Hashable
 
 
 class EngineClosed(RuntimeError):
@@ -56,6 +66,9 @@ class EngineLoop:
         self.batch = RunningBatch(engine.loaded)
         self._queue: FairQueue[_Waiting] = FairQueue()
         self._running: dict[int, _Waiting] = {}
+        self._rows_of: Counter[Hashable] = Counter()  # running rows per tenant
+        self._seen: dict[Hashable, tuple[float, float]] = {}  # tenant -> (share, last submit)
+        self.reserved_rows = max(1, max_rows // 4) if max_rows > 1 else 0
         self._keys = itertools.count()
         self._wake = threading.Condition()
         self._closed = False
@@ -74,10 +87,11 @@ class EngineLoop:
         encoded = self.engine.loaded.encode(request.prompt)  # on the caller's thread
         self.engine.check(request, encoded)
         future: Future[GenerationResult] = Future()
-        waiting = _Waiting(Joining(next(self._keys), request, encoded), future, stream_to)
+        waiting = _Waiting(Joining(next(self._keys), request, encoded), future, stream_to, tenant)
         with self._wake:
             if self._closed:
                 raise EngineClosed("the engine loop is closed")
+            self._seen[tenant] = (share, time.monotonic())
             self._queue.push(tenant, waiting, cost=waiting.joining.kv_tokens, share=share)
             self._wake.notify()
         return future
@@ -96,9 +110,20 @@ class EngineLoop:
     def waiting(self) -> int:
         return len(self._queue)
 
+    def _fair_rows(self) -> dict[Hashable, float]:
+        """Each recently seen tenant's share of the rows (called with the lock held)."""
+        now = time.monotonic()
+        for tenant, (_, seen) in list(self._seen.items()):
+            if now - seen > SHARE_WINDOW_SECONDS and not self._rows_of[tenant]:
+                del self._seen[tenant]
+        total = sum(share for share, _ in self._seen.values()) or 1.0
+        return {t: self.max_rows * share / total for t, (share, _) in self._seen.items()}
+
     def _admissible(self) -> list[_Waiting]:
         """Pop, in fair order, what fits the batch now (called with the lock held)."""
         rows, tokens = len(self.batch), self.batch.kv_tokens
+        held = Counter(self._rows_of)
+        fair = self._fair_rows()
         group: list[_Waiting] = []
 
         def fits(w: _Waiting) -> bool:
@@ -107,8 +132,13 @@ class EngineLoop:
             empty = rows + len(group) == 0  # an oversized request still runs, alone
             return empty or tokens + w.joining.kv_tokens <= self.max_kv_tokens
 
-        while (w := self._queue.pop(fits)) is not None:
+        def eligible(tenant: Hashable) -> bool:
+            unreserved = rows + len(group) < self.max_rows - self.reserved_rows
+            return unreserved or held[tenant] < fair.get(tenant, self.max_rows)
+
+        while (w := self._queue.pop(fits, eligible)) is not None:
             group.append(w)
+            held[w.tenant] += 1
             tokens += w.joining.kv_tokens
         return group
 
@@ -122,6 +152,7 @@ class EngineLoop:
                 group = self._admissible()
             for w in group:
                 self._running[w.joining.key] = w
+                self._rows_of[w.tenant] += 1
             try:
                 events = self.batch.admit([w.joining for w in group])
                 events += self.batch.step()
@@ -131,6 +162,7 @@ class EngineLoop:
                 for w in self._running.values():
                     w.future.set_exception(exc)
                 self._running.clear()
+                self._rows_of.clear()
                 continue
             self._deliver(events)
 
@@ -145,4 +177,6 @@ class EngineLoop:
                 log.exception("publishing streamed tokens failed")
         for event in events:
             if event.result is not None:
-                self._running.pop(event.key).future.set_result(event.result)
+                done = self._running.pop(event.key)
+                self._rows_of[done.tenant] -= 1
+                done.future.set_result(event.result)
