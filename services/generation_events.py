@@ -78,10 +78,12 @@ def append_events(pipe: Any, events: Sequence[tuple[str, GenerationEvent]], ttl:
         pipe.expire(key, ttl)
 
 
-def publish_final(client: Any, generation_id: uuid.UUID | str, *, streamed: bool, ttl: int) -> None:
-    """After the row's final commit: end its stream (if streamed) and notify waiters."""
+def publish_final(client: Any, finals: Sequence[tuple[uuid.UUID | str, bool]], *, ttl: int) -> None:
+    """After the rows' final commit, in one round trip: end the streams of the streamed ones
+    (`(id, streamed)` pairs) and notify waiters of each."""
     pipe = client.pipeline(transaction=False)
-    if streamed:
-        append_events(pipe, [(str(generation_id), GenerationEvent("final"))], ttl)
-    pipe.publish(FINAL_CHANNEL, str(generation_id))
+    ended = [(str(gid), GenerationEvent("final")) for gid, streamed in finals if streamed]
+    append_events(pipe, ended, ttl)
+    for gid, _ in finals:
+        pipe.publish(FINAL_CHANNEL, str(gid))
     pipe.execute()

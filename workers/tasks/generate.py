@@ -3,8 +3,9 @@
 The worker runs Celery's thread pool (`worker_pool = "threads"`, one consumer thread per
 request it holds). A task claims its row, hands the request to the process's single
 `EngineLoop` (which admits it between decode steps, fairly across tenants, and decodes it
-alongside every other running row), waits for the row's result, writes the row and its
-statistics in one transaction, then notifies waiters through Redis and returns. With `acks_late`
+alongside every other running row), waits for the row's result, has it written with its
+statistics (`RowRecorder`: one transaction for all rows finished meanwhile), after which waiters
+are notified through Redis, and returns. With `acks_late`
 the message is acknowledged only after that, so a worker killed at any moment leaves it to be
 redelivered; the `mark_succeeded` guard makes a redelivered row count once.
 """
@@ -15,6 +16,8 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -34,7 +37,8 @@ from db.types import utcnow
 from services.generation_events import publish_final
 from workers.celery_app import app
 from workers.metrics import observe_batch, observe_failure
-from workers.runtime import engine, engine_loop, redis_client, session_factory, token_stream
+from workers.row_recorder import RowRecorder
+from workers.runtime import engine_loop, redis_client, session_factory, token_stream
 from workers.tasks.summaries import summary_json
 
 log = logging.getLogger(__name__)
@@ -114,43 +118,42 @@ def _tenant_share(session: Any, tenant_id: uuid.UUID) -> float:
     return share
 
 
-def _claim(generation_id: uuid.UUID) -> tuple[Generation, Any, float] | None:
-    """The row if still to do (queued, or running after a lost worker), its engine request and
-    its tenant's share. A row the model cannot take (prompt plus budget over its context) fails
-    at once and None is returned."""
-    from workers.engine.batch import RequestTooLong
+@dataclass(frozen=True)
+class Claimed:
+    """A row this worker runs: its engine request, tenant share and whether it is streamed."""
 
+    row: Generation
+    request: Any
+    share: float
+    stream: bool
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.row.id
+
+
+def _claim(generation_id: uuid.UUID, stream: bool) -> Claimed | None:
+    """The row if still to do (queued, or running after a lost worker), marked running."""
     with session_scope(session_factory()) as session:
         found = repo.load_generations(session=session, generation_ids=[generation_id])
         row = found[0] if found else None
         if row is None or row.status not in ("queued", "running"):
             return None
         request = _engine_request(session, row)
-        try:
-            engine().check(request)
-        except RequestTooLong as exc:
-            repo.mark_failed(session=session, generation_id=row.id, error=str(exc))
-            row = None
-        else:
-            repo.mark_running(session=session, generation_id=row.id)
-            session.refresh(row)  # the guarded UPDATE expired it; reload before the session ends
-            share = _tenant_share(session, row.tenant_id)
-    if row is None:
-        publish_final(
-            redis_client(), generation_id, streamed=True, ttl=_settings.stream_ttl_seconds
-        )
-        return None
-    return row, request, share
+        repo.mark_running(session=session, generation_id=row.id)
+        session.refresh(row)  # the guarded UPDATE expired it; reload before the session ends
+        return Claimed(row, request, _tenant_share(session, row.tenant_id), stream)
 
 
-def _record(rows: Sequence[Generation], results: Sequence[Any]) -> int:
-    """Write every row's result and the statistics of the rows that really moved, atomically."""
+def _record(claimed: Sequence[Claimed], results: Sequence[Any]) -> set[uuid.UUID]:
+    """Write every row's result and the statistics of the rows that really moved, atomically;
+    returns the ids of the rows that moved (a redelivered, finished row does not)."""
     done = []
     with session_scope(session_factory()) as session:
-        for row, result in zip(rows, results, strict=True):
+        for item, result in zip(claimed, results, strict=True):
             moved = repo.mark_succeeded(
                 session=session,
-                generation_id=row.id,
+                generation_id=item.id,
                 output=result.text,
                 refused=result.refused,
                 refusal_category=result.category,
@@ -162,50 +165,66 @@ def _record(rows: Sequence[Generation], results: Sequence[Any]) -> int:
                 completion_tokens=result.completion_tokens,
             )
             if moved:
-                done.append((row, result))
+                done.append((item.row, result))
         increment_stats(
             session=session, increments=stat_increments([d[0] for d in done], [d[1] for d in done])
         )
-    return len(done)
+    return {row.id for row, _ in done}
 
 
-def _fail(ids: Sequence[uuid.UUID], error: str) -> None:
+def _notify(claimed: Sequence[Claimed]) -> None:
+    """After the commit: streamed rows' last text, then their `final` and every notification."""
+    if any(c.stream for c in claimed):
+        token_stream().flush()
+    publish_final(
+        redis_client(), [(c.id, c.stream) for c in claimed], ttl=_settings.stream_ttl_seconds
+    )
+
+
+def _fail(generation_id: uuid.UUID, error: str, *, stream: bool) -> None:
     with session_scope(session_factory()) as session:
-        for gid in ids:
-            repo.mark_failed(session=session, generation_id=gid, error=error)
+        repo.mark_failed(session=session, generation_id=generation_id, error=error)
+    publish_final(redis_client(), [(generation_id, stream)], ttl=_settings.stream_ttl_seconds)
+
+
+@lru_cache(maxsize=1)
+def recorder() -> RowRecorder[Claimed]:
+    return RowRecorder(_record, _notify)
 
 
 @app.task(name=GENERATE_TASK, acks_late=True, ignore_result=True)
 def generate(generation_id: str, stream: bool = False) -> None:
+    from workers.engine.batch import RequestTooLong
+
     gid = uuid.UUID(str(generation_id))
-    claimed = _claim(gid)
+    claimed = _claim(gid, stream)
     if claimed is None:
         return
-    row, request, share = claimed
     loop = engine_loop()
+    stream_to = str(gid) if stream else None
     try:
         future = loop.submit(
-            request, tenant=row.tenant_id, share=share, stream_to=str(gid) if stream else None
+            claimed.request, tenant=claimed.row.tenant_id, share=claimed.share, stream_to=stream_to
         )
+    except RequestTooLong as exc:  # fails alone, at once; the model never sees it
+        _fail(gid, str(exc), stream=stream)
+        return
+    try:
         result = future.result()
-        written = _record([row], [result])
+        written = recorder().record(claimed, result).result()
     except Exception as exc:  # the row must say why, not stay running forever
         log.exception("generation %s failed", gid)
-        _fail([gid], f"{type(exc).__name__}: {exc}")
-        observe_failure([row], f"{type(exc).__name__}: {exc}")
-        publish_final(redis_client(), gid, streamed=stream, ttl=_settings.stream_ttl_seconds)
+        _fail(gid, f"{type(exc).__name__}: {exc}", stream=stream)
+        observe_failure([claimed.row], f"{type(exc).__name__}: {exc}")
         return
-    if stream:
-        token_stream().flush()  # the row's last text goes out before its `final`
-    publish_final(redis_client(), gid, streamed=stream, ttl=_settings.stream_ttl_seconds)
-    observe_batch([row], [result], batch_rows=result.batch_rows)
+    observe_batch([claimed.row], [result], batch_rows=result.batch_rows)
     log.info(
-        "generation %s written=%d: %d tokens, decoded in a batch of up to %d rows",
+        "generation %s written=%s: %d tokens, decoded in a batch of up to %d rows",
         gid,
         written,
         result.completion_tokens,
         result.batch_rows,
-        extra={"request_id": row.request_id},
+        extra={"request_id": claimed.row.request_id},
     )
 
 
