@@ -5,7 +5,7 @@ names. A waiter registers before it reads the row, so a notification published b
 worker's commit and the registration is never lost: the read sees the final row. The database
 stays the record (a woken waiter reads the row); if the subscription drops, every waiter is
 woken to re-read, and a waiter also re-reads every `RECHECK_SECONDS` in case a notification
-was missed, which is the only database cost of a long wait.
+was missed (a worker that could not publish), the only database cost of a long wait.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from services.generation_events import FINAL_CHANNEL
 
 log = logging.getLogger(__name__)
-RECHECK_SECONDS = 5.0
+RECHECK_SECONDS = 30.0
 T = TypeVar("T")
 
 
