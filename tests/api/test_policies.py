@@ -89,7 +89,11 @@ def test_rollback_reactivates_an_old_version(client: TestClient, tenant_a: Tenan
         ),
         ({"name": "bad name!", "mode": "bias"}, "name"),
         (
-            {"name": "p", "mode": "bias", "categories": {"safety": {"refusal_message": "x" * 2001}}},
+            {
+                "name": "p",
+                "mode": "bias",
+                "categories": {"safety": {"refusal_message": "x" * 2001}},
+            },
             "categories.safety.refusal_message",
         ),
     ],
