@@ -120,3 +120,16 @@ def test_native_stream_and_a_client_that_leaves_early(
             assert time.monotonic() < deadline, row
             time.sleep(0.1)
         assert row["output"] and row["completion_tokens"] >= 1
+
+
+def test_a_stream_that_fails_before_its_first_token_is_a_plain_http_error(
+    live_client: TestClient, running_worker: Path, tenant_b: TenantKeys
+) -> None:
+    create_policy(live_client, tenant_b, "plain", ANSWER_ALWAYS)
+    response = live_client.post(
+        "/v1/generations",
+        json={"prompt": "tell me about the moon " * 400, "max_tokens": 8, "stream": True},
+        headers=tenant_b.headers("client"),
+    )
+    assert response.status_code == 502, response.text
+    assert "exceeds the model's context" in response.json()["error"]["message"]

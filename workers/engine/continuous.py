@@ -85,6 +85,10 @@ class RunningBatch:
     """The rows decoding together and their KV cache; see the module docstring."""
 
     def __init__(self, loaded: LoadedModel) -> None:
+        if getattr(loaded.model.config.get_text_config(), "sliding_window", None):
+            # A sliding-window cache keeps only its last columns: merging by left-padding would
+            # shift rows' windows. Such models need a paged engine (docs/scaling.md, vLLM).
+            raise ValueError(f"{loaded.name}: continuous batching needs full-attention caches")
         self.lm = loaded
         self._category_of = {tid: i for i, tid in enumerate(loaded.manifest.category_ids)}
         self._eos = frozenset(loaded.eos_ids)

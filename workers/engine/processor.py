@@ -8,7 +8,8 @@ Order of processing for one decoding step (written once, here):
    the refusal-token logits; `threshold` rows either force the most probable category with
    p_c >= tau_c (every other logit -inf) or mask every refusal token;
 3. steps >= 1: mask every refusal token and the respond token (they only ever come first);
-4. the sampler (batch.py) applies temperature and top-p and draws, per row.
+4. the sampler (`sampling.sample_next`, called by `continuous.py`) applies temperature and top-p
+   and draws, per row.
 
 `RefusalPolicyProcessor` is a transformers `LogitsProcessor`, so it also plugs into
 `model.generate(logits_processor=...)`, where it runs before the temperature/top-p warpers.
