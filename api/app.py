@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
+from api.final_notifications import generation_events
 from api.metrics import observe_request
 from api.rate_limit import RateLimiter
 from api.routes import admin, calibrations, generations, openai_compat, ops, policies, stats
@@ -24,7 +25,7 @@ def create_app(
     settings: Settings | None = None, *, task_sender: TaskSender | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="Refusal Control Service", version="0.1.0")
+    app = FastAPI(title="Refusal Control Service", version="0.1.0", lifespan=generation_events)
     app.state.settings = settings
     app.state.session_factory = create_session_factory(settings.sqlalchemy_url)
     app.state.task_sender = task_sender or CeleryTaskSender(settings)

@@ -77,6 +77,10 @@ class GenerationIn(SamplingIn):
     messages: list[Message] | None = Field(default=None, min_length=1, max_length=64)
     policy: str | None = Field(default=None, max_length=100)
     wait: bool = False
+    stream: bool = Field(
+        default=False,
+        description="send server-sent events as tokens are made: decision, text..., done",
+    )
     timeout: float = Field(default=30.0, gt=0, le=300)
 
     @model_validator(mode="after")

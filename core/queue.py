@@ -40,8 +40,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # A batch of unacknowledged messages must fit in the prefetch window.
-        "worker_prefetch_multiplier": max(2 * settings.max_batch_size, 64),
+        # Consumer threads each hold one request, running in the engine loop or waiting for
+        # fair admission, unacknowledged until its row is written; nothing is prefetched beyond.
+        "worker_pool": "threads",
+        "worker_concurrency": settings.consumer_threads,
+        "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": {

@@ -77,8 +77,15 @@ class Settings(BaseSettings):
     model_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    #: Continuous batching bounds: rows decoding together, and the cache tokens (prompt plus
+    #: budget per row) they may reserve.
     max_batch_size: int = Field(default=32, ge=1, le=1024)
-    batch_flush_ms: int = Field(default=10, ge=0, le=10_000)
+    max_batch_tokens: int = Field(default=32_768, ge=64)
+    #: Celery consumer threads per worker: requests it holds (running plus waiting for fair
+    #: admission); None means 4 x `max_batch_size`.
+    worker_threads: int | None = Field(default=None, ge=1, le=4096)
+    #: How long a generation's token stream stays readable in Redis after its last event.
+    stream_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
     preload_model: bool = True
     autotune_seconds: float = Field(default=300.0, gt=0)
     #: The auto-tuner reads this much recent traffic of the active version.
@@ -119,6 +126,15 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when a server is not configured: `rcs serve` then starts its own."""
         return self.database_url is None or self.broker_url is None
+
+    @property
+    def consumer_threads(self) -> int:
+        return self.worker_threads or 4 * self.max_batch_size
+
+    @property
+    def redis_url(self) -> str:
+        """Redis for notifications and token streams: the broker's server."""
+        return self.celery_broker_url
 
     @property
     def sqlalchemy_url(self) -> str:

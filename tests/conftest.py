@@ -29,6 +29,9 @@ from db.migrate import upgrade
 from db.session import create_db_engine
 from tests import servers
 
+#: Live-stack fixtures (worker process, uvicorn) for the tests that run the whole path.
+pytest_plugins = ["tests.api.live"]
+
 
 def _libpq_dsn(url: str) -> str:
     """A psycopg connection string from a SQLAlchemy URL."""

@@ -15,10 +15,9 @@ def celery_command(*args: str) -> list[str]:
 def worker_command(
     settings: Settings, *, queues: str = "generate,calibrate,maintenance"
 ) -> list[str]:
-    """The worker command line: one process, solo pool (one model per process / GPU)."""
-    return celery_command(
-        "worker", "--pool", "solo", "--concurrency", "1", "-Q", queues, "--loglevel", "INFO"
-    )
+    """The worker command line: one process per model / GPU. Its pool comes from the Celery
+    config (`core.queue`): consumer threads, one per request held, feeding one engine loop."""
+    return celery_command("worker", "-Q", queues, "--loglevel", "INFO")
 
 
 def beat_command(settings: Settings) -> list[str]:

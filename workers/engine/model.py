@@ -91,6 +91,12 @@ class LoadedModel:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
+    def answer_text(self, generated: Sequence[int]) -> str:
+        """The text of generated ids: without the leading control token, EOS and leading space."""
+        body = generated[1:] if generated and generated[0] in self.manifest.all_ids else generated
+        eos = self.eos_ids
+        return self.decode([t for t in body if t not in eos]).lstrip()
+
 
 def check_manifest_tokens(
     manifest: RefusalManifest, tokenizer: PreTrainedTokenizerBase, where: str

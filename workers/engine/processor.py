@@ -9,12 +9,16 @@ Order of processing for one decoding step (written once, here):
    the refusal-token logits; `threshold` rows either force the most probable category with
    p_c >= tau_c (every other logit -inf) or mask every refusal token;
 3. steps >= 1: mask every refusal token and the respond token (they only ever come first);
-4. the sampler (batch.py) applies temperature and top-p and draws, per row.
+4. the sampler (`sampling.sample_next`, called by `continuous.py`) applies temperature and top-p
+   and draws, per row.
 
 `RefusalPolicyProcessor` is a transformers `LogitsProcessor`, so it also plugs into
 `model.generate(logits_processor=...)`, where it runs before the temperature/top-p warpers.
-Per-row state is a few (B,) / (B, C) tensors built once per batch; no Python loop over rows or
-categories runs in `__call__`.
+Per-row state is a few (B,) / (B, C) tensors; no Python loop over rows or categories runs in
+`__call__`. Under continuous batching (`continuous.py`) the state follows the persistent batch
+the way vLLM V1's logits processors do: a group of joining rows takes its first step in its own
+processor, which is then appended to the running one (`add_rows`); rows that leave are dropped
+(`keep_rows`).
 """
 
 from __future__ import annotations
@@ -71,8 +75,9 @@ def refusal_probabilities(s: torch.Tensor, l1: torch.Tensor) -> torch.Tensor:
 class RefusalPolicyProcessor(LogitsProcessor):
     """Applies each row's refusal rule at step 0 and masks control tokens afterwards.
 
-    Built once per batch. After step 0, `summary`, `probabilities` and `forced` hold what the
-    first step saw and decided; later steps only mask, so rows may be dropped from the batch.
+    Built for the rows that take their first step together. After step 0, `summary`,
+    `probabilities` and `forced` hold what that step saw and decided for them; later steps only
+    mask, so rows may join (`add_rows`) and leave (`keep_rows`) between steps.
     """
 
     def __init__(
@@ -123,6 +128,44 @@ class RefusalPolicyProcessor(LogitsProcessor):
             threshold=torch.tensor(thresholds, dtype=torch.float64, device=dev),
             temperature=torch.tensor(temperatures, dtype=torch.float32, device=dev),
         )
+
+    @classmethod
+    def empty(
+        cls, *, refusal_ids: torch.Tensor, control_ids: torch.Tensor
+    ) -> RefusalPolicyProcessor:
+        """A processor of zero rows past their first step: the start of a running batch."""
+        c, dev = refusal_ids.shape[0], refusal_ids.device
+        out = cls(
+            refusal_ids=refusal_ids,
+            control_ids=control_ids,
+            threshold_mode=torch.zeros(0, dtype=torch.bool, device=dev),
+            bias=torch.zeros((0, c), device=dev),
+            threshold=torch.zeros((0, c), dtype=torch.float64, device=dev),
+            temperature=torch.zeros(0, device=dev),
+        )
+        out.step = 1
+        return out
+
+    @property
+    def rows(self) -> int:
+        return int(self.bias.shape[0])
+
+    def add_rows(self, joining: RefusalPolicyProcessor) -> None:
+        """Append the rows of `joining` (which took its first step already) after this batch's."""
+        if joining.step == 0 or (self.step == 0 and self.rows):
+            raise ValueError("rows join a running batch only after their first step")
+        self.threshold_mode = torch.cat([self.threshold_mode, joining.threshold_mode])  # (B,)
+        self.bias = torch.cat([self.bias, joining.bias])  # (B, C)
+        self.threshold = torch.cat([self.threshold, joining.threshold])  # (B, C)
+        self.temperature = torch.cat([self.temperature, joining.temperature])  # (B,)
+        self.step = max(self.step, 1)
+
+    def keep_rows(self, indices: torch.Tensor) -> None:
+        """Keep only the rows at `indices` (long, on the device), in that order."""
+        self.threshold_mode = self.threshold_mode.index_select(0, indices)  # (B',)
+        self.bias = self.bias.index_select(0, indices)  # (B', C)
+        self.threshold = self.threshold.index_select(0, indices)  # (B', C)
+        self.temperature = self.temperature.index_select(0, indices)  # (B',)
 
     def __call__(self, input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
         z = scores.float()
