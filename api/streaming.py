@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis.asyncio as aioredis
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.errors import ApiError
 from db.models import Generation
 from services.generation_events import GenerationEvent, stream_key
+
+#: XREAD's reply: per stream, its key and its (entry id, fields) entries.
+StreamReply = list[tuple[bytes, list[tuple[bytes | str, dict[bytes, bytes]]]]]
 
 #: Longest single blocking read; between reads the deadline is checked.
 BLOCK_MS = 5000
@@ -47,8 +51,12 @@ class GenerationStream:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 return None
-            found = await self.client.xread(
-                {key: self._last_id}, block=max(1, min(BLOCK_MS, int(left * 1000)))
+            # redis-py annotates every reply as the union of all its commands' replies.
+            found = cast(
+                StreamReply | None,
+                await self.client.xread(
+                    {key: self._last_id}, block=max(1, min(BLOCK_MS, int(left * 1000)))
+                ),
             )
             for _key, entries in found or []:
                 for entry_id, raw in entries:

@@ -31,8 +31,10 @@ class Engine:
         self.max_batch_size = max_batch_size or get_settings().max_batch_size
 
     @classmethod
-    def from_dir(cls, path: str | None = None, **kwargs: str) -> Engine:
-        return cls(load_model(path, **kwargs))
+    def from_dir(
+        cls, path: str | None = None, *, device: str | None = None, dtype: str | None = None
+    ) -> Engine:
+        return cls(load_model(path, device=device, dtype=dtype))
 
     def generate(
         self, requests: Sequence[GenerationRequest]
