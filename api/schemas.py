@@ -8,27 +8,32 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.policy import CategoryRule
+from core.policy import CategoryRule, PolicyMode, PolicyRules, parse_rules
+from core.sampling import DEFAULT as SAMPLING
 
 
-class PolicyIn(BaseModel):
+class RulesIn(BaseModel):
+    """A policy's rules as submitted; category names are checked by `rules()`, which names the
+    offending field (`categories.<name>`) as `core.policy.parse_rules` does."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    mode: Literal["bias", "threshold"]
+    mode: PolicyMode
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
-    is_default: bool = False
     reason: str | None = Field(default=None, max_length=1000)
 
+    def rules(self) -> PolicyRules:
+        return parse_rules({"mode": self.mode, "categories": self.categories})
 
-class PolicyUpdate(BaseModel):
+
+class PolicyIn(RulesIn):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    is_default: bool = False
+
+
+class PolicyUpdate(RulesIn):
     """A new immutable version of a policy's rules."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["bias", "threshold"]
-    categories: dict[str, CategoryRule] = Field(default_factory=dict)
-    reason: str | None = Field(default=None, max_length=1000)
     is_default: bool | None = None
 
 
@@ -66,9 +71,9 @@ class Message(BaseModel):
 class SamplingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(default=64, ge=1, le=4096)
-    temperature: float = Field(default=0.0, ge=0.0, le=5.0, allow_inf_nan=False)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    max_tokens: int = Field(default=SAMPLING.max_new_tokens, ge=1, le=4096)
+    temperature: float = Field(default=SAMPLING.temperature, ge=0.0, le=5.0, allow_inf_nan=False)
+    top_p: float = Field(default=SAMPLING.top_p, gt=0.0, le=1.0, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 

@@ -209,9 +209,7 @@ def processor_for(lm: LoadedModel, reqs: list[GenerationRequest]) -> RefusalPoli
     return RefusalPolicyProcessor.from_rows(
         refusal_ids=lm.refusal_ids,
         control_ids=lm.control_ids,
-        modes=[r.policy.mode for r in reqs],
-        biases=[r.policy.bias for r in reqs],
-        thresholds=[r.policy.threshold for r in reqs],
+        policies=[r.policy for r in reqs],
         temperatures=[r.sampling.temperature for r in reqs],
     )
 

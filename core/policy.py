@@ -1,13 +1,16 @@
-"""Refusal policy rules: per-category bias/threshold settings, their validation and compilation.
+"""Refusal policy rules: the one typed value of a policy version, its validation and compilation.
 
-A policy version stores `PolicyRules` as JSON (`to_json`); workers compile it into per-category
-vectors in `CATEGORIES` order (`bias_vector`, `threshold_vector`). Every validation error names
-the offending field as a dotted path so the API can point at it.
+`PolicyRules` (a mode and a `CategoryRule` per category, whose defaults live here only) is what
+the API validates, a policy version stores (as `to_json`, in its one `rules` column) and returns,
+the dashboard reads, and calibration and the auto-tuner change by copy (`with_rules`). Workers
+compile it into per-category vectors in `CATEGORIES` order (`bias_vector`, `threshold_vector`).
+Every validation error names the offending field as a dotted path so the API can point at it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
 import numpy as np
@@ -25,6 +28,8 @@ from pydantic import (
 from core.categories import CATEGORIES, UnknownCategory
 
 BIAS_OFF: Final = "off"
+PolicyMode = Literal["bias", "threshold"]
+POLICY_MODES: tuple[PolicyMode, ...] = ("bias", "threshold")
 #: Longest text a policy may give to answer with when a category refuses.
 MAX_REFUSAL_MESSAGE_CHARS = 2000
 
@@ -105,7 +110,7 @@ class PolicyRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["bias", "threshold"]
+    mode: PolicyMode
     categories: dict[CategoryName, CategoryRule] = Field(default_factory=dict)
 
     @field_validator("categories")
@@ -113,13 +118,26 @@ class PolicyRules(BaseModel):
     def _fill_defaults(cls, value: dict[str, CategoryRule]) -> dict[str, CategoryRule]:
         return {name: value.get(name, CategoryRule()) for name in CATEGORIES}
 
+    def rule(self, name: str) -> CategoryRule:
+        """The rule of category `name` (every category has one after parsing)."""
+        return self.categories[name]
+
+    def with_rules(
+        self, changes: Mapping[str, CategoryRule], *, mode: PolicyMode | None = None
+    ) -> PolicyRules:
+        """A copy with the rules of `changes` (and `mode`, when given) replaced."""
+        return self.model_copy(
+            update={"mode": mode or self.mode, "categories": {**self.categories, **changes}}
+        )
+
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "[key]")
 
 
 def parse_rules(data: Any) -> PolicyRules:
-    """Validate stored or submitted rules; raise `InvalidPolicy` naming the first bad field."""
+    """Validate stored or submitted rules (`{"mode", "categories"}`, whose rules may be JSON or
+    `CategoryRule`s already); raise `InvalidPolicy` naming the first bad field."""
     try:
         return PolicyRules.model_validate(data)
     except ValidationError as exc:
@@ -137,20 +155,20 @@ def bias_vector(rules: PolicyRules) -> np.ndarray:
     """(C,) float64 logit biases in `CATEGORIES` order; -inf for "off" or disabled categories."""
     out = np.zeros(len(CATEGORIES), dtype=np.float64)
     for i, name in enumerate(CATEGORIES):
-        rule = rules.categories.get(name, CategoryRule())
+        rule = rules.rule(name)
         out[i] = -np.inf if not rule.enabled or rule.bias == BIAS_OFF else float(rule.bias)
     return out
 
 
 def refusal_messages(rules: PolicyRules) -> tuple[str | None, ...]:
     """(C,) the text to answer per refusing category, in `CATEGORIES` order; None: the model's."""
-    return tuple(rules.categories.get(name, CategoryRule()).refusal_message for name in CATEGORIES)
+    return tuple(rules.rule(name).refusal_message for name in CATEGORIES)
 
 
 def threshold_vector(rules: PolicyRules) -> np.ndarray:
     """(C,) float64 probability thresholds in `CATEGORIES` order; +inf (never met) when disabled."""
     out = np.zeros(len(CATEGORIES), dtype=np.float64)
     for i, name in enumerate(CATEGORIES):
-        rule = rules.categories.get(name, CategoryRule())
+        rule = rules.rule(name)
         out[i] = rule.threshold if rule.enabled else np.inf
     return out

@@ -29,10 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.histogram import HISTOGRAM_BINS as HISTOGRAM_BINS  # length of refusal_stats.histogram
-from db.types import BigIntId, JSONType, UTCDateTime, utcnow
+from core.policy import PolicyMode, PolicyRules
+from db.types import BigIntId, JSONType, PolicyRulesColumn, UTCDateTime, utcnow
 
 ROLES = ("platform_admin", "tenant_admin", "client")
-POLICY_MODES = ("bias", "threshold")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 CALIBRATION_TARGET_KINDS = ("traffic", "labelled")
@@ -134,21 +134,23 @@ class PolicyVersion(CreatedAt, Base):
     __tablename__ = "policy_versions"
     __table_args__ = (
         UniqueConstraint("policy_id", "version"),
-        CheckConstraint(_in("mode", POLICY_MODES), name="mode"),
         CheckConstraint("version >= 1", name="version_positive"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     policy_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("policies.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
-    mode: Mapped[str] = mapped_column(String(16))
-    #: category -> {enabled, bias, threshold, target_rate, auto_tune}
-    rules: Mapped[dict[str, Any]]
+    #: The version's whole policy (mode and every category's rule): the one column of truth.
+    rules: Mapped[PolicyRules] = mapped_column(PolicyRulesColumn())
     #: "key:<id>", "calibration:<id>", "auto-tuner" or "system" (see `db.actors`).
     created_by: Mapped[str] = mapped_column(String(120))
     reason: Mapped[str | None] = mapped_column(Text)
 
     policy: Mapped[Policy] = relationship(foreign_keys=[policy_id])
+
+    @property
+    def mode(self) -> PolicyMode:
+        return self.rules.mode
 
 
 class ServedModel(CreatedAt, Base):

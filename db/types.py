@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Dialect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
+
+from core.policy import PolicyRules, parse_rules, to_json
 
 #: JSON column type. Python None is SQL NULL.
 JSONType = JSONB(none_as_null=True)
@@ -40,3 +43,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class PolicyRulesColumn(TypeDecorator[PolicyRules]):
+    """JSONB holding a policy version's `PolicyRules` (`to_json`), read back as the typed value."""
+
+    impl = JSONB
+    cache_ok = True
+
+    def process_bind_param(self, value: PolicyRules | None, dialect: Dialect) -> Any:
+        return None if value is None else to_json(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> PolicyRules | None:
+        return None if value is None else parse_rules(value)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.calibration import InvalidTarget, Solution, control_error, solve
 from core.categories import CATEGORIES
-from core.policy import bias_vector, parse_rules, threshold_vector, to_json
+from core.policy import BIAS_OFF, CategoryRule, PolicyRules, bias_vector, threshold_vector
 from core.summary import Summaries
 from db.actors import calibration_actor
 from db.errors import Conflict
@@ -37,28 +37,33 @@ def _summaries(rows: list[tuple[dict[str, Any], str | None]]) -> tuple[Summaries
     return Summaries.from_rows([r[0] for r in rows]), [r[1] for r in rows]
 
 
-def initial_values(version: PolicyVersion, method: str) -> np.ndarray:
+def initial_values(rules: PolicyRules, method: str) -> np.ndarray:
     """The active version's thresholds (threshold method) or biases, as the solver's start."""
-    rules = parse_rules({"mode": version.mode, "categories": version.rules["categories"]})
     return threshold_vector(rules) if method == "threshold" else bias_vector(rules)
 
 
-def proposed_rules(version: PolicyVersion, solution: Solution) -> dict[str, Any]:
+def _solved_rule(rule: CategoryRule, method: str, target: float, value: float) -> CategoryRule:
+    """`rule` with its solved value and target rate: a threshold above 1 (or none) switches the
+    category off, an infinite bias is "off"."""
+    value, target = float(value), float(target)
+    if method == "threshold":
+        finite = math.isfinite(value)
+        changes: dict[str, object] = {
+            "enabled": finite and value <= 1.0,
+            "threshold": min(max(value, 0.0), 1.0) if finite else 1.0,
+        }
+    else:
+        changes = {"enabled": True, "bias": value if math.isfinite(value) else BIAS_OFF}
+    return rule.model_copy(update={"target_rate": target, **changes})
+
+
+def proposed_rules(rules: PolicyRules, solution: Solution) -> PolicyRules:
     """The active rules with each targeted category's solved value and target rate."""
-    current = version.rules["categories"]
-    categories: dict[str, Any] = {name: dict(current.get(name, {})) for name in CATEGORIES}
-    for name, result in solution.categories.items():
-        rule = categories[name]
-        rule["target_rate"] = result.target
-        value = result.value
-        if solution.method == "threshold":
-            rule["enabled"] = math.isfinite(value) and value <= 1.0
-            rule["threshold"] = min(max(value, 0.0), 1.0) if math.isfinite(value) else 1.0
-        else:
-            rule["enabled"] = True
-            rule["bias"] = value if math.isfinite(value) else "off"
-    mode = "threshold" if solution.method == "threshold" else "bias"
-    return to_json(parse_rules({"mode": mode, "categories": categories}))
+    solved = {
+        name: _solved_rule(rules.rule(name), solution.method, result.target, result.value)
+        for name, result in solution.categories.items()
+    }
+    return rules.with_rules(solved, mode="threshold" if solution.method == "threshold" else "bias")
 
 
 def check_served(summaries: Summaries, targets: dict[str, float]) -> None:
@@ -95,7 +100,7 @@ def solve_and_propose(
         method=method,  # type: ignore[arg-type]
         target_kind=run.target_kind,  # type: ignore[arg-type]
         labels=cal_labels if labelled else None,
-        initial=initial_values(active, method),
+        initial=initial_values(active.rules, method),
     )
     result = solution.to_json()
     result["prompts"] = {"calibration": len(cal)}
@@ -111,13 +116,11 @@ def solve_and_propose(
         result["prompts"]["holdout"] = len(hold)
     else:
         result["control_error"] = None
-    rules = proposed_rules(active, solution)
     version = create_version(
         session=session,
         tenant_id=run.tenant_id,
         policy_id=policy.id,
-        mode=rules["mode"],
-        rules=rules,
+        rules=proposed_rules(active.rules, solution),
         actor=calibration_actor(run.id),
         reason=_reason(solution),
         activate=False,

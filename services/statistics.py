@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
+from core.policy import CategoryRule
 from db.models import Policy, PolicyVersion
 from db.repositories import audit
 from db.repositories import policies as policy_repo
@@ -112,10 +113,9 @@ def activations(
     return out
 
 
-def _rule(version: PolicyVersion | None, category: str) -> dict[str, object]:
-    if version is None:
-        return {}
-    return dict(version.rules.get("categories", {}).get(category, {}))
+def _rule(version: PolicyVersion | None, category: str) -> CategoryRule:
+    """The version's rule of `category`; the default rule when there is no version."""
+    return CategoryRule() if version is None else version.rules.rule(category)
 
 
 def category_series(
@@ -145,21 +145,15 @@ def category_series(
     out: dict[str, CategorySeries] = {}
     for category in categories:
         series = CategorySeries(category, stats[category].totals)
-        rule = _rule(policy.active_version, category)
-        series.threshold = rule.get("threshold")  # type: ignore[assignment]
-        series.target = rule.get("target_rate")  # type: ignore[assignment]
-        series.enabled = bool(rule.get("enabled", True))
+        active = policy.active_version
+        rule = _rule(active, category)
+        series.threshold = None if active is None else rule.threshold
+        series.target = rule.target_rate
+        series.enabled = rule.enabled
         for at, number in history:
             version_rule = _rule(by_number.get(number), category)
-            series.targets.append((at, version_rule.get("target_rate")))  # type: ignore[arg-type]
-            series.thresholds.append(
-                (
-                    at,
-                    number,
-                    float(version_rule.get("threshold", 0.5)),  # type: ignore[arg-type]
-                    bool(version_rule.get("enabled", True)),
-                )
-            )
+            series.targets.append((at, version_rule.target_rate))
+            series.thresholds.append((at, number, version_rule.threshold, version_rule.enabled))
         series.points = [
             (b.bucket_start, b.refusals / b.requests, b.requests)
             for b in stats[category].buckets

@@ -13,20 +13,12 @@ from api.dashboard.auth import ViewerDep, check_csrf
 from api.dashboard.render import error_page, page
 from api.deps import SessionDep
 from core.categories import CATEGORIES
+from core.policy import CategoryRule
 from db.errors import NotFound
 from db.models import PolicyVersion
 from db.repositories import policies as repo
 
 router = APIRouter(prefix="/dashboard/policies", include_in_schema=False)
-RULE_FIELDS = (
-    "enabled",
-    "bias",
-    "threshold",
-    "target_rate",
-    "auto_tune",
-    "min_threshold",
-    "max_threshold",
-)
 
 
 @dataclass(frozen=True)
@@ -44,11 +36,11 @@ class DiffRow:
 def diff_versions(a: PolicyVersion, b: PolicyVersion) -> list[DiffRow]:
     """Every rule field of every category (and the mode), side by side."""
     rows = [DiffRow("(policy)", "mode", a.mode, b.mode)]
-    rules_a = a.rules.get("categories", {})
-    rules_b = b.rules.get("categories", {})
     for category in CATEGORIES:
-        ra, rb = rules_a.get(category, {}), rules_b.get(category, {})
-        rows.extend(DiffRow(category, f, ra.get(f), rb.get(f)) for f in RULE_FIELDS)
+        ra, rb = a.rules.rule(category), b.rules.rule(category)
+        rows.extend(
+            DiffRow(category, f, getattr(ra, f), getattr(rb, f)) for f in CategoryRule.model_fields
+        )
     return rows
 
 

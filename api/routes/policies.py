@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Response, status
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError
 from api.schemas import PolicyIn, PolicyOut, PolicyUpdate, RollbackIn, VersionOut
-from core.policy import parse_rules, to_json
+from core.policy import to_json
 from db.models import Policy, PolicyVersion
 from db.repositories import policies as repo
 
@@ -20,7 +20,7 @@ def version_out(version: PolicyVersion) -> VersionOut:
     return VersionOut(
         version=version.version,
         mode=version.mode,
-        rules=version.rules,
+        rules=to_json(version.rules),
         created_by=version.created_by,
         reason=version.reason,
         created_at=version.created_at,
@@ -68,14 +68,13 @@ def create_policy(
     body: PolicyIn, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
     tenant_id = principal.require_tenant()
-    rules = parse_rules({"mode": body.mode, "categories": body.model_dump()["categories"]})
+    rules = body.rules()
     is_first = not repo.list_policies(session=session, tenant_id=tenant_id)
     policy = repo.create_policy(
         session=session,
         tenant_id=tenant_id,
         name=body.name,
-        mode=rules.mode,
-        rules=to_json(rules),
+        rules=rules,
         actor=principal.actor,
         reason=body.reason,
         is_default=body.is_default or is_first,
@@ -109,14 +108,13 @@ def update_policy(
     """A new immutable version, activated at once; a stale `If-Match` is 409, never a lost update."""
     tenant_id = principal.require_tenant()
     expected = _if_match(if_match)
-    rules = parse_rules({"mode": body.mode, "categories": body.model_dump()["categories"]})
+    rules = body.rules()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
     repo.create_version(
         session=session,
         tenant_id=tenant_id,
         policy_id=policy.id,
-        mode=rules.mode,
-        rules=to_json(rules),
+        rules=rules,
         actor=principal.actor,
         reason=body.reason,
         expected_active_version=expected,

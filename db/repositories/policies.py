@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core.policy import PolicyRules, to_json
 from db.errors import (
     AlreadyExists,
     NoActiveVersion,
@@ -20,7 +21,7 @@ from db.errors import (
     PolicyVersionNotFound,
     StaleVersion,
 )
-from db.models import POLICY_MODES, Policy, PolicyVersion
+from db.models import Policy, PolicyVersion
 from db.repositories.audit import append_entry
 from db.repositories.common import add_unique
 
@@ -112,8 +113,7 @@ def create_policy(
     session: Session,
     tenant_id: uuid.UUID,
     name: str,
-    mode: str,
-    rules: dict[str, Any],
+    rules: PolicyRules,
     actor: str,
     reason: str | None = None,
     is_default: bool = False,
@@ -121,7 +121,7 @@ def create_policy(
     """A new policy with version 1 active; `AlreadyExists` if the tenant has that name."""
     policy = Policy(tenant_id=tenant_id, name=name, is_default=False)
     add_unique(session, policy, lambda: AlreadyExists("policy", name))
-    version = _add_version(session, policy, mode=mode, rules=rules, actor=actor, reason=reason)
+    version = _add_version(session, policy, rules=rules, actor=actor, reason=reason)
     policy.active_version = version
     session.flush()
     _audit(
@@ -130,7 +130,7 @@ def create_policy(
         actor=actor,
         action="policy.create",
         before=None,
-        after={"name": name, "active_version": 1, "mode": mode, "rules": rules},
+        after={"name": name, "active_version": 1, "mode": rules.mode, "rules": to_json(rules)},
     )
     if is_default:
         mark_default(session=session, tenant_id=tenant_id, policy_id=policy.id, actor=actor)
@@ -141,20 +141,16 @@ def _add_version(
     session: Session,
     policy: Policy,
     *,
-    mode: str,
-    rules: dict[str, Any],
+    rules: PolicyRules,
     actor: str,
     reason: str | None,
 ) -> PolicyVersion:
-    if mode not in POLICY_MODES:
-        raise ValueError(f"unknown policy mode {mode!r}; known: {', '.join(POLICY_MODES)}")
     latest = session.scalar(
         select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy.id)
     )
     version = PolicyVersion(
         policy_id=policy.id,
         version=(latest or 0) + 1,
-        mode=mode,
         rules=rules,
         created_by=actor,
         reason=reason,
@@ -169,8 +165,7 @@ def create_version(
     session: Session,
     tenant_id: uuid.UUID,
     policy_id: uuid.UUID,
-    mode: str,
-    rules: dict[str, Any],
+    rules: PolicyRules,
     actor: str,
     reason: str | None = None,
     activate: bool = True,
@@ -185,7 +180,7 @@ def create_version(
     active_before = _version_number(session, policy.active_version_id)
     if expected_active_version is not None and expected_active_version != active_before:
         raise StaleVersion(expected_active_version, active_before)
-    version = _add_version(session, policy, mode=mode, rules=rules, actor=actor, reason=reason)
+    version = _add_version(session, policy, rules=rules, actor=actor, reason=reason)
     if activate:
         policy.active_version = version
         session.flush()
@@ -198,8 +193,8 @@ def create_version(
         after={
             "version": version.version,
             "active_version": version.version if activate else active_before,
-            "mode": mode,
-            "rules": rules,
+            "mode": rules.mode,
+            "rules": to_json(rules),
             "reason": reason,
         },
     )

@@ -20,6 +20,7 @@ import pytest
 from celery import Celery
 
 from core.histogram import histogram_of
+from core.policy import parse_rules
 from core.queue import AUTOTUNE_TASK, celery_config
 from core.settings import Settings
 from db.repositories.policies import create_policy, get_policy
@@ -90,8 +91,7 @@ def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
             session=session,
             tenant_id=tenant_a.tenant_id,
             name="tuned",
-            mode="threshold",
-            rules=rules,
+            rules=parse_rules(rules),
             actor="test",
         ).id
     client = Celery("tuner-test")
@@ -105,7 +105,7 @@ def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
                     session=session, tenant_id=tenant_a.tenant_id, policy_id=policy_id
                 ).active_version
                 assert version is not None
-                threshold = version.rules["categories"]["safety"]["threshold"]
+                threshold = version.rules.rule("safety").threshold
                 p = 1 / (1 + np.exp(-rng.logistic(centre, 1.0, REQUESTS_PER_ROUND)))
                 refused = p >= threshold
                 increment_stats(

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from core.policy import parse_rules, to_json
+from core.policy import parse_rules
 from core.settings import Settings
 from core.summary import Summaries
 from db.models import ApiKey, Generation, Policy, PolicyVersion
@@ -55,7 +55,7 @@ from tests.api.conftest import TEST_SECRET, RecordingSender
 ROLES = ("no key", "bad key", "revoked key", "platform_admin", "tenant_admin", "client")
 PA, TA, CL = "platform_admin", "tenant_admin", "client"
 MATRIX_FILE = Path(__file__).resolve().parents[2] / "docs" / "isolation-matrix.md"
-RULES = to_json(parse_rules({"mode": "threshold", "categories": {"safety": {"threshold": 0.3}}}))
+RULES = parse_rules({"mode": "threshold", "categories": {"safety": {"threshold": 0.3}}})
 
 
 # --- the two tenants and their keys ---------------------------------------------------------
@@ -156,7 +156,6 @@ def make_side(factory: sessionmaker[Session], label: str) -> Side:
             session=session,
             tenant_id=tenant.id,
             name=f"{label}-only-{tag}",
-            mode="threshold",
             rules=RULES,
             actor="test",
             is_default=True,

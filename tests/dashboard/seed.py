@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
 from core.histogram import histogram_of
-from core.policy import parse_rules, to_json
+from core.policy import PolicyRules, parse_rules
 from db.models import AuditEntry
 from db.repositories import calibrations as runs
 from db.repositories import policies
@@ -33,10 +33,10 @@ class Seeded:
     hourly_points: int
 
 
-def _rules(threshold: float, target: float) -> dict:
+def _rules(threshold: float, target: float) -> PolicyRules:
     cats = {c: {"threshold": 0.5, "target_rate": 0.1} for c in CATEGORIES}
     cats["safety"] = {"threshold": threshold, "target_rate": target}
-    return to_json(parse_rules({"mode": "threshold", "categories": cats}))
+    return parse_rules({"mode": "threshold", "categories": cats})
 
 
 def seed_policy_and_stats(session: Session, tenant_id: uuid.UUID, name: str = "default") -> Seeded:
@@ -46,7 +46,6 @@ def seed_policy_and_stats(session: Session, tenant_id: uuid.UUID, name: str = "d
         session=session,
         tenant_id=tenant_id,
         name=name,
-        mode="threshold",
         rules=_rules(*VERSIONS[0][1:]),
         actor="system",
         reason="first policy",
@@ -58,7 +57,6 @@ def seed_policy_and_stats(session: Session, tenant_id: uuid.UUID, name: str = "d
             session=session,
             tenant_id=tenant_id,
             policy_id=policy.id,
-            mode="threshold",
             rules=_rules(tau, target),
             actor="system",
             reason=f"safety threshold {tau}",
@@ -157,7 +155,6 @@ def finish_calibration_run(session: Session, seeded: Seeded, run_id: uuid.UUID) 
         session=session,
         tenant_id=seeded.tenant_id,
         policy_id=seeded.policy_id,
-        mode="threshold",
         rules=_rules(float(safety), float(run.targets.get("safety", 0.5))),
         actor=f"calibration:{run_id}",
         reason="calibration proposal",

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.policy import PolicyRules, parse_rules
 from db.actors import SYSTEM
 from db.models import Generation, Policy, Tenant
 from db.repositories.generations import create_generation
@@ -16,10 +17,10 @@ from db.repositories.tenants import create_tenant
 SERVER_SECRET = "test-server-secret-0123456789"
 
 
-def threshold_rules(threshold: float = 0.5, **per_category: dict[str, Any]) -> dict[str, Any]:
-    """Rules JSON in the shape core.policy writes (mode plus per-category rules)."""
+def threshold_rules(threshold: float = 0.5, **per_category: dict[str, Any]) -> PolicyRules:
+    """Threshold-mode rules: `safety` at `threshold`, other categories as given or default."""
     categories = {"safety": {"enabled": True, "threshold": threshold}, **per_category}
-    return {"mode": "threshold", "categories": categories}
+    return parse_rules({"mode": "threshold", "categories": categories})
 
 
 def make_tenant(session: Session, name: str | None = None) -> tuple[Tenant, str]:
@@ -41,7 +42,6 @@ def make_policy(
         session=session,
         tenant_id=tenant.id,
         name=name,
-        mode="threshold",
         rules=threshold_rules(threshold),
         actor=SYSTEM,
         is_default=is_default,

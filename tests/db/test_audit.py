@@ -22,7 +22,6 @@ def test_policy_changes_leave_before_and_after(db_session: Session) -> None:
         session=db_session,
         tenant_id=tenant.id,
         policy_id=policy.id,
-        mode="threshold",
         rules=threshold_rules(0.8),
         actor=actor,
         reason="too permissive",

@@ -68,7 +68,6 @@ def test_run_lifecycle_with_items_summaries_and_result(db_session: Session) -> N
         session=db_session,
         tenant_id=tenant.id,
         policy_id=policy.id,
-        mode="threshold",
         rules=threshold_rules(0.33),
         actor=calibration_actor(run.id),
         activate=False,

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session
 
+from core.policy import parse_rules
 from db.actors import SYSTEM, calibration_actor
 from db.errors import (
     AlreadyExists,
@@ -59,7 +60,6 @@ def test_new_versions_number_up_and_old_ones_stay_unchanged(db_session: Session)
         session=db_session,
         tenant_id=tenant.id,
         policy_id=policy.id,
-        mode="threshold",
         rules=threshold_rules(0.7),
         actor=SYSTEM,
         reason="stricter",
@@ -68,8 +68,7 @@ def test_new_versions_number_up_and_old_ones_stay_unchanged(db_session: Session)
         session=db_session,
         tenant_id=tenant.id,
         policy_id=policy.id,
-        mode="bias",
-        rules={"mode": "bias", "categories": {}},
+        rules=parse_rules({"mode": "bias", "categories": {}}),
         actor=SYSTEM,
         activate=False,
     )
@@ -88,7 +87,6 @@ def test_activate_and_rollback_move_only_the_pointer(db_session: Session) -> Non
             session=db_session,
             tenant_id=tenant.id,
             policy_id=policy.id,
-            mode="threshold",
             rules=threshold_rules(threshold),
             actor=SYSTEM,
         )
@@ -119,7 +117,6 @@ def test_stale_expected_version_is_refused(db_session: Session) -> None:
         session=db_session,
         tenant_id=tenant.id,
         policy_id=policy.id,
-        mode="threshold",
         rules=threshold_rules(0.6),
         actor=SYSTEM,
         expected_active_version=1,
@@ -129,7 +126,6 @@ def test_stale_expected_version_is_refused(db_session: Session) -> None:
             session=db_session,
             tenant_id=tenant.id,
             policy_id=policy.id,
-            mode="threshold",
             rules=threshold_rules(0.9),
             actor="auto-tuner",
             expected_active_version=1,
@@ -180,8 +176,7 @@ def test_tenant_b_cannot_reach_tenant_a_policies(db_session: Session) -> None:
             session=db_session,
             tenant_id=tenant_b.id,
             policy_id=policy.id,
-            mode="threshold",
-            rules={},
+            rules=threshold_rules(),
             actor=SYSTEM,
         )
     with pytest.raises(PolicyNotFound):
@@ -213,7 +208,6 @@ def test_calibration_versions_record_their_origin(db_session: Session) -> None:
         session=db_session,
         tenant_id=tenant.id,
         name="p",
-        mode="threshold",
         rules=threshold_rules(),
         actor=SYSTEM,
     )
@@ -222,18 +216,10 @@ def test_calibration_versions_record_their_origin(db_session: Session) -> None:
         session=db_session,
         tenant_id=tenant.id,
         policy_id=policy.id,
-        mode="threshold",
         rules=threshold_rules(0.42),
         actor=calibration_actor(run_id),
         activate=False,
     )
     assert version.created_by == f"calibration:{run_id}"
-    with pytest.raises(ValueError, match="mode"):
-        create_version(
-            session=db_session,
-            tenant_id=tenant.id,
-            policy_id=policy.id,
-            mode="magic",
-            rules={},
-            actor=SYSTEM,
-        )
+    with pytest.raises(ValueError, match="mode"):  # no version can hold an unknown mode
+        parse_rules({"mode": "magic", "categories": {}})

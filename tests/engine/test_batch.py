@@ -82,9 +82,7 @@ def test_custom_loop_matches_transformers_generate(engine: Engine) -> None:
     proc = RefusalPolicyProcessor.from_rows(
         refusal_ids=lm.refusal_ids,
         control_ids=lm.control_ids,
-        modes=["bias"] * len(prompts),
-        biases=bias,
-        thresholds=[NO_THRESHOLD] * len(prompts),
+        policies=[RowPolicy("bias", b, NO_THRESHOLD) for b in bias],
         temperatures=[0.0] * len(prompts),
     )
     out = lm.model.generate(

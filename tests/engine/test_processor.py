@@ -14,6 +14,7 @@ from core.summary import summarise_logits
 from workers.engine.model import LoadedModel
 from workers.engine.processor import RefusalPolicyProcessor, first_token_summary
 from workers.engine.scoring import score_batch
+from workers.engine.types import RowPolicy
 
 V, C = 64, 5
 REFUSAL = torch.arange(V - 6, V - 1)  # control tokens last, as in the served models
@@ -24,9 +25,10 @@ def _processor(modes: list[str], bias: np.ndarray, thr: np.ndarray, temps: np.nd
     return RefusalPolicyProcessor.from_rows(
         refusal_ids=REFUSAL,
         control_ids=CONTROL,
-        modes=modes,
-        biases=[tuple(r) for r in bias],
-        thresholds=[tuple(r) for r in thr],
+        policies=[
+            RowPolicy(mode, tuple(map(float, b)), tuple(map(float, t)))
+            for mode, b, t in zip(modes, bias, thr, strict=True)
+        ],
         temperatures=temps.tolist(),
     )
 
@@ -74,6 +76,19 @@ def test_threshold_rows_emit_what_core_predicts() -> None:
     assert torch.isinf(out[~forced][:, REFUSAL]).all()
 
 
+def test_threshold_ties_break_to_the_lowest_category_as_in_core() -> None:
+    """Equal refusal logits, all eligible: the engine and core both refuse with the first."""
+    n = 4
+    z = torch.zeros((n, V))
+    z[:, REFUSAL] = torch.tensor([[0.0, 3.0, 3.0, 3.0, 0.0]] * 2 + [[5.0, 5.0, 1.0, 1.0, 5.0]] * 2)
+    thr = np.full((n, C), 1e-6)
+    proc = _processor(["threshold"] * n, np.zeros((n, C)), thr, np.zeros(n))
+    emitted = _decision(proc(None, z).argmax(dim=-1))
+    summ = summarise_logits(z.double().numpy(), REFUSAL.tolist())
+    np.testing.assert_array_equal(emitted, threshold_decision(summ, thr))
+    np.testing.assert_array_equal(emitted, [1, 1, 0, 0])
+
+
 def test_greedy_bias_rows_emit_what_core_predicts() -> None:
     n = 2000
     z = _logits(n, 4)
@@ -119,9 +134,7 @@ def test_processor_sees_raw_logits_before_transformers_warpers(lm: LoadedModel) 
     proc = RefusalPolicyProcessor.from_rows(
         refusal_ids=lm.refusal_ids,
         control_ids=lm.control_ids,
-        modes=["bias", "bias"],
-        biases=[(0.0,) * C] * 2,
-        thresholds=[(math.inf,) * C] * 2,
+        policies=[RowPolicy("bias", (0.0,) * C, (math.inf,) * C)] * 2,
         temperatures=[0.3, 0.3],
     )
     torch.manual_seed(0)
@@ -149,9 +162,8 @@ def test_a_category_without_a_token_is_never_emitted_and_has_probability_zero() 
     proc = RefusalPolicyProcessor.from_rows(
         refusal_ids=refusal,
         control_ids=control,
-        modes=["threshold"] * n,
-        biases=[(0.0,) * C] * n,
-        thresholds=[(0.0,) * C] * n,  # tau = 0 everywhere: "refuse with anything eligible"
+        # tau = 0 everywhere: "refuse with anything eligible"
+        policies=[RowPolicy("threshold", (0.0,) * C, (0.0,) * C)] * n,
         temperatures=[0.0] * n,
     )
     out = proc(None, z)

@@ -141,13 +141,10 @@ class RunningBatch:
         temps = [s.temperature for s in sp]
         temperature = torch.tensor(temps, dtype=torch.float32, device=dev)  # (N,)
         top_p = torch.tensor([s.top_p for s in sp], dtype=torch.float32, device=dev)  # (N,)
-        policies = [j.request.policy for j in joining]
         processor = RefusalPolicyProcessor.from_rows(
             refusal_ids=lm.refusal_ids,
             control_ids=lm.control_ids,
-            modes=[p.mode for p in policies],
-            biases=[p.bias for p in policies],
-            thresholds=[p.threshold for p in policies],
+            policies=[j.request.policy for j in joining],
             temperatures=temps,
         )
         batch = left_pad([j.encoded for j in joining], lm.pad_id, dev)

@@ -23,10 +23,13 @@ processor, which is then appended to the running one (`add_rows`); rows that lea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from transformers import LogitsProcessor
+
+from workers.engine.types import RowPolicy
 
 NEG_INF = float("-inf")
 
@@ -113,19 +116,19 @@ class RefusalPolicyProcessor(LogitsProcessor):
         *,
         refusal_ids: torch.Tensor,
         control_ids: torch.Tensor,
-        modes: list[str],
-        biases: list[tuple[float, ...]],
-        thresholds: list[tuple[float, ...]],
-        temperatures: list[float],
+        policies: Sequence[RowPolicy],
+        temperatures: Sequence[float],
     ) -> RefusalPolicyProcessor:
-        """Build the per-row tensors once, on the device of `refusal_ids`."""
+        """The one place rows' policies become tensors, on the device of `refusal_ids`."""
         dev = refusal_ids.device
         return cls(
             refusal_ids=refusal_ids,
             control_ids=control_ids,
-            threshold_mode=torch.tensor([m == "threshold" for m in modes], device=dev),
-            bias=torch.tensor(biases, dtype=torch.float32, device=dev),
-            threshold=torch.tensor(thresholds, dtype=torch.float64, device=dev),
+            threshold_mode=torch.tensor([p.mode == "threshold" for p in policies], device=dev),
+            bias=torch.tensor([p.bias for p in policies], dtype=torch.float32, device=dev),
+            threshold=torch.tensor(
+                [p.threshold for p in policies], dtype=torch.float64, device=dev
+            ),
             temperature=torch.tensor(temperatures, dtype=torch.float32, device=dev),
         )
 

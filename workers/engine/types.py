@@ -11,6 +11,7 @@ import numpy as np
 
 from core.categories import CATEGORIES
 from core.policy import PolicyRules, bias_vector, refusal_messages, threshold_vector
+from core.sampling import SamplingParams as SamplingParams  # re-exported: engine callers
 from core.summary import Summaries, SummaryRow, summary_row
 
 Mode = Literal["bias", "threshold"]
@@ -47,25 +48,6 @@ class RowPolicy:
             threshold=tuple(float(x) for x in threshold_vector(rules)),
             refusal_messages=refusal_messages(rules),
         )
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Per-row decoding parameters; temperature 0 is greedy, seed None draws a fresh seed."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    seed: int | None = None
-    ignore_eos: bool = False  # benchmarks: always generate max_new_tokens
-
-    def __post_init__(self) -> None:
-        if not self.temperature >= 0.0 or not math.isfinite(self.temperature):
-            raise ValueError("temperature must be finite and >= 0")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError("top_p must be in (0, 1]")
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+
+from sqlalchemy.orm import Session
 
 from core.autotune import TuneDecision, TuneGuards, propose_threshold
-from core.policy import parse_rules, to_json
 from core.queue import AUTOTUNE_TASK
 from core.settings import get_settings
 from db.actors import AUTO_TUNER
@@ -38,13 +38,13 @@ def guards() -> TuneGuards:
 
 
 def tune_policy(
-    session: Any, policy: Policy, *, window: timedelta, tune_guards: TuneGuards
+    session: Session, policy: Policy, *, window: timedelta, tune_guards: TuneGuards
 ) -> list[TuneDecision]:
     """Decisions for one policy's auto-tuned categories; writes a version if any changed."""
     version = policy.active_version
     if version is None or version.mode != "threshold":
         return []
-    rules = parse_rules({"mode": version.mode, "categories": version.rules["categories"]})
+    rules = version.rules
     tuned = {
         n: r
         for n, r in rules.categories.items()
@@ -77,9 +77,12 @@ def tune_policy(
         )
     changed = [d for d in decisions if d.changed]
     if changed:
-        data = to_json(rules)
-        for d in changed:
-            data["categories"][d.category]["threshold"] = d.new_threshold
+        tuned_rules = rules.with_rules(
+            {
+                d.category: rules.rule(d.category).model_copy(update={"threshold": d.new_threshold})
+                for d in changed
+            }
+        )
         reason = "; ".join(
             f"{d.category}: observed {d.observed_rate:.3f} vs target {d.target:.3f} over {d.samples} requests,"
             f" threshold {d.old_threshold:.4f} -> {d.new_threshold:.4f}"
@@ -89,8 +92,7 @@ def tune_policy(
             session=session,
             tenant_id=policy.tenant_id,
             policy_id=policy.id,
-            mode="threshold",
-            rules=data,
+            rules=tuned_rules,
             actor=AUTO_TUNER,
             reason=f"auto-tune: {reason}",
             expected_active_version=version.version,

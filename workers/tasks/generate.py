@@ -18,15 +18,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from celery.signals import worker_init
+from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
-from core.histogram import HISTOGRAM_BINS, bin_index, logodds
-from core.policy import parse_rules
+from core.histogram import histogram_of
 from core.queue import GENERATE_TASK
+from core.sampling import SamplingParams
 from core.settings import get_settings
 from db.models import Generation, Tenant
 from db.repositories import generations as repo
@@ -37,60 +37,47 @@ from db.session import session_scope
 from db.types import utcnow
 from services.generation_events import publish_final
 from workers.celery_app import app
+from workers.engine.types import GenerationRequest, GenerationResult, RowPolicy
 from workers.metrics import observe_batch, observe_failure
 from workers.row_recorder import RowRecorder
 from workers.runtime import engine_loop, redis_client, session_factory, token_stream
 
 log = logging.getLogger(__name__)
 _settings = get_settings()
-_policy_cache: dict[uuid.UUID, Any] = {}
+_policy_cache: dict[uuid.UUID, RowPolicy] = {}
 _share_cache: dict[uuid.UUID, tuple[float, float]] = {}
 #: A tenant's admission share is re-read this often (seconds).
 SHARE_CACHE_SECONDS = 30.0
 
 
-def _row_policy(session: Any, version_id: uuid.UUID) -> Any:
+def _row_policy(session: Session, version_id: uuid.UUID) -> RowPolicy:
     """The engine policy of a version, cached by id (versions are immutable)."""
-    from workers.engine.types import RowPolicy
-
     cached = _policy_cache.get(version_id)
     if cached is None:
         version = load_version(session=session, version_id=version_id)
-        cached = RowPolicy.from_rules(
-            parse_rules({"mode": version.mode, "categories": version.rules["categories"]})
-        )
+        cached = RowPolicy.from_rules(version.rules)
         _policy_cache[version_id] = cached
     return cached
 
 
-def _engine_request(session: Any, row: Generation) -> Any:
-    from workers.engine.types import GenerationRequest, SamplingParams
-
-    params = row.params or {}
-    sampling = SamplingParams(
-        temperature=float(params.get("temperature", 0.0)),
-        top_p=float(params.get("top_p", 1.0)),
-        max_new_tokens=int(params.get("max_tokens", 64)),
-        seed=params.get("seed"),
-    )
+def _engine_request(session: Session, row: Generation) -> GenerationRequest:
     return GenerationRequest(
         prompt=row.messages,
         policy=_row_policy(session, row.policy_version_id),
-        sampling=sampling,
+        sampling=SamplingParams.from_params(row.params or {}),
         request_id=str(row.id),
     )
 
 
-def stat_increments(rows: Sequence[Generation], results: Sequence[Any]) -> list[StatIncrement]:
+def stat_increments(
+    rows: Sequence[Generation], results: Sequence[GenerationResult]
+) -> list[StatIncrement]:
     """Per row and category: one request, a refusal if emitted, p_c and its histogram bin."""
     bucket = floor_to_bucket(utcnow())
     increments = []
     for row, result in zip(rows, results, strict=True):
         p = np.asarray(result.summary.probabilities, dtype=np.float64)
-        bins = bin_index(logodds(p))
         for c, name in enumerate(CATEGORIES):
-            histogram = [0] * HISTOGRAM_BINS
-            histogram[int(bins[c])] = 1
             increments.append(
                 StatIncrement(
                     tenant_id=row.tenant_id,
@@ -100,13 +87,13 @@ def stat_increments(rows: Sequence[Generation], results: Sequence[Any]) -> list[
                     requests=1,
                     refusals=int(result.decision == c),
                     sum_p=float(p[c]),
-                    histogram=histogram,
+                    histogram=histogram_of(p[c : c + 1]),
                 )
             )
     return increments
 
 
-def _tenant_share(session: Any, tenant_id: uuid.UUID) -> float:
+def _tenant_share(session: Session, tenant_id: uuid.UUID) -> float:
     """The tenant's weight in fair admission: `quotas["share"]`, default 1 (equal shares)."""
     cached = _share_cache.get(tenant_id)
     if cached is not None and time.monotonic() - cached[1] < SHARE_CACHE_SECONDS:
@@ -123,7 +110,7 @@ class Claimed:
     """A row this worker runs: its engine request, tenant share and whether it is streamed."""
 
     row: Generation
-    request: Any
+    request: GenerationRequest
     share: float
     stream: bool
 
@@ -145,7 +132,7 @@ def _claim(generation_id: uuid.UUID, stream: bool) -> Claimed | None:
         return Claimed(row, request, _tenant_share(session, row.tenant_id), stream)
 
 
-def _record(claimed: Sequence[Claimed], results: Sequence[Any]) -> set[uuid.UUID]:
+def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> set[uuid.UUID]:
     """Write every row's result and the statistics of the rows that really moved, atomically;
     returns the ids of the rows that moved (a redelivered, finished row does not)."""
     done = []
@@ -195,7 +182,7 @@ def recorder() -> RowRecorder[Claimed]:
 
 @app.task(name=GENERATE_TASK, acks_late=True, ignore_result=True)
 def generate(generation_id: str, stream: bool = False) -> None:
-    from workers.engine.batch import RequestTooLong
+    from workers.engine.batch import RequestTooLong  # imports torch: only once a row runs
 
     gid = uuid.UUID(str(generation_id))
     claimed = retry_on_disconnect(lambda: _claim(gid, stream))
@@ -231,7 +218,7 @@ def generate(generation_id: str, stream: bool = False) -> None:
 
 
 @worker_init.connect
-def _load_engine_at_start(**_: Any) -> None:
+def _load_engine_at_start(**_: object) -> None:
     """A missing or inconsistent model fails the worker at start, not at the first request."""
     if _settings.preload_model:
         try:

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.categories import CATEGORIES, MANIFEST_FILENAME, RESPOND, RefusalManifest
+from core.decision import threshold_decision
 from core.settings import get_settings
+from core.summary import summarise_logits
 from workers.training.after_token import respond_then_refuse
 from workers.training.card import (
     CARD_FILENAME,
@@ -32,13 +35,6 @@ from workers.training.data import Example, generate, split
 THRESHOLDS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
 OTHER_THRESHOLD = 0.5
 DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "models.md"
-
-
-def threshold_decisions(probs: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
-    """Per prompt, the refused category index (most probable with p >= tau), or -1: (N,)."""
-    eligible = torch.where(probs >= taus, probs, torch.full_like(probs, -1.0))  # (N, C)
-    chosen = eligible.argmax(-1)  # (N,)
-    return torch.where((eligible >= 0).any(-1), chosen, torch.full_like(chosen, -1))
 
 
 @dataclass(frozen=True)
@@ -69,16 +65,17 @@ def sweep(loaded: Evaluated, category: str = "safety") -> list[dict[str, float]]
 
     manifest, heldout = loaded.manifest, loaded.heldout
     logits = first_step_logits(loaded.model, loaded.tokenizer, [e.messages for e in heldout])
-    probs = torch.softmax(logits, -1)[:, list(manifest.category_ids)]  # (N, C)
+    ids = [i for i in manifest.category_ids if i is not None]  # a trained model has every token
+    summaries = summarise_logits(logits.double().numpy(), ids)
     k = CATEGORIES.index(category)
     labels = [e.label for e in heldout]
     is_cat = torch.tensor([lab == category for lab in labels])
     is_respond = torch.tensor([lab == RESPOND for lab in labels])
     rows = []
     for tau in THRESHOLDS:
-        taus = torch.full((len(CATEGORIES),), OTHER_THRESHOLD)
+        taus = np.full(len(CATEGORIES), OTHER_THRESHOLD)
         taus[k] = tau
-        refused = threshold_decisions(probs, taus) == k  # (N,)
+        refused = torch.from_numpy(threshold_decision(summaries, taus) == k)  # (N,)
         rows.append(
             {
                 "tau": tau,
