@@ -24,7 +24,7 @@ from db.models import (
     CalibrationItem,
     CalibrationRun,
 )
-from db.repositories.common import expire_cached
+from db.repositories.common import expire_cached, get_or_raise
 from db.repositories.policies import get_policy
 from db.types import utcnow
 
@@ -86,10 +86,7 @@ def get_run(*, session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID) -> Cal
 
 def load_run(*, session: Session, run_id: uuid.UUID) -> CalibrationRun:
     """A run by id with no tenant filter, for workers."""
-    run = session.get(CalibrationRun, run_id)
-    if run is None:
-        raise CalibrationRunNotFound(run_id)
-    return run
+    return get_or_raise(session, CalibrationRun, run_id, CalibrationRunNotFound)
 
 
 def list_runs(*, session: Session, tenant_id: uuid.UUID, limit: int = 50) -> list[CalibrationRun]:

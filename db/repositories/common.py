@@ -1,16 +1,27 @@
-"""Helpers shared by the repositories: unique inserts, cache expiry after bulk UPDATEs."""
+"""Helpers shared by the repositories: loads by id, unique inserts, cache expiry after bulk
+UPDATEs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from db.errors import RepositoryError
+from db.errors import NotFound, RepositoryError
 from db.models import Base
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+def get_or_raise(session: Session, model: type[ModelT], pk: Any, missing: type[NotFound]) -> ModelT:
+    """The row of `model` with primary key `pk`, or `missing(pk)` raised."""
+    found = session.get(model, pk)
+    if found is None:
+        raise missing(pk)
+    return found
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from core.policy import PolicyRules, to_json
@@ -23,7 +23,7 @@ from db.errors import (
 )
 from db.models import Policy, PolicyVersion
 from db.repositories.audit import append_entry
-from db.repositories.common import add_unique
+from db.repositories.common import add_unique, get_or_raise
 
 
 def _version_number(session: Session, version_id: uuid.UUID | None) -> int | None:
@@ -206,28 +206,27 @@ def get_version(
 ) -> PolicyVersion:
     """Version number `version` of a tenant's policy, or `PolicyVersionNotFound`."""
     found = session.scalar(
-        select(PolicyVersion)
-        .join(Policy, PolicyVersion.policy_id == Policy.id)
-        .where(
-            Policy.tenant_id == tenant_id,
-            Policy.id == policy_id,
-            PolicyVersion.version == version,
-        )
+        _tenant_versions(tenant_id).where(Policy.id == policy_id, PolicyVersion.version == version)
     )
     if found is None:
         raise PolicyVersionNotFound(f"{policy_id}@{version}")
     return found
 
 
+def _tenant_versions(tenant_id: uuid.UUID) -> Select[PolicyVersion]:
+    """Every policy version of one tenant."""
+    return (
+        select(PolicyVersion)
+        .join(Policy, PolicyVersion.policy_id == Policy.id)
+        .where(Policy.tenant_id == tenant_id)
+    )
+
+
 def get_version_by_id(
     *, session: Session, tenant_id: uuid.UUID, version_id: uuid.UUID
 ) -> PolicyVersion:
     """A tenant's policy version by id, or `PolicyVersionNotFound`."""
-    found = session.scalar(
-        select(PolicyVersion)
-        .join(Policy, PolicyVersion.policy_id == Policy.id)
-        .where(Policy.tenant_id == tenant_id, PolicyVersion.id == version_id)
-    )
+    found = session.scalar(_tenant_versions(tenant_id).where(PolicyVersion.id == version_id))
     if found is None:
         raise PolicyVersionNotFound(version_id)
     return found
@@ -235,10 +234,7 @@ def get_version_by_id(
 
 def load_version(*, session: Session, version_id: uuid.UUID) -> PolicyVersion:
     """A policy version by id with no tenant filter: for workers, whose rows name the version."""
-    found = session.get(PolicyVersion, version_id)
-    if found is None:
-        raise PolicyVersionNotFound(version_id)
-    return found
+    return get_or_raise(session, PolicyVersion, version_id, PolicyVersionNotFound)
 
 
 def list_versions(

@@ -218,14 +218,13 @@ def category_totals(
 ) -> dict[str, StatTotals]:
     """Per category, everything in [start, end) summed (what the auto-tuner reads)."""
     totals: dict[str, StatTotals] = {}
-    rows = _rows(
-        session,
+    for bucket in read_buckets(
+        session=session,
         tenant_id=tenant_id,
         start=start,
         end=end,
         policy_version_ids=policy_version_ids,
         categories=categories,
-    )
-    for row in rows:
-        totals.setdefault(row.category, StatTotals(row.category)).add(row)
+    ):
+        totals.setdefault(bucket.category, StatTotals(bucket.category)).add(bucket)
     return totals
