@@ -1,9 +1,9 @@
-"""Sends Celery tasks by name from the API process (which never imports the worker code)."""
+"""Sends Celery tasks by name from the API process (which never imports the worker code); the
+sender's interface and the broker-refused path are `services.tasks`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import kombu.exceptions
 import redis
@@ -11,19 +11,10 @@ from celery import Celery
 
 from core.queue import celery_config
 from core.settings import Settings
-
-#: The error of a row whose task the broker refused: final, so nothing waits for it.
-NOT_QUEUED = "not queued: the broker was unavailable"
-
-
-class BrokerUnavailable(Exception):
-    """The broker did not take the task: the caller answers 503 and retries later."""
-
-
-class TaskSender(Protocol):
-    def send(
-        self, name: str, args: list[Any], *, headers: dict[str, str] | None = None
-    ) -> None: ...
+from services.tasks import NOT_QUEUED as NOT_QUEUED
+from services.tasks import BrokerUnavailable
+from services.tasks import TaskSender as TaskSender
+from services.tasks import send_or_undo as send_or_undo
 
 
 class CeleryTaskSender:
@@ -38,13 +29,3 @@ class CeleryTaskSender:
             self.app.send_task(name, args=args, headers=headers or {})
         except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
             raise BrokerUnavailable(str(exc)) from exc
-
-
-def send_or_undo(send: Callable[[], None], undo: Callable[[], None]) -> None:
-    """Send a task whose row is committed; if the broker refuses it, `undo` marks the row final
-    (so nothing waits for a task that was never queued) and the caller gets 503."""
-    try:
-        send()
-    except BrokerUnavailable:
-        undo()
-        raise

@@ -12,21 +12,16 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
-from starlette.datastructures import State
 
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
 from api.errors import ApiError
 from api.metrics import observe_generation
 from api.schemas import GenerationIn, GenerationOut
 from api.streaming import GenerationStream, open_stream, sse
-from api.tasks_client import NOT_QUEUED, send_or_undo
-from core.queue import GENERATE_TASK
-from db.errors import GenerationNotFound, PolicyNotFound
+from api.submissions import submit_generation, wait_for_final
+from db.errors import GenerationNotFound
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
-from db.repositories.policies import resolve_active_version
-from db.repositories.tenants import get_tenant
-from db.retry import retry_on_disconnect
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
 
@@ -71,79 +66,6 @@ def visible_generation(
     return row
 
 
-def submit_generation(
-    request: Request,
-    session: Session,
-    principal: Principal,
-    body: GenerationIn,
-    *,
-    policy: str | None,
-) -> Generation:
-    """Validate against quotas, resolve the policy, write the queued row, send the task after commit."""
-    tenant_id = principal.require_tenant()
-    tenant = get_tenant(session=session, tenant_id=tenant_id)
-    max_tokens = int(tenant.quotas.get("max_tokens", 1024))
-    if body.max_tokens > max_tokens:
-        raise ApiError(
-            422,
-            "validation_error",
-            f"max_tokens exceeds this tenant's quota of {max_tokens}",
-            field="max_tokens",
-        )
-    request.app.state.rate_limiter.check(
-        tenant_id, int(tenant.quotas.get("requests_per_minute", 600))
-    )
-    try:
-        version = resolve_active_version(session=session, tenant_id=tenant_id, policy_name=policy)
-    except PolicyNotFound as exc:  # name the bad field, like any other invalid input
-        raise ApiError(404, "not_found", str(exc), field="policy") from exc
-    row = repo.create_generation(
-        session=session,
-        tenant_id=tenant_id,
-        policy_version_id=version.id,
-        model=request.app.state.model_name,
-        messages=body.chat(),
-        params=body.sampling(),
-        api_key_id=principal.key_id,
-        request_id=request.state.request_id,
-    )
-    session.commit()
-    sender = request.app.state.task_sender
-    args: list[object] = [str(row.id), True] if body.stream else [str(row.id)]
-    headers = {"request_id": request.state.request_id}
-
-    def undo() -> None:
-        repo.mark_failed(session=session, generation_id=row.id, error=NOT_QUEUED)
-        session.commit()
-
-    send_or_undo(lambda: sender.send(GENERATE_TASK, args, headers=headers), undo)
-    return row
-
-
-async def wait_for_final(state: State, generation_id: uuid.UUID, timeout: float) -> Generation:
-    """The row once final (woken by the worker's notification), or its state at `timeout`."""
-    factory = state.session_factory
-
-    def load_once() -> Generation:
-        with factory() as session:
-            found = session.get(Generation, generation_id)
-            assert found is not None
-            return found
-
-    def load() -> Generation:
-        # The row is committed and will finish: wait a database restart out, up to the timeout.
-        return retry_on_disconnect(load_once, seconds=timeout)
-
-    row = await state.final_notifications.wait_until(
-        generation_id,
-        lambda: run_in_threadpool(load),
-        lambda r: r.status in FINAL_STATUSES,
-        timeout,
-    )
-    observe_generation(row)
-    return row
-
-
 async def _native_events(stream: GenerationStream) -> AsyncIterator[str]:
     """`decision`, then `text` pieces, then `done` with the recorded generation (or `error`)."""
     first = stream.first
@@ -178,9 +100,7 @@ async def create_generation(
     principal: TenantMember,
     session: SessionDep,
 ) -> GenerationOut | StreamingResponse:
-    row = await run_in_threadpool(
-        submit_generation, request, session, principal, body, policy=body.policy
-    )
+    row = await run_in_threadpool(submit_generation, request, session, principal, body)
     location = f"/v1/generations/{row.id}"
     response.headers["Location"] = location
     if body.stream:

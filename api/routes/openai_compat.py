@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, TenantMember
 from api.errors import ApiError
-from api.routes.generations import submit_generation, wait_for_final
 from api.schemas import GenerationIn
 from api.streaming import GenerationStream, open_stream, row_error, sse
+from api.submissions import submit_generation, wait_for_final
 from db.models import FINAL_STATUSES, Generation
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -199,9 +199,7 @@ async def chat_completions(
         stream=body.stream,
     )
     started = time.monotonic()
-    row = await run_in_threadpool(
-        submit_generation, request, session, principal, native, policy=body.policy
-    )
+    row = await run_in_threadpool(submit_generation, request, session, principal, native)
     if body.stream:
         state = request.app.state
         stream = await open_stream(state.redis, state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)

@@ -1,0 +1,50 @@
+"""The API's side of submitting and waiting for generations, shared by the native and the
+OpenAI-compatible routes: who is calling, and the services' errors as HTTP errors."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+from starlette.datastructures import State
+
+from api.deps import Principal
+from api.errors import ApiError
+from api.metrics import observe_generation
+from api.schemas import GenerationIn
+from db.errors import PolicyNotFound
+from db.models import Generation
+from services import generations
+from services.generations import Caller, NewGeneration, QuotaExceeded, queue_generation
+
+
+def submit_generation(
+    request: Request, session: Session, principal: Principal, body: GenerationIn
+) -> Generation:
+    """Queue the generation `body` asks for (`services.generations.queue_generation`)."""
+    caller = Caller(principal.require_tenant(), principal.key_id, request.state.request_id)
+    new = NewGeneration(body.chat(), body.sampling(), body.policy, body.stream)
+    state = request.app.state
+    try:
+        return queue_generation(
+            session=session,
+            caller=caller,
+            new=new,
+            model=state.model_name,
+            sender=state.task_sender,
+            check_rate=state.rate_limiter.check,
+        )
+    except QuotaExceeded as exc:
+        raise ApiError(422, "validation_error", str(exc), field=exc.field) from None
+    except PolicyNotFound as exc:  # name the bad field, like any other invalid input
+        raise ApiError(404, "not_found", str(exc), field="policy") from exc
+
+
+async def wait_for_final(state: State, generation_id: uuid.UUID, timeout: float) -> Generation:
+    """The row once final, or its state at `timeout` (`services.generations.wait_for_final`)."""
+    row = await generations.wait_for_final(
+        state.session_factory, state.final_notifications, generation_id, timeout
+    )
+    observe_generation(row)
+    return row

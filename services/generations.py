@@ -1,0 +1,129 @@
+"""Generations as a service: queueing one (quota, policy, row, task) and waiting for it to be
+final. The native and the OpenAI-compatible routes both call these; the routes keep HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from anyio.to_thread import run_sync
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.queue import GENERATE_TASK
+from db.models import FINAL_STATUSES, Generation
+from db.repositories import generations as repo
+from db.repositories.policies import resolve_active_version
+from db.repositories.tenants import get_tenant
+from db.retry import retry_on_disconnect
+from services.tasks import NOT_QUEUED, TaskSender, send_or_undo
+
+T = TypeVar("T")
+
+
+class QuotaExceeded(Exception):
+    """A request over one of the tenant's quotas; `field` names the offending input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class NewGeneration:
+    """What a caller asks for, already validated: chat messages and sampling `params` (the
+    stored form, `core.sampling.SamplingParams.from_params` reads it)."""
+
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    policy: str | None
+    stream: bool
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who submits: the tenant, the key and the request id of the HTTP request."""
+
+    tenant_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    request_id: str
+
+
+def queue_generation(
+    *,
+    session: Session,
+    caller: Caller,
+    new: NewGeneration,
+    model: str,
+    sender: TaskSender,
+    check_rate: Callable[[uuid.UUID, int], None],
+) -> Generation:
+    """Check the tenant's quotas (`QuotaExceeded`; `check_rate` with its requests per minute),
+    resolve the policy (`PolicyNotFound`), write the queued row and send the task after commit."""
+    tenant = get_tenant(session=session, tenant_id=caller.tenant_id)
+    max_tokens = int(tenant.quotas.get("max_tokens", 1024))
+    if int(new.params["max_tokens"]) > max_tokens:
+        raise QuotaExceeded("max_tokens", f"max_tokens exceeds this tenant's quota of {max_tokens}")
+    check_rate(caller.tenant_id, int(tenant.quotas.get("requests_per_minute", 600)))
+    version = resolve_active_version(
+        session=session, tenant_id=caller.tenant_id, policy_name=new.policy
+    )
+    row = repo.create_generation(
+        session=session,
+        tenant_id=caller.tenant_id,
+        policy_version_id=version.id,
+        model=model,
+        messages=new.messages,
+        params=new.params,
+        api_key_id=caller.api_key_id,
+        request_id=caller.request_id,
+    )
+    session.commit()
+    args: list[object] = [str(row.id), True] if new.stream else [str(row.id)]
+    headers = {"request_id": caller.request_id}
+
+    def undo() -> None:
+        repo.mark_failed(session=session, generation_id=row.id, error=NOT_QUEUED)
+        session.commit()
+
+    send_or_undo(lambda: sender.send(GENERATE_TASK, args, headers=headers), undo)
+    return row
+
+
+class FinalWaiter(Protocol):
+    """Wakes waiters when a row becomes final (`api.final_notifications.FinalNotifications`)."""
+
+    async def wait_until(
+        self,
+        generation_id: uuid.UUID,
+        read: Callable[[], Awaitable[T]],
+        done: Callable[[T], bool],
+        timeout: float,
+    ) -> T: ...
+
+
+async def wait_for_final(
+    factory: sessionmaker[Session],
+    waiter: FinalWaiter,
+    generation_id: uuid.UUID,
+    timeout: float,
+) -> Generation:
+    """The row once final (woken by the worker's notification), or its state at `timeout`."""
+
+    def load_once() -> Generation:
+        with factory() as session:
+            found = session.get(Generation, generation_id)
+            assert found is not None
+            return found
+
+    def load() -> Generation:
+        # The row is committed and will finish: wait a database restart out, up to the timeout.
+        return retry_on_disconnect(load_once, seconds=timeout)
+
+    return await waiter.wait_until(
+        generation_id,
+        lambda: run_sync(load),
+        lambda r: r.status in FINAL_STATUSES,
+        timeout,
+    )
