@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
 from core.policy import CategoryRule
 
@@ -56,11 +64,33 @@ class PolicyOut(BaseModel):
     created_at: datetime
 
 
+MAX_PROMPT_CHARS = 32_000
+MAX_MESSAGES = 64
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=32_000)
+    content: str = Field(max_length=MAX_PROMPT_CHARS)
+
+
+#: A prompt as plain text (one user turn) ...
+PromptText = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+#: ... or as chat messages; generations and calibration prompts accept exactly these.
+ChatMessages = Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
+
+
+def _prompt_kind(value: Any) -> str:
+    return "messages" if isinstance(value, list) else "text"
+
+
+#: Either form in one field (calibration prompts); errors name the form, e.g.
+#: `prompt.messages.0.role`.
+PromptOrMessages = Annotated[
+    Annotated[PromptText, Tag("text")] | Annotated[ChatMessages, Tag("messages")],
+    Discriminator(_prompt_kind),
+]
 
 
 class SamplingIn(BaseModel):
@@ -73,17 +103,21 @@ class SamplingIn(BaseModel):
 
 
 class GenerationIn(SamplingIn):
-    prompt: str | None = Field(default=None, min_length=1, max_length=32_000)
-    messages: list[Message] | None = Field(default=None, min_length=1, max_length=64)
+    prompt: PromptText | None = None
+    # Validated even when absent, so "exactly one of" names this field, not the whole body.
+    messages: ChatMessages | None = Field(default=None, validate_default=True)
     policy: str | None = Field(default=None, max_length=100)
     wait: bool = False
     timeout: float = Field(default=30.0, gt=0, le=300)
 
-    @model_validator(mode="after")
-    def _prompt_or_messages(self) -> GenerationIn:
-        if (self.prompt is None) == (self.messages is None):
+    @field_validator("messages")
+    @classmethod
+    def _prompt_or_messages(
+        cls, value: list[Message] | None, info: ValidationInfo
+    ) -> list[Message] | None:
+        if (info.data.get("prompt") is None) == (value is None) and "prompt" in info.data:
             raise ValueError("give exactly one of 'prompt' or 'messages'")
-        return self
+        return value
 
     def chat(self) -> list[dict[str, str]]:
         if self.messages is not None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
 from api.errors import ApiError
 from api.metrics import observe_generation
+from api.openapi import AUTHENTICATED, JSON_BODY, errors
 from api.schemas import GenerationIn, GenerationOut
 from core.queue import GENERATE_TASK
 from db.errors import GenerationNotFound, PolicyNotFound
@@ -23,7 +24,7 @@ from db.repositories.policies import resolve_active_version
 from db.repositories.tenants import get_tenant
 from db.session import after_commit
 
-router = APIRouter(prefix="/v1/generations", tags=["generations"])
+router = APIRouter(prefix="/v1/generations", tags=["generations"], responses=errors(*AUTHENTICATED))
 #: Polling backs off from the first to the last delay: quick answers come back quickly, and many
 #: waiting clients do not keep the database busy.
 POLL_FIRST_SECONDS = 0.02
@@ -95,7 +96,7 @@ def submit_generation(
     try:
         version = resolve_active_version(session=session, tenant_id=tenant_id, policy_name=policy)
     except PolicyNotFound as exc:  # name the bad field, like any other invalid input
-        raise ApiError(404, "not_found", str(exc), field="policy") from exc
+        raise ApiError(404, "not_found", str(exc), field="policy") from None
     row = repo.create_generation(
         session=session,
         tenant_id=tenant_id,
@@ -136,7 +137,18 @@ async def wait_for_final(
         delay = min(POLL_MAX_SECONDS, delay * 1.5)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {"model": GenerationOut, "description": "Finished within `timeout` (with `wait`)"},
+        202: {
+            "description": "Queued; poll `Location` (also with `wait`, when not finished in time)",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **errors(*JSON_BODY, 404, 409),
+    },
+)
 async def create_generation(
     body: GenerationIn,
     request: Request,
@@ -156,14 +168,14 @@ async def create_generation(
     return generation_out(row)
 
 
-@router.get("/{generation_id}")
+@router.get("/{generation_id}", responses=errors(404, 422))
 def get_generation(
     generation_id: uuid.UUID, principal: TenantMember, session: SessionDep
 ) -> GenerationOut:
     return generation_out(visible_generation(session, principal, generation_id))
 
 
-@router.post("/{generation_id}/cancel")
+@router.post("/{generation_id}/cancel", responses=errors(404, 409, 422))
 def cancel_generation(
     generation_id: uuid.UUID, principal: TenantMember, session: SessionDep
 ) -> GenerationOut:

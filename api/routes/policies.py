@@ -8,12 +8,13 @@ from fastapi import APIRouter, Header, Response, status
 
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError
+from api.openapi import AUTHENTICATED, JSON_BODY, errors
 from api.schemas import PolicyIn, PolicyOut, PolicyUpdate, RollbackIn, VersionOut
 from core.policy import parse_rules, to_json
 from db.models import Policy, PolicyVersion
 from db.repositories import policies as repo
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"])
+router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=errors(*AUTHENTICATED))
 
 
 def version_out(version: PolicyVersion) -> VersionOut:
@@ -63,7 +64,7 @@ def list_policies(principal: TenantAdmin, session: SessionDep) -> list[PolicyOut
     ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(*JSON_BODY, 409))
 def create_policy(
     body: PolicyIn, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
@@ -86,7 +87,7 @@ def create_policy(
     return policy_out(policy)
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=errors(404))
 def get_policy(
     name: str, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
@@ -97,7 +98,7 @@ def get_policy(
     return policy_out(policy)
 
 
-@router.put("/{name}")
+@router.put("/{name}", responses=errors(*JSON_BODY, 404, 409))
 def update_policy(
     name: str,
     body: PolicyUpdate,
@@ -131,7 +132,7 @@ def update_policy(
     return policy_out(policy)
 
 
-@router.get("/{name}/versions")
+@router.get("/{name}/versions", responses=errors(404))
 def list_versions(name: str, principal: TenantAdmin, session: SessionDep) -> list[VersionOut]:
     tenant_id = principal.require_tenant()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
@@ -141,7 +142,7 @@ def list_versions(name: str, principal: TenantAdmin, session: SessionDep) -> lis
     ]
 
 
-@router.post("/{name}/rollback")
+@router.post("/{name}/rollback", responses=errors(*JSON_BODY, 404, 409))
 def rollback(
     name: str, body: RollbackIn, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
@@ -162,7 +163,7 @@ def rollback(
     return policy_out(policy)
 
 
-@router.post("/{name}/default")
+@router.post("/{name}/default", responses=errors(404))
 def make_default(name: str, principal: TenantAdmin, session: SessionDep) -> PolicyOut:
     tenant_id = principal.require_tenant()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)

@@ -20,7 +20,7 @@ from celery_batches import Batches, SimpleRequest
 from core.categories import CATEGORIES
 from core.histogram import HISTOGRAM_BINS, bin_index, logodds
 from core.policy import parse_rules
-from core.queue import GENERATE_TASK
+from core.queue import GENERATE_TASK, INPUT_TOO_LONG
 from core.settings import get_settings
 from db.models import Generation
 from db.repositories import generations as repo
@@ -112,7 +112,8 @@ def _claim(ids: list[uuid.UUID]) -> tuple[list[Generation], list[Any]]:
             try:
                 engine().check(request)
             except RequestTooLong as exc:
-                repo.mark_failed(session=session, generation_id=row.id, error=str(exc))
+                error = f"{INPUT_TOO_LONG}{exc}"
+                repo.mark_failed(session=session, generation_id=row.id, error=error)
                 continue
             repo.mark_running(session=session, generation_id=row.id)
             session.refresh(row)  # the guarded UPDATE expired it; reload before the session ends
