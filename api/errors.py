@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -61,9 +62,14 @@ def error_body(type_: str, message: str, field: str | None = None, **extra: Any)
     return {"error": error}
 
 
+#: Location parts pydantic adds for the member of a union (`constrained-str`, `list[TextPart]`).
+_UNION_MEMBER = re.compile(r"[\[\-]|^(str|int|float|bool|list|dict)$")
+
+
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    """A dotted field name from a pydantic location, without the `body`/`query`/... root."""
-    parts = [str(p) for p in loc if p != "[key]"]
+    """A dotted field name from a pydantic location, without the `body`/`query`/... root or
+    the names of union members."""
+    parts = [str(p) for p in loc if p != "[key]" and not _UNION_MEMBER.search(str(p))]
     if parts and parts[0] in {"body", "query", "path", "header"}:
         parts = parts[1:] or parts
     return ".".join(parts)

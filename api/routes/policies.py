@@ -70,7 +70,6 @@ def create_policy(
 ) -> PolicyOut:
     tenant_id = principal.require_tenant()
     rules = parse_rules({"mode": body.mode, "categories": body.model_dump()["categories"]})
-    is_first = not repo.list_policies(session=session, tenant_id=tenant_id)
     policy = repo.create_policy(
         session=session,
         tenant_id=tenant_id,
@@ -79,7 +78,7 @@ def create_policy(
         rules=to_json(rules),
         actor=principal.actor,
         reason=body.reason,
-        is_default=body.is_default or is_first,
+        is_default=body.is_default,
     )
     session.commit()
     response.headers["Location"] = f"/v1/policies/{policy.name}"
