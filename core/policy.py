@@ -138,4 +138,4 @@ def threshold_vector(rules: PolicyRules) -> np.ndarray:
 
 
 #: The model's own first-token decision: bias mode, no bias on any category.
-MODEL_DECISION = parse_rules({"mode": "bias"})
+MODEL_DECISION = parse_rules({"mode": "bias", "categories": {}})
