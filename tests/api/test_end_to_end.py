@@ -20,7 +20,7 @@ from core.queue import GENERATE_TASK, celery_config
 from core.settings import Settings
 from db.models import Generation, RefusalStat
 from db.session import create_session_factory
-from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys
+from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys, set_policy
 from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
 
 pytestmark = pytest.mark.integration
@@ -84,8 +84,7 @@ def live_client(e2e_settings: Settings) -> Iterator[TestClient]:
 
 
 def _policy(client: TestClient, keys: TenantKeys, name: str, body: dict) -> None:
-    response = client.post("/v1/policies", json={"name": name, **body}, headers=keys.headers())
-    assert response.status_code == 201, response.text
+    set_policy(client, keys, name, body)
 
 
 def _wait_all_final(settings: Settings, ids: list[str], timeout: float = 180) -> list[Generation]:

@@ -104,9 +104,8 @@ def test_embedded_default_serves_api_worker_and_beat(embedded_server) -> None:
     assert out["api_key"].startswith("rcs_")
 
     # A generation through the embedded worker (celery-batches over the filesystem transport).
+    # No policy step: the tenant's default policy serves at once.
     headers = {"Authorization": f"Bearer {out['api_key']}"}
-    policy = {"name": "default", "mode": "threshold"}
-    assert httpx.post(f"{url}/v1/policies", json=policy, headers=headers).status_code == 201
     body = {"prompt": "What is the capital of Peru?", "max_tokens": 8, "wait": True}
     generation = httpx.post(f"{url}/v1/generations", json=body, headers=headers, timeout=90)
     assert generation.status_code == 200, generation.text
