@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
+from api.body_limit import BodyLimit
 from api.calibration_input import CalibrationIn, CalibrationUpload
 from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
@@ -36,8 +37,6 @@ def create_app(
         title="Refusal Control Service",
         version="0.1.0",
         description=API_DESCRIPTION,
-        # Larger bodies are 413 before they are read whole (the largest legal one is an upload).
-        max_body_size=settings.max_upload_bytes,
     )
     app.state.settings = settings
     app.state.session_factory = create_session_factory(settings.sqlalchemy_url)
@@ -49,6 +48,9 @@ def create_app(
         configure_json_logging()
     # Registered first, so it runs inside `request_id` and its access line carries the id.
     app.middleware("http")(observe_request)
+
+    # Larger bodies are 413 before they are read whole (the largest legal one is an upload).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
 
     @app.middleware("http")
     async def request_id(

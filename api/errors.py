@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.categories import UnknownCategory
 from core.policy import InvalidPolicy
@@ -91,6 +92,19 @@ def is_json_content_type(value: str | None) -> bool:
     )
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    allowed = [
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 #: Starlette's own HTTP errors (routing, body parsing, body limit) by status: type and field.
 _HTTP_ERRORS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_body", "body"),
@@ -109,12 +123,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_, field = _HTTP_ERRORS.get(exc.status_code, ("http_error", None))
         message = str(exc.detail)
+        headers = dict(exc.headers or {})
         if exc.status_code == 400:  # FastAPI's "There was an error parsing the body"
             message = "the body could not be read (invalid UTF-8, or JSON nested too deep)"
-        return JSONResponse(error_body(type_, message, field), exc.status_code, headers=exc.headers)
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return JSONResponse(error_body(type_, message, field), exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
