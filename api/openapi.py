@@ -43,6 +43,21 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def links(source: str, targets: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """OpenAPI links from a created resource to the operations on it: `targets` maps a link
+    name to (method, path template); the path's one parameter comes from the response body's
+    `source` field (e.g. `id`)."""
+    out: dict[str, Any] = {}
+    for name, (method, path) in targets.items():
+        parameter = path[path.index("{") + 1 : path.index("}")]
+        ref = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+        out[name] = {
+            "operationRef": ref,
+            "parameters": {parameter: f"$response.body#/{source}"},
+        }
+    return {"links": out}
+
+
 def install_openapi(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
     """Build the document once, adding the schemas of `models` (bodies that routes read by hand
     and declare with `openapi_extra`)."""
@@ -56,6 +71,7 @@ def install_openapi(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
+            _our_validation_errors(schema)
             for model in models:
                 own = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 for name, definition in own.pop("$defs", {}).items():
@@ -65,3 +81,20 @@ def install_openapi(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _our_validation_errors(schema: dict[str, Any]) -> None:
+    """FastAPI documents a 422 with its own body wherever a route has parameters; ours is the
+    error body, like every other error."""
+    ours = {
+        "description": _DESCRIPTIONS[422],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            response = operation.get("responses", {}).get("422")
+            if response is not None and "HTTPValidationError" in str(response):
+                operation["responses"]["422"] = ours
+    schemas = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)

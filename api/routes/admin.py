@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CLIENT, PlatformAdmin, SessionDep, TenantAdmin
-from api.openapi import AUTHENTICATED, JSON_BODY, errors
+from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from db.models import ApiKey
 from db.repositories import tenants as repo
 
@@ -99,7 +99,14 @@ def list_keys(principal: TenantAdmin, session: SessionDep) -> list[KeyOut]:
     ]
 
 
-@router.post("/keys", status_code=status.HTTP_201_CREATED, responses=errors(*JSON_BODY))
+@router.post(
+    "/keys",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        201: links("id", {"RevokeKey": ("delete", "/v1/keys/{key_id}")}),
+        **errors(*JSON_BODY),
+    },
+)
 def create_key(
     body: KeyIn, request: Request, principal: TenantAdmin, session: SessionDep
 ) -> KeyCreated:

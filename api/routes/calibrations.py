@@ -23,7 +23,7 @@ from api.calibration_input import (
 )
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError, is_json_content_type, validation_error
-from api.openapi import AUTHENTICATED, JSON_BODY, errors
+from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from core.calibration import InvalidTarget
 from core.queue import CALIBRATE_TASK
 from db.calibration_flow import apply_run, solve_and_propose
@@ -209,7 +209,18 @@ def _create(request: Request, session: Any, principal: Any, body: CalibrationIn)
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=errors(*JSON_BODY, 404),
+    responses={
+        202: links(
+            "id",
+            {
+                "GetCalibration": ("get", "/v1/calibrations/{run_id}"),
+                "SolveAgain": ("post", "/v1/calibrations/{run_id}/solve"),
+                "ApplyCalibration": ("post", "/v1/calibrations/{run_id}/apply"),
+                "CancelCalibration": ("post", "/v1/calibrations/{run_id}/cancel"),
+            },
+        ),
+        **errors(*JSON_BODY, 404),
+    },
     openapi_extra=SUBMISSION_BODY,
 )
 async def create_calibration(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
 from api.errors import ApiError
 from api.metrics import observe_generation
-from api.openapi import AUTHENTICATED, JSON_BODY, errors
+from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import GenerationIn, GenerationOut
 from core.queue import GENERATE_TASK
 from db.errors import GenerationNotFound, PolicyNotFound
@@ -145,6 +145,13 @@ async def wait_for_final(
         202: {
             "description": "Queued; poll `Location` (also with `wait`, when not finished in time)",
             "headers": {"Location": {"schema": {"type": "string"}}},
+            **links(
+                "id",
+                {
+                    "GetGeneration": ("get", "/v1/generations/{generation_id}"),
+                    "CancelGeneration": ("post", "/v1/generations/{generation_id}/cancel"),
+                },
+            ),
         },
         **errors(*JSON_BODY, 404, 409),
     },

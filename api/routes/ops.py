@@ -104,7 +104,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Every part answers"},
+        503: {"description": "A part does not answer; `failing` names it"},
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the database answers SELECT 1, the broker accepts a connection and at least one
     worker answers a ping. 503 names every failing part."""

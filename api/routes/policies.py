@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Response, status
 
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError
-from api.openapi import AUTHENTICATED, JSON_BODY, errors
+from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import PolicyIn, PolicyOut, PolicyUpdate, RollbackIn, VersionOut
 from core.policy import parse_rules, to_json
 from db.models import Policy, PolicyVersion
@@ -64,7 +64,23 @@ def list_policies(principal: TenantAdmin, session: SessionDep) -> list[PolicyOut
     ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(*JSON_BODY, 409))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        201: links(
+            "name",
+            {
+                "GetPolicy": ("get", "/v1/policies/{name}"),
+                "UpdatePolicy": ("put", "/v1/policies/{name}"),
+                "ListVersions": ("get", "/v1/policies/{name}/versions"),
+                "Rollback": ("post", "/v1/policies/{name}/rollback"),
+                "MakeDefault": ("post", "/v1/policies/{name}/default"),
+            },
+        ),
+        **errors(*JSON_BODY, 409),
+    },
+)
 def create_policy(
     body: PolicyIn, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
