@@ -28,7 +28,7 @@ def _check_targets(targets: dict[str, float]) -> dict[str, float]:
 
 
 class PromptIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: PromptOrMessages
     label: str | None = None
@@ -74,7 +74,7 @@ class CalibrationUpload(CalibrationOptions):
 
 
 class SolveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     targets: dict[str, float]
     method: Method | None = None

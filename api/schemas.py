@@ -20,7 +20,7 @@ from core.policy import CategoryRule
 
 
 class PolicyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     mode: Literal["bias", "threshold"]
@@ -32,7 +32,7 @@ class PolicyIn(BaseModel):
 class PolicyUpdate(BaseModel):
     """A new immutable version of a policy's rules."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     mode: Literal["bias", "threshold"]
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
@@ -41,7 +41,7 @@ class PolicyUpdate(BaseModel):
 
 
 class RollbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     version: int = Field(ge=1)
     reason: str | None = Field(default=None, max_length=1000)
@@ -69,7 +69,7 @@ MAX_MESSAGES = 64
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_PROMPT_CHARS)
@@ -94,7 +94,7 @@ PromptOrMessages = Annotated[
 
 
 class SamplingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_tokens: int = Field(default=64, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0.0, le=5.0, allow_inf_nan=False)

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["admin"], responses=errors(*AUTHENTICATED
 
 
 class TenantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
@@ -44,7 +44,7 @@ KeyName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\
 
 
 class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: KeyName
     role: Literal["tenant_admin", "client"] = CLIENT

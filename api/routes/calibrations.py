@@ -150,7 +150,8 @@ async def _read_submission(request: Request) -> CalibrationIn:
         body = await request.body()
         if len(body) > limit:
             raise ApiError(413, "too_large", f"upload larger than {limit} bytes", field="prompts")
-        submission = CalibrationIn.model_validate(parse_json(body, field="body"))
+        # Strict like every JSON body (no "1" for 1, no 0 for false); form fields are text.
+        submission = CalibrationIn.model_validate(parse_json(body, field="body"), strict=True)
         if len(submission.prompts) > max_prompts:
             raise ApiError(413, "too_large", f"more than {max_prompts} prompts", field="prompts")
         return submission

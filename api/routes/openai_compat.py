@@ -32,12 +32,14 @@ SYNC_TIMEOUT_SECONDS = 120.0
 
 
 class TextPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text"]
     text: str = Field(max_length=MAX_PROMPT_CHARS)
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     content: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | list[TextPart]
@@ -50,7 +52,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)

@@ -60,6 +60,7 @@ class Stack:
     url: str
     tenant_admin: str
     platform_admin: str
+    spare_key_id: str
 
 
 def _free_port() -> int:
@@ -93,9 +94,10 @@ def stack(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             tenant, admin = create_tenant(
                 session=session, name="contract", secret=TEST_SECRET, quotas=quotas
             )
-            create_api_key(
+            spare, _ = create_api_key(
                 session=session, secret=TEST_SECRET, tenant_id=tenant.id, role="client", name="c"
             )
+            spare_id = str(spare.id)
             _, platform = create_platform_admin_key(session=session, secret=TEST_SECRET)
         env = worker_env(
             database_url=database_url,
@@ -120,7 +122,7 @@ def stack(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(url, server, server_log)
-            yield Stack(url, admin, platform)
+            yield Stack(url, admin, platform, spare_id)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -128,7 +130,9 @@ def stack(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _config(stack: Stack, path: Path) -> Path:
-    """Tenant-admin key everywhere; the platform routes with the platform admin's key."""
+    """The tenant admin's key everywhere, the platform admin's on the tenant routes. Revoking
+    always names a spare key: once the fuzzer has minted a second admin key it could revoke
+    its own and spend the rest of the run on 401s."""
     path.write_text(
         f"""
 headers = {{ Authorization = "Bearer {stack.tenant_admin}" }}
@@ -136,6 +140,10 @@ headers = {{ Authorization = "Bearer {stack.tenant_admin}" }}
 [[operations]]
 include-path-regex = "^/v1/tenants"
 headers = {{ Authorization = "Bearer {stack.platform_admin}" }}
+
+[[operations]]
+include-path = "/v1/keys/{{key_id}}"
+parameters = {{ key_id = "{stack.spare_key_id}" }}
 """
     )
     return path
