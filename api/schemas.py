@@ -43,7 +43,7 @@ class PolicyUpdate(BaseModel):
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)  # a PostgreSQL integer
     reason: str | None = Field(default=None, max_length=1000)
 
 

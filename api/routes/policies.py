@@ -11,6 +11,7 @@ from api.errors import ApiError
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import PolicyIn, PolicyOut, PolicyUpdate, RollbackIn, VersionOut
 from core.policy import parse_rules, to_json
+from db.errors import PolicyVersionNotFound
 from db.models import Policy, PolicyVersion
 from db.repositories import policies as repo
 
@@ -164,14 +165,18 @@ def rollback(
     """Re-activate an earlier version (audited); the versions themselves never change."""
     tenant_id = principal.require_tenant()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-    policy = repo.rollback_policy(
-        session=session,
-        tenant_id=tenant_id,
-        policy_id=policy.id,
-        actor=principal.actor,
-        to_version=body.version,
-        reason=body.reason,
-    )
+    try:
+        policy = repo.rollback_policy(
+            session=session,
+            tenant_id=tenant_id,
+            policy_id=policy.id,
+            actor=principal.actor,
+            to_version=body.version,
+            reason=body.reason,
+        )
+    except PolicyVersionNotFound:  # the policy exists; the body names a version it never had
+        message = f"policy {name!r} has no version {body.version}"
+        raise ApiError(422, "validation_error", message, field="version") from None
     session.commit()
     session.refresh(policy)
     _with_etag(response, policy)

@@ -91,7 +91,8 @@ def test_rollback_reactivates_an_old_version(client: TestClient, tenant_a: Tenan
     missing = client.post(
         "/v1/policies/strict/rollback", json={"version": 9}, headers=tenant_a.headers()
     )
-    assert missing.status_code == 404
+    assert missing.status_code == 422
+    assert missing.json()["error"]["field"] == "version"
 
 
 @pytest.mark.parametrize(
