@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError
@@ -33,8 +33,15 @@ def _rfc3339_only(value: object) -> object:
     return value
 
 
-#: An RFC 3339 date-time with its time zone, nothing else.
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59-23:00 is in year 10000 in UTC
+        raise ValueError("date-time outside the years 1 to 9999 in UTC") from None
+
+
+#: An RFC 3339 date-time with its time zone, nothing else; read as UTC.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_in_utc)]
 
 
 def _day_before(end: datetime) -> datetime:
@@ -66,6 +73,8 @@ def get_stats(
     """Requests, refusals and rate per category over [start, end) in `bucket`-second buckets."""
     tenant_id = principal.require_tenant()
     end = end or utcnow()
+    if start is None and end == EARLIEST:
+        raise ApiError(422, "validation_error", "no time before end to read", field="end")
     start = start or _day_before(end)
     if start >= end:
         raise ApiError(422, "validation_error", "start must be before end", field="start")
