@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TINY := var/models/tiny/config.json
 
-.PHONY: run test lint format tiny-model demo-model services bench browser
+.PHONY: run test lint format tiny-model demo-model bench browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,18 +19,16 @@ $(TINY): $(STAMP)
 
 tiny-model: $(TINY)
 
-## The embedded default: API + Celery worker + beat on SQLite and the filesystem broker.
+## The embedded default: PostgreSQL and Redis (from wheels), API, Celery worker and beat, supervised.
 run: $(STAMP) $(TINY)
 	$(BIN)/rcs serve
 
-## The whole suite against real PostgreSQL and Redis (started when not answering).
-test: $(STAMP) $(TINY) services browser
+## The whole suite on real PostgreSQL and Redis: the embedded servers, or the ones named by
+## RCS_TEST_PG_ADMIN_URL and REDIS_URL.
+test: $(STAMP) $(TINY) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
-
-services:
-	bash scripts/ensure_services.sh
 
 ## Debian's headless Chromium (and its driver) for the dashboard's browser tests.
 browser:

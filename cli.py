@@ -10,114 +10,65 @@ import argparse
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from core.settings import Settings, get_settings
-
-
-def _celery_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args]
-
-
-def worker_command(
-    settings: Settings, *, queues: str = "generate,calibrate,maintenance"
-) -> list[str]:
-    """The worker command line: one process, solo pool (one model per process / GPU)."""
-    return _celery_command(
-        "worker", "--pool", "solo", "--concurrency", "1", "-Q", queues, "--loglevel", "INFO"
-    )
-
-
-def beat_command(settings: Settings) -> list[str]:
-    schedule = settings.data_dir / "celerybeat-schedule"
-    return _celery_command("beat", "--schedule", str(schedule), "--loglevel", "INFO")
-
-
-def upgrade_database(settings: Settings) -> None:
-    """`alembic upgrade head` on the configured database (creating the SQLite folder if needed);
-    Alembic logs through the logging `main` configured (quiet unless `-v`)."""
-    from db.migrate import upgrade
-
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.sqlalchemy_url)
+from core.settings import get_settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from pydantic import ValidationError
 
-    settings = get_settings()
-    children: list[subprocess.Popen[bytes]] = []
-    if settings.embedded:
-        upgrade_database(settings)
-    if args.with_worker if args.with_worker is not None else settings.embedded:
-        children.append(subprocess.Popen(worker_command(settings)))
-        children.append(subprocess.Popen(beat_command(settings)))
-    url = f"http://{args.host}:{args.port}"
-    print(
-        f"Refusal Control Service on {url}  (health: {url}/healthz, docs: {url}/docs)", flush=True
-    )
-    print(f"database: {settings.sqlalchemy_url}  broker: {settings.celery_broker_url}", flush=True)
-    print("get a key:  .venv/bin/rcs tenant create <name>", flush=True)
+    from embedded.stack import ServeOptions, serve
 
-    def _on_signal(signum: int, _frame: object) -> None:
-        # uvicorn restores the previous handlers and re-raises the signal after its shutdown;
-        # this handler is what then runs, so the worker and beat never outlive the API.
-        _stop(children)
-        sys.exit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _on_signal)
     try:
-        uvicorn.run(
-            "api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info"
-        )
-    finally:
-        _stop(children)
-    return 0
-
-
-def _stop(children: Sequence[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
+        settings = get_settings()
+    except ValidationError as exc:  # one line, like every other reason not to start
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        print(f"rcs serve: {message}", file=sys.stderr)
+        return 2
+    with_worker = settings.embedded if args.with_worker is None else args.with_worker
+    return serve(settings, ServeOptions(host=args.host, port=args.port, with_worker=with_worker))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.command_line import worker_command
+
     os.execv(sys.executable, worker_command(get_settings(), queues=args.queues))
     return 0  # pragma: no cover - execv does not return
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
+    from workers.command_line import beat_command
+
     os.execv(sys.executable, beat_command(get_settings()))
     return 0  # pragma: no cover
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    upgrade_database(get_settings())
+    from db.migrate import upgrade
+    from embedded.stack import database_for_command
+
+    with database_for_command(get_settings()) as url:
+        upgrade(url)
     print("database at head")
     return 0
 
 
-def _database_session() -> Any:
-    """A session scope on the configured database (migrated first when embedded)."""
+@contextmanager
+def _database_session() -> Iterator[Any]:
+    """A session on the configured database (or the embedded one; see `database_for_command`),
+    committed when the command succeeds."""
     from db.session import create_session_factory, session_scope
+    from embedded.stack import database_for_command
 
-    settings = get_settings()
-    if settings.database_url is None:
-        upgrade_database(settings)
-    return session_scope(create_session_factory(settings.sqlalchemy_url))
+    with (
+        database_for_command(get_settings()) as url,
+        session_scope(create_session_factory(url)) as session,
+    ):
+        yield session
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
@@ -181,6 +132,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def cmd_model_register(args: argparse.Namespace, rest: list[str]) -> int:
+    from workers.training.register import run_register_command
+
+    return run_register_command(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="rcs", description="Refusal Control Service")
     parser.add_argument(
@@ -188,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the API (embedded: plus a worker, beat, SQLite)")
+    serve = sub.add_parser(
+        "serve", help="run the service (embedded: PostgreSQL, Redis, API, worker, beat)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
@@ -236,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_parser(
         "train", help="train a model (see `rcs model train --help`)", add_help=False
     ).set_defaults(func=cmd_model_train, passthrough=True)
+    model.add_parser(
+        "register",
+        help="write refusal_tokens.json for a model with refusal tokens (see --help)",
+        add_help=False,
+    ).set_defaults(func=cmd_model_register, passthrough=True)
     return parser
 
 

@@ -11,6 +11,7 @@ from api.body_limit import BodyLimit
 from api.calibration_input import CalibrationIn, CalibrationUpload
 from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
+from api.final_notifications import generation_events
 from api.metrics import observe_request
 from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
@@ -31,17 +32,16 @@ def create_app(
     settings: Settings | None = None, *, task_sender: TaskSender | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
-    if not settings.broker_url:
-        raise ValueError("the API keeps its rate limits in Redis: set REDIS_URL")
     app = FastAPI(
         title="Refusal Control Service",
         version="0.1.0",
         description=API_DESCRIPTION,
+        lifespan=generation_events,
     )
     app.state.settings = settings
     app.state.session_factory = create_session_factory(settings.sqlalchemy_url)
     app.state.task_sender = task_sender or CeleryTaskSender(settings)
-    app.state.rate_limiter = RateLimiter(settings.broker_url)
+    app.state.rate_limiter = RateLimiter(settings.redis_url)
     app.state.model_name = settings.model_name
     install_error_handlers(app)
     if settings.log_format == "json":

@@ -11,14 +11,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from api.tasks_client import BrokerUnavailable
 from core.categories import UnknownCategory
 from core.policy import InvalidPolicy
 from db.errors import AlreadyExists, Conflict, NotFound, StaleVersion
 
 log = logging.getLogger("rcs.api")
+#: What a 503 tells the client to wait: the supervisor restarts a server within seconds.
+RETRY_AFTER_SECONDS = 2
 
 
 class ApiError(Exception):
@@ -173,6 +177,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AlreadyExists)
     async def _exists(_: Request, exc: AlreadyExists) -> JSONResponse:
         return JSONResponse(error_body("already_exists", str(exc), "name"), 409)
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker_down(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        body = error_body("unavailable", "the task queue is unavailable; retry shortly")
+        return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    # Connection failures and an exhausted pool, not a bad statement: the database is down or
+    # overloaded for a moment, which the client can wait out.
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        body = error_body("unavailable", "the database is unavailable; retry shortly")
+        return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:

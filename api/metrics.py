@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from core.queue import QUEUES
 from core.settings import Settings
 from db.models import Generation
+from embedded.state import UP, read_state
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 HTTP_REQUESTS = Counter(
@@ -43,6 +44,18 @@ QUEUE_DEPTH = Gauge(
     "rcs_queue_depth",
     "Messages waiting in each broker queue (Redis only; -1 when unreadable).",
     ["queue"],
+    registry=REGISTRY,
+)
+SUPERVISED_UP = Gauge(
+    "rcs_supervised_up",
+    "Under `rcs serve`: 1 while a supervised part (postgres, redis, api, worker, beat) is up.",
+    ["part"],
+    registry=REGISTRY,
+)
+SUPERVISED_RESTARTS = Gauge(
+    "rcs_supervised_restarts",
+    "Under `rcs serve`: times the supervisor restarted a part since it started.",
+    ["part"],
     registry=REGISTRY,
 )
 
@@ -93,7 +106,7 @@ def observe_generation(row: Generation) -> None:
 
 def _read_queue_depths(settings: Settings) -> None:
     url = settings.broker_url
-    if url is None or not url.startswith(("redis://", "rediss://")):
+    if url is None:
         return
     import redis
 
@@ -110,7 +123,16 @@ def _read_queue_depths(settings: Settings) -> None:
             QUEUE_DEPTH.labels(queue).set(-1)
 
 
+def _read_supervised_parts(settings: Settings) -> None:
+    state = read_state(settings.supervisor_state) if settings.supervisor_state else None
+    for name, part in (state.parts if state else {}).items():
+        SUPERVISED_UP.labels(name).set(1 if part.status == UP else 0)
+        SUPERVISED_RESTARTS.labels(name).set(part.restarts)
+
+
 def render_metrics(settings: Settings) -> bytes:
-    """The exposition text of this process's registry, with fresh queue depths."""
+    """The exposition text of this process's registry, with fresh queue depths and, under
+    `rcs serve`, the supervised parts' state."""
     _read_queue_depths(settings)
+    _read_supervised_parts(settings)
     return generate_latest(REGISTRY)

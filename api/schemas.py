@@ -108,6 +108,10 @@ class GenerationIn(SamplingIn):
     messages: ChatMessages | None = Field(default=None, validate_default=True)
     policy: str | None = Field(default=None, max_length=100)
     wait: bool = False
+    stream: bool = Field(
+        default=False,
+        description="send server-sent events as tokens are made: decision, text..., done",
+    )
     timeout: float = Field(default=30.0, gt=0, le=300)
 
     @field_validator("messages")

@@ -81,7 +81,7 @@ def through_the_queue(model_dir: Path, prompts: list[Any]) -> float:
 
     from api.app import create_app
     from api.tasks_client import CeleryTaskSender
-    from bench.live_stack import BROKER, SECRET, live_stack
+    from bench.live_stack import SECRET, live_stack
     from db.repositories.policies import create_policy
     from db.repositories.tenants import create_tenant
     from db.session import create_session_factory, session_scope
@@ -101,7 +101,7 @@ def through_the_queue(model_dir: Path, prompts: list[Any]) -> float:
             )
         settings = Settings(
             database_url=url,
-            broker_url=BROKER,
+            broker_url=stack.broker_url,
             secret_key=SECRET,
             environment="test",
             model_dir=model_dir,

@@ -29,8 +29,9 @@ from transformers import GenerationConfig, LogitsProcessorList
 
 from core.categories import CATEGORIES
 from core.settings import PROJECT_ROOT
-from workers.engine.batch import Engine, left_pad
+from workers.engine.batch import Engine
 from workers.engine.model import LoadedModel, load_model
+from workers.engine.prefill import left_pad
 from workers.engine.processor import RefusalPolicyProcessor
 from workers.engine.scoring import score_batch, score_prompts
 from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams

@@ -1,9 +1,9 @@
 """The real parts a whole-path benchmark runs on: a temporary migrated PostgreSQL database,
-Redis database 13 and one Celery worker process serving a chosen model."""
+Redis database 13 (the suite's servers: embedded unless `RCS_TEST_PG_ADMIN_URL`/`REDIS_URL` are
+set) and one Celery worker process serving a chosen model."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,28 +11,32 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from db.migrate import upgrade
-from tests.conftest import DEFAULT_PG_ADMIN_URL, temporary_pg_database
+from tests import servers
+from tests.conftest import temporary_pg_database
 from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
 
-BROKER = "redis://127.0.0.1:6379/13"
 SECRET = "bench-secret-0123456789abcdef"
 
 
 @dataclass(frozen=True)
 class LiveStack:
     database_url: str
+    broker_url: str
     env: dict[str, str]  # the worker's environment: reuse it for an API process
 
 
 @contextmanager
 def live_stack(model: Path, *, label: str) -> Iterator[LiveStack]:
-    admin = os.environ.get("RCS_TEST_PG_ADMIN_URL", DEFAULT_PG_ADMIN_URL)
-    flush_broker(BROKER)
-    with temporary_pg_database(admin, label=label) as url, TemporaryDirectory() as tmp:
+    broker = servers.redis_url(13)
+    flush_broker(broker)
+    with (
+        temporary_pg_database(servers.pg_admin_url(), label=label) as url,
+        TemporaryDirectory() as tmp,
+    ):
         upgrade(url)
         env = worker_env(
             database_url=url,
-            broker_url=BROKER,
+            broker_url=broker,
             data_dir=Path(tmp),
             secret=SECRET,
             RCS_LOG_FORMAT="text",
@@ -40,6 +44,6 @@ def live_stack(model: Path, *, label: str) -> Iterator[LiveStack]:
         env["RCS_MODEL_DIR"] = str(model.resolve())
         worker = start_worker(env, Path(tmp) / "worker.log", name=label, timeout=300)
         try:
-            yield LiveStack(url, env)
+            yield LiveStack(url, broker, env)
         finally:
             stop_worker(worker)

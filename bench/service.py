@@ -1,12 +1,15 @@
 """Service benchmark: the whole path on this machine, real parts only.
 
-    .venv/bin/python -m bench.service [--requests 96] [--max-tokens 16]
+    .venv/bin/python -m bench.service [--requests 96] [--max-tokens 16] [--model DIR]
 
-A temporary PostgreSQL database, Redis (db 13), one real Celery worker process with the tiny
-model, and uvicorn serving the API. For 1, 8 and 32 concurrent clients it sends synchronous
-`POST /v1/generations` (`wait=true`) and reports requests/s and p50/p95 latency; the baseline
-is the same requests run directly on the engine in this process (batched as the worker would),
-so `service_vs_engine` says what the API, queue and database cost. Saves bench/results/service-<model>.json.
+A temporary PostgreSQL database, Redis (db 13), one real Celery worker process, and uvicorn
+serving the API. For 1, 8 and 32 closed-loop clients it sends synchronous `POST /v1/generations`
+(`wait=true`) and reports requests/s and p50/p95 latency, then the same load streamed
+(`stream=true`) for the time to the first event (the decision, i.e. the first token) and to the
+first text. The baseline runs the same requests with the same clients on the engine in this
+process (`EngineLoop`, continuous batching like the worker), so `service_vs_engine` and
+`overhead_p50_ms` say what the API, queue, database and notifications cost.
+Saves bench/results/service-<model>.json.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -88,42 +93,7 @@ def _seed(url: str, tenants: int) -> list[str]:
     return keys
 
 
-async def _load(
-    base: str, keys: list[str], *, concurrency: int, requests: int, max_tokens: int
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    tokens: list[int] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while True:
-            try:
-                i = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            body = {
-                "prompt": PROMPTS[i % len(PROMPTS)],
-                "max_tokens": max_tokens,
-                "wait": True,
-                "timeout": 120,
-            }
-            started = time.perf_counter()
-            response = await client.post(
-                f"{base}/v1/generations",
-                json=body,
-                headers={"Authorization": f"Bearer {keys[i % len(keys)]}"},
-            )
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200 or response.json()["status"] != "succeeded":
-                raise RuntimeError(f"request {i}: {response.status_code} {response.text[:300]}")
-            tokens.append(response.json()["completion_tokens"])
-
-    started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=180) as client:
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+def _summary(concurrency: int, requests: int, elapsed: float, latencies: list[float]) -> dict:
     lat = np.array(latencies) * 1000
     return {
         "concurrency": concurrency,
@@ -131,21 +101,84 @@ async def _load(
         "requests_per_s": requests / elapsed,
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
-        "mean_completion_tokens": float(np.mean(tokens)),
     }
 
 
-def _engine_baseline(
-    model: Path, requests: int, max_tokens: int, batch: int, tenants: int
-) -> tuple[float, float]:
-    """Requests/s (and mean completion tokens) of the same requests, with the same per-tenant
-    policies, on the engine in-process in worker-sized batches."""
+async def _load(
+    base: str,
+    keys: list[str],
+    *,
+    concurrency: int,
+    requests: int,
+    max_tokens: int,
+    stream: bool = False,
+) -> dict[str, Any]:
+    """Closed-loop clients; synchronous waits, or streams timed to their first events."""
+    latencies: list[float] = []
+    first_event: list[float] = []
+    first_text: list[float] = []
+    tokens: list[int] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        body = {"prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": max_tokens, "timeout": 120}
+        body |= {"stream": True} if stream else {"wait": True}
+        headers = {"Authorization": f"Bearer {keys[i % len(keys)]}"}
+        started = time.perf_counter()
+        if not stream:
+            response = await client.post(f"{base}/v1/generations", json=body, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200 or response.json()["status"] != "succeeded":
+                raise RuntimeError(f"request {i}: {response.status_code} {response.text[:300]}")
+            tokens.append(response.json()["completion_tokens"])
+            return
+        seen_text = False
+        async with client.stream(
+            "POST", f"{base}/v1/generations", json=body, headers=headers
+        ) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"request {i}: {response.status_code}")
+            async for line in response.aiter_lines():
+                now = time.perf_counter() - started
+                if line == "event: decision":
+                    first_event.append(now)
+                elif line == "event: text" and not seen_text:
+                    first_text.append(now)
+                    seen_text = True
+                elif line.startswith("data: {") and '"completion_tokens"' in line:
+                    tokens.append(json.loads(line.removeprefix("data: "))["completion_tokens"])
+        latencies.append(time.perf_counter() - started)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await one(client, i)
+
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=180, limits=limits) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    row = _summary(concurrency, requests, time.perf_counter() - started, latencies)
+    row["mean_completion_tokens"] = float(np.mean(tokens)) if tokens else None
+    if stream:
+        row["ttft_p50_ms"] = float(np.percentile(np.array(first_event) * 1000, 50))
+        row["ttft_p95_ms"] = float(np.percentile(np.array(first_event) * 1000, 95))
+        if first_text:
+            row["first_text_p50_ms"] = float(np.percentile(np.array(first_text) * 1000, 50))
+    return row
+
+
+def engine_requests(requests: int, max_tokens: int, tenants: int) -> list[Any]:
+    """The benchmark's requests as engine requests, with the same per-tenant policies."""
     from core.policy import parse_rules
-    from workers.engine.batch import Engine
     from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams
 
-    engine = Engine.from_dir(str(model))
-    reqs = [
+    return [
         GenerationRequest(
             prompt=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
             policy=RowPolicy.from_rules(parse_rules(tenant_rules(i % tenants))),
@@ -153,13 +186,56 @@ def _engine_baseline(
         )
         for i in range(requests)
     ]
-    engine.generate(reqs[:batch])  # warm-up
-    tokens = 0
+
+
+def engine_closed_loop(loop: Any, reqs: list[Any], concurrency: int) -> dict[str, Any]:
+    """The same closed-loop clients (threads) submitting straight to an in-process EngineLoop."""
+    latencies: list[float] = []
+    tokens: list[int] = []
+    todo = iter(range(len(reqs)))
+    lock = threading.Lock()
+
+    def client() -> None:
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            started = time.perf_counter()
+            result = loop.submit(reqs[i], tenant=i % 8).result()
+            latencies.append(time.perf_counter() - started)
+            tokens.append(result.completion_tokens)
+
     started = time.perf_counter()
-    for i in range(0, requests, batch):
-        results, _ = engine.generate(reqs[i : i + batch])
-        tokens += sum(r.completion_tokens for r in results)
-    return requests / (time.perf_counter() - started), tokens / requests
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    row = _summary(concurrency, len(reqs), time.perf_counter() - started, latencies)
+    row["mean_completion_tokens"] = float(np.mean(tokens))
+    return row
+
+
+def _engine_baseline(
+    model: Path, requests: int, max_tokens: int, concurrency: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Per client count, the same requests and clients on the engine in this process."""
+    from core.settings import get_settings
+    from workers.engine.batch import Engine
+    from workers.engine.loop import EngineLoop
+
+    settings = get_settings()
+    engine = Engine.from_dir(str(model))
+    loop = EngineLoop(
+        engine, max_rows=settings.max_batch_size, max_kv_tokens=settings.max_batch_tokens
+    )
+    reqs = engine_requests(requests, max_tokens, tenants=8)
+    try:
+        engine_closed_loop(loop, reqs[:16], 4)  # warm-up
+        return {c: engine_closed_loop(loop, reqs, c) for c in concurrency}
+    finally:
+        loop.close()
 
 
 def main() -> None:
@@ -168,7 +244,15 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--model", type=Path, default=TINY_MODEL, help="model directory")
+    parser.add_argument(
+        "--torch-threads", type=int, default=0, help="torch threads, worker and baseline alike"
+    )
     args = parser.parse_args()
+    if args.torch_threads:  # a busy shared machine: fewer threads spin less
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
     with live_stack(args.model, label="bench") as stack:
         keys = _seed(stack.database_url, tenants=8)
         env = stack.env
@@ -199,42 +283,45 @@ def main() -> None:
             asyncio.run(
                 _load(base, keys, concurrency=4, requests=16, max_tokens=args.max_tokens)
             )  # warm-up
-            rows = [
-                asyncio.run(
-                    _load(
-                        base,
-                        keys,
-                        concurrency=c,
-                        requests=args.requests,
-                        max_tokens=args.max_tokens,
-                    )
-                )
-                for c in args.concurrency
-            ]
+            rows = []
+            for c in args.concurrency:
+                load = {"concurrency": c, "requests": args.requests, "max_tokens": args.max_tokens}
+                row = asyncio.run(_load(base, keys, **load))
+                streamed = asyncio.run(_load(base, keys, stream=True, **load))
+                row["streamed"] = {
+                    k: v for k, v in streamed.items() if k not in ("concurrency", "requests")
+                }
+                rows.append(row)
         finally:
             api.terminate()
             api.wait(timeout=30)
-    baseline, baseline_tokens = _engine_baseline(
-        args.model, args.requests, args.max_tokens, batch=32, tenants=8
-    )
+    engine = _engine_baseline(args.model, args.requests, args.max_tokens, args.concurrency)
     for row in rows:
-        row["service_vs_engine"] = row["requests_per_s"] / baseline
+        base_row = engine[row["concurrency"]]
+        row["engine"] = base_row
+        row["service_vs_engine"] = row["requests_per_s"] / base_row["requests_per_s"]
+        row["overhead_p50_ms"] = row["p50_ms"] - base_row["p50_ms"]
     out = {
         "model": args.model.name,
         "max_tokens": args.max_tokens,
-        "engine_requests_per_s": baseline,
-        "engine_mean_completion_tokens": baseline_tokens,
+        "torch_threads": args.torch_threads or None,
         "by_concurrency": rows,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"service-{args.model.name}.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{args.model.name}: engine in-process (batches of 32) {baseline:.1f} req/s")
-    print("clients  req/s   p50 ms   p95 ms  tokens  vs engine")
+    print(
+        f"{args.model.name}: service (sync wait, streamed TTFT) vs engine in-process, same clients"
+    )
+    print(
+        "clients  req/s  p50 ms  p95 ms  TTFT p50  engine req/s  engine p50  vs engine  overhead p50"
+    )
     for row in rows:
+        e, st = row["engine"], row["streamed"]
         print(
-            f"{row['concurrency']:7d} {row['requests_per_s']:6.1f} {row['p50_ms']:8.1f}"
-            f" {row['p95_ms']:8.1f} {row['mean_completion_tokens']:7.1f}"
-            f" {row['service_vs_engine']:9.2f}"
+            f"{row['concurrency']:7d} {row['requests_per_s']:6.1f} {row['p50_ms']:7.1f}"
+            f" {row['p95_ms']:7.1f} {st['ttft_p50_ms']:9.1f} {e['requests_per_s']:13.1f}"
+            f" {e['p50_ms']:11.1f} {row['service_vs_engine']:10.2f} {row['overhead_p50_ms']:13.1f}"
         )
 
 

@@ -1,7 +1,8 @@
 """The category registry: the refusal categories a model can emit, and the respond token.
 
 The five categories are the CoCoNot taxonomy used by Jain et al. (arXiv 2412.06748). A model
-directory carries a manifest (`refusal_tokens.json`) mapping each category to its token and id;
+directory carries a manifest (`refusal_tokens.json`) mapping each category to its token and id,
+or to null when the model has no token for it (that category is then never refused);
 `RefusalManifest` parses and checks it without touching the disk.
 """
 
@@ -46,32 +47,48 @@ def category_index(name: str) -> int:
 
 @dataclass(frozen=True)
 class RefusalManifest:
-    """Token ids of the control tokens of one model, in `CATEGORIES` order, plus `[respond]`."""
+    """Token ids of the control tokens of one model, in `CATEGORIES` order, plus `[respond]`.
 
-    category_tokens: tuple[str, ...]
-    category_ids: tuple[int, ...]
+    A category the model has no token for (a model with fewer refusal tokens, e.g. one
+    `[refuse]` token served as one category) has token and id None: it is never refused and its
+    probability is 0. At least one category has a token.
+    """
+
+    category_tokens: tuple[str | None, ...]
+    category_ids: tuple[int | None, ...]
     respond_token: str
     respond_id: int
 
     @property
+    def served(self) -> tuple[str, ...]:
+        """The categories that have a token, in `CATEGORIES` order."""
+        return tuple(c for c, i in zip(CATEGORIES, self.category_ids, strict=True) if i is not None)
+
+    @property
     def all_ids(self) -> tuple[int, ...]:
-        return (*self.category_ids, self.respond_id)
+        """Ids of every control token the model has: served categories, then respond."""
+        return (*(i for i in self.category_ids if i is not None), self.respond_id)
+
+    @property
+    def class_of_id(self) -> dict[int, str]:
+        """Control token id -> class name (a served category or `respond`)."""
+        return dict(zip(self.all_ids, (*self.served, RESPOND), strict=True))
 
     def to_json(self) -> dict[str, Any]:
-        entries = dict(
-            zip(CATEGORIES, zip(self.category_tokens, self.category_ids, strict=True), strict=True)
-        )
+        entries = zip(CATEGORIES, self.category_tokens, self.category_ids, strict=True)
         return {
-            "categories": {c: {"token": t, "id": i} for c, (t, i) in entries.items()},
+            "categories": {c: None if i is None else {"token": t, "id": i} for c, t, i in entries},
             "respond": {"token": self.respond_token, "id": self.respond_id},
         }
 
     @classmethod
     def from_json(cls, data: Any, *, vocab_size: int | None = None) -> RefusalManifest:
-        """Parse ``{"categories": {name: {"token", "id"}}, "respond": {"token", "id"}}``.
+        """Parse ``{"categories": {name: {"token", "id"} | null}, "respond": {"token", "id"}}``.
 
-        Every registry category must be present exactly once, ids must be distinct integers and,
-        when `vocab_size` is given, inside the vocabulary.
+        Every registry category must be named exactly once, with its token or with null when the
+        model has none (explicit, so a forgotten entry is an error and not a silent opt-out); at
+        least one has a token. Ids must be distinct integers and, when `vocab_size` is given,
+        inside the vocabulary.
         """
         if not isinstance(data, dict) or "categories" not in data or "respond" not in data:
             raise InvalidManifest("manifest needs the keys 'categories' and 'respond'")
@@ -83,11 +100,20 @@ class RefusalManifest:
         if unknown:
             raise InvalidManifest(f"unknown categories in manifest: {unknown}")
         if missing:
-            raise InvalidManifest(f"categories missing from manifest: {missing}")
+            raise InvalidManifest(
+                f"categories missing from manifest: {missing} (null marks a category the model "
+                "has no token for)"
+            )
+        if all(cats[c] is None for c in CATEGORIES):
+            raise InvalidManifest("the manifest needs a token for at least one category")
         entries = [(c, cats[c]) for c in CATEGORIES] + [(RESPOND, data["respond"])]
-        tokens: list[str] = []
-        ids: list[int] = []
+        tokens: list[str | None] = []
+        ids: list[int | None] = []
         for name, entry in entries:
+            if entry is None and name != RESPOND:
+                tokens.append(None)
+                ids.append(None)
+                continue
             if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
                 raise InvalidManifest(f"entry {name!r} needs a string 'token'")
             tid = entry.get("id")
@@ -99,8 +125,12 @@ class RefusalManifest:
                 )
             tokens.append(entry["token"])
             ids.append(tid)
-        if len(set(ids)) != len(ids):
-            raise InvalidManifest(f"duplicate token ids in manifest: {ids}")
-        if len(set(tokens)) != len(tokens):
-            raise InvalidManifest(f"duplicate tokens in manifest: {tokens}")
-        return cls(tuple(tokens[:-1]), tuple(ids[:-1]), tokens[-1], ids[-1])
+        present_ids = [i for i in ids if i is not None]
+        present_tokens = [t for t in tokens if t is not None]
+        if len(set(present_ids)) != len(present_ids):
+            raise InvalidManifest(f"duplicate token ids in manifest: {present_ids}")
+        if len(set(present_tokens)) != len(present_tokens):
+            raise InvalidManifest(f"duplicate tokens in manifest: {present_tokens}")
+        respond_token, respond_id = tokens[-1], ids[-1]
+        assert respond_token is not None and respond_id is not None  # respond may not be null
+        return cls(tuple(tokens[:-1]), tuple(ids[:-1]), respond_token, respond_id)

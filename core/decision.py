@@ -58,13 +58,15 @@ def _first_best(keys: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 
 
 def threshold_decision(summ: Summaries, thresholds: ArrayLike) -> np.ndarray:
-    """(N,) refuse with the most probable category whose p_c >= tau_c; -1 when none qualifies.
+    """(N,) refuse with the most probable category whose p_c >= tau_c (and s_c > -inf); -1 when
+    none qualifies.
 
     The most probable category is found by comparing logits s_c, which orders the categories
     exactly like p_c (shared denominator) but is not tied by underflow of p_c to 0.
     """
     tau = _per_row(thresholds, len(summ), "thresholds")
-    eligible = refusal_probabilities(summ) >= tau
+    # s_c = -inf (the model has no token for c) is never eligible, even at tau = 0.
+    eligible = (refusal_probabilities(summ) >= tau) & (summ.s > -np.inf)
     return _first_best(summ.s, eligible)
 
 

@@ -27,6 +27,8 @@ from core.categories import CATEGORIES, UnknownCategory
 BIAS_OFF = "off"
 #: Every tenant has a policy of this name from its creation; it starts as `MODEL_DECISION`.
 DEFAULT_POLICY_NAME = "default"
+#: Longest text a policy may give to answer with when a category refuses.
+MAX_REFUSAL_MESSAGE_CHARS = 2000
 
 
 class InvalidPolicy(ValueError):
@@ -65,7 +67,11 @@ CategoryName = Annotated[str, AfterValidator(_known_category)]
 
 
 class CategoryRule(BaseModel):
-    """How one category is steered; `min/max_threshold` bound what the auto-tuner may choose."""
+    """How one category is steered; `min/max_threshold` bound what the auto-tuner may choose.
+
+    `refusal_message`, when set, is the answer given when this category refuses: the row leaves
+    the batch right after its first (control) token instead of decoding a refusal of its own.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,6 +82,16 @@ class CategoryRule(BaseModel):
     auto_tune: StrictBool = False
     min_threshold: UnitFloat = 0.0
     max_threshold: UnitFloat = 1.0
+    refusal_message: str | None = Field(
+        default=None, min_length=1, max_length=MAX_REFUSAL_MESSAGE_CHARS
+    )
+
+    @field_validator("refusal_message")
+    @classmethod
+    def _message_has_text(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("refusal_message must contain text (or be left out)")
+        return value
 
     @field_validator("max_threshold")
     @classmethod
@@ -126,6 +142,11 @@ def bias_vector(rules: PolicyRules) -> np.ndarray:
         rule = rules.categories.get(name, CategoryRule())
         out[i] = -np.inf if not rule.enabled or rule.bias == BIAS_OFF else float(rule.bias)
     return out
+
+
+def refusal_messages(rules: PolicyRules) -> tuple[str | None, ...]:
+    """(C,) the text to answer per refusing category, in `CATEGORIES` order; None: the model's."""
+    return tuple(rules.categories.get(name, CategoryRule()).refusal_message for name in CATEGORIES)
 
 
 def threshold_vector(rules: PolicyRules) -> np.ndarray:

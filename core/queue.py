@@ -32,7 +32,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for `settings`: Redis in production, kombu's filesystem transport embedded."""
+    """Celery settings for `settings`: Redis, in production and embedded alike."""
     config: dict[str, Any] = {
         "broker_url": settings.celery_broker_url,
         "task_routes": TASK_ROUTES,
@@ -43,8 +43,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # A batch of unacknowledged messages must fit in the prefetch window.
-        "worker_prefetch_multiplier": max(2 * settings.max_batch_size, 64),
+        # Consumer threads each hold one request, running in the engine loop or waiting for
+        # fair admission, unacknowledged until its row is written; nothing is prefetched beyond.
+        "worker_pool": "threads",
+        "worker_concurrency": settings.consumer_threads,
+        "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": {
@@ -52,18 +55,5 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "autotune": {"task": AUTOTUNE_TASK, "schedule": settings.autotune_seconds},
         },
     }
-    if settings.broker_url is not None and settings.broker_url.startswith(
-        ("redis://", "rediss://")
-    ):
-        config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
-    if settings.broker_url is None:
-        folder = str(settings.broker_folder)
-        config["broker_transport_options"] = {
-            "data_folder_in": folder,
-            "data_folder_out": folder,
-            "store_processed": False,
-            # The transport polls its folder; 1 s (the default) would dominate latency.
-            "polling_interval": 0.05,
-            "control_folder": str(settings.broker_folder / "control"),
-        }
+    config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
     return config

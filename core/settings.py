@@ -1,12 +1,17 @@
 """Service settings, read once from the environment (pydantic-settings).
 
-With no `DATABASE_URL` and no broker URL the service runs embedded: SQLite and kombu's
-serverless `filesystem://` transport under `RCS_DATA_DIR`. Outside local mode an unsafe
-secret is refused at start, not merely warned about.
+With no `DATABASE_URL` and no Redis URL, `rcs serve` runs the embedded default: it starts
+PostgreSQL and Redis itself (see `embedded/`) and hands their URLs to its children. The secret
+of keys and dashboard sessions is `RCS_SECRET_KEY`, else (local mode only) a random one made
+once and kept in `RCS_DATA_DIR/secret_key`; outside local mode an unsafe secret is refused at
+start, not merely warned about.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -18,8 +23,41 @@ UNSAFE_SECRETS = frozenset({"", "changeme", "change-me", "secret", "local-dev-se
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+SECRET_FILE = "secret_key"
+
+
 class UnsafeSettings(ValueError):
     """Settings that must not be used outside local development."""
+
+
+class NotConfigured(RuntimeError):
+    """A server URL is needed and none is configured (outside `rcs serve`'s embedded stack)."""
+
+
+def unwritable_reason(exc: OSError) -> str:
+    """Why a folder cannot be written, in the words an operator searches for."""
+    if exc.errno == errno.EROFS:
+        return "read-only"
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    return exc.strerror or str(exc)
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """The data dir's secret, made once with 256 random bits and readable by its owner only."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    # O_EXCL: of two processes racing to create it, one writes and both read the winner's.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
 
 
 class Settings(BaseSettings):
@@ -34,12 +72,20 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("BROKER_URL", "REDIS_URL", "RCS_BROKER_URL"),
     )
-    secret_key: str = "local-dev-secret"
+    #: Empty: in local mode, the data dir's own random secret (`load_or_create_secret`).
+    secret_key: str = Field(default="")
     model_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    #: Continuous batching bounds: rows decoding together, and the cache tokens (prompt plus
+    #: budget per row) they may reserve.
     max_batch_size: int = Field(default=32, ge=1, le=1024)
-    batch_flush_ms: int = Field(default=10, ge=0, le=10_000)
+    max_batch_tokens: int = Field(default=32_768, ge=64)
+    #: Celery consumer threads per worker: requests it holds (running plus waiting for fair
+    #: admission); None means 4 x `max_batch_size`.
+    worker_threads: int | None = Field(default=None, ge=1, le=4096)
+    #: How long a generation's token stream stays readable in Redis after its last event.
+    stream_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
     preload_model: bool = True
     autotune_seconds: float = Field(default=300.0, gt=0)
     #: The auto-tuner reads this much recent traffic of the active version.
@@ -56,11 +102,20 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     #: Failed authentications one client address may make per minute before it gets 429.
     auth_failures_per_minute: int = Field(default=30, ge=1)
+    #: The run-state file of the supervising `rcs serve`, set by it for its children.
+    supervisor_state: Path | None = None
     #: `json`: one JSON object per log line (with the request id); `text`: plain lines.
     log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> Settings:
+        if not self.secret_key and self.environment == "local":
+            try:
+                self.secret_key = load_or_create_secret(self.data_dir)
+            except OSError as exc:
+                raise ValueError(
+                    f"data dir {self.data_dir} is not writable: {unwritable_reason(exc)}"
+                ) from exc
         if self.environment != "local" and self.secret_key.strip().lower() in UNSAFE_SECRETS:
             raise UnsafeSettings(
                 f"RCS_SECRET_KEY is unsafe for environment {self.environment!r}: set a random secret"
@@ -71,22 +126,33 @@ class Settings(BaseSettings):
 
     @property
     def embedded(self) -> bool:
-        """True when no servers are configured: SQLite plus the filesystem broker."""
-        return self.database_url is None and self.broker_url is None
+        """True when a server is not configured: `rcs serve` then starts its own."""
+        return self.database_url is None or self.broker_url is None
+
+    @property
+    def consumer_threads(self) -> int:
+        return self.worker_threads or 4 * self.max_batch_size
+
+    @property
+    def redis_url(self) -> str:
+        """Redis for notifications and token streams: the broker's server."""
+        return self.celery_broker_url
 
     @property
     def sqlalchemy_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.data_dir / 'rcs.sqlite3'}"
-
-    @property
-    def broker_folder(self) -> Path:
-        return self.data_dir / "broker"
+        if not self.database_url:
+            raise NotConfigured(
+                "DATABASE_URL is not set: start `rcs serve` (embedded PostgreSQL) or set it"
+            )
+        return self.database_url
 
     @property
     def celery_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        if not self.broker_url:
+            raise NotConfigured(
+                "REDIS_URL is not set: start `rcs serve` (embedded Redis) or set it"
+            )
+        return self.broker_url
 
     @property
     def models_dir(self) -> Path:

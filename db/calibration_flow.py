@@ -53,6 +53,21 @@ def proposed_rules(version: PolicyVersion, solution: Solution) -> dict[str, Any]
     return to_json(parse_rules({"mode": mode, "categories": categories}))
 
 
+def check_served(summaries: Summaries, targets: dict[str, float]) -> None:
+    """Refuse targets on a category the served model has no token for.
+
+    Such a category's refusal logit is -inf on every prompt (a real token's logit is finite),
+    so its rate is 0 whatever its value: no target but 0 can be met, and none is worth solving.
+    """
+    for name in targets:
+        column = CATEGORIES.index(name) if name in CATEGORIES else None
+        if column is not None and len(summaries) and np.isneginf(summaries.s[:, column]).all():
+            raise InvalidTarget(
+                f"targets.{name}",
+                f"the served model has no token for {name!r}: it is never refused",
+            )
+
+
 def solve_and_propose(
     *, session: Session, run: CalibrationRun, targets: dict[str, float], method: str
 ) -> tuple[dict[str, Any], PolicyVersion]:
@@ -64,6 +79,7 @@ def solve_and_propose(
     cal, cal_labels = _summaries(
         runs.scored_items(session=session, run_id=run.id, split="calibration")
     )
+    check_served(cal, targets)
     labelled = run.target_kind == "labelled"
     solution = solve(
         cal,

@@ -112,7 +112,6 @@ class Policy(CreatedAt, Base):
             "tenant_id",
             unique=True,
             postgresql_where=text("is_default"),
-            sqlite_where=text("is_default"),
         ),
     )
 

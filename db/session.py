@@ -10,49 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 
 _AFTER_COMMIT_KEY = "rcs_after_commit"
 
 
-def create_db_engine(url: str, *, echo: bool = False, sqlite_foreign_keys: bool = True) -> Engine:
-    """An engine for `url`; SQLite gets foreign keys, WAL, a busy timeout and real savepoints.
-
-    `sqlite_foreign_keys=False` is for Alembic batch migrations, which copy and drop tables.
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, echo=echo, pool_pre_ping=True)
-
-    database = parsed.database or ""
-    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    if in_memory:
-        kwargs["poolclass"] = StaticPool
-    engine = create_engine(url, echo=echo, **kwargs)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy emit BEGIN itself (pysqlite's own handling breaks SAVEPOINT).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
-        if not in_memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
-
-    return engine
+def create_db_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for `url` whose pool outlives a database restart (`pool_pre_ping`)."""
+    return create_engine(url, echo=echo, pool_pre_ping=True)
 
 
 def create_session_factory(url_or_engine: str | Engine) -> sessionmaker[Session]:

@@ -1,19 +1,19 @@
-"""Portable column types: JSONB on PostgreSQL / JSON on SQLite, UTC-aware timestamps, ids."""
+"""Column types: JSONB, UTC-aware timestamps, ids."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer
+from sqlalchemy import BigInteger, DateTime, Dialect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
-#: JSON column type: JSONB on PostgreSQL, JSON (text) elsewhere. Python None is SQL NULL.
-JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+#: JSON column type. Python None is SQL NULL.
+JSONType = JSONB(none_as_null=True)
 
-#: Auto-increment surrogate key: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
-BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+#: Auto-increment surrogate key.
+BigIntId = BigInteger()
 
 
 def utcnow() -> datetime:
@@ -22,11 +22,8 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """``timestamptz`` that always round-trips as an aware UTC datetime, SQLite included.
-
-    SQLite has no time zones: values are stored as naive UTC and tagged UTC on the way out, so
-    code comparing timestamps never mixes naive and aware datetimes.
-    """
+    """``timestamptz`` that always round-trips as an aware UTC datetime, so code comparing
+    timestamps never mixes naive and aware datetimes."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -36,8 +33,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTCDateTime column; use an aware one")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

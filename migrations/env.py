@@ -1,4 +1,4 @@
-"""Alembic environment: models' metadata, URL resolution, batch mode on SQLite."""
+"""Alembic environment: models' metadata and URL resolution."""
 
 from __future__ import annotations
 
@@ -43,7 +43,6 @@ def configure(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
-        render_as_batch=connection.dialect.name == "sqlite",
         render_item=render_item,
     )
     with context.begin_transaction():
@@ -68,8 +67,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         configure(connection)
         return
-    # Foreign keys off on SQLite: batch migrations copy and drop tables.
-    engine = create_db_engine(database_url(), sqlite_foreign_keys=False)
+    engine = create_db_engine(database_url())
     try:
         with engine.connect() as connection:
             configure(connection)

@@ -2,8 +2,8 @@
 
 Database (integration tests, real PostgreSQL; nothing is mocked):
 
-* ``pg_admin_url`` — URL of a maintenance database with CREATEDB rights; set it with
-  ``RCS_TEST_PG_ADMIN_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``).
+* ``pg_admin_url`` — URL of a maintenance database with CREATEDB rights: ``RCS_TEST_PG_ADMIN_URL``
+  when set, else the embedded PostgreSQL that ``tests/servers.py`` starts for this test process.
 * ``pg_url`` (session) — a database created for this test process, migrated with
   ``alembic upgrade head``, dropped at the end. Tests must not leave data in it; use
   ``db_session`` (rolled back) unless they clean up after themselves.
@@ -27,8 +27,10 @@ from sqlalchemy.orm import Session
 
 from db.migrate import upgrade
 from db.session import create_db_engine
+from tests import servers
 
-DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+#: Live-stack fixtures (worker process, uvicorn) for the tests that run the whole path.
+pytest_plugins = ["tests.api.live"]
 
 
 def _libpq_dsn(url: str) -> str:
@@ -55,9 +57,13 @@ def temporary_pg_database(admin_url: str, *, label: str = "") -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    servers.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
-    return os.environ.get("RCS_TEST_PG_ADMIN_URL", DEFAULT_PG_ADMIN_URL)
+    return servers.pg_admin_url()
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,8 @@ def start_worker(
     timeout: float = 120,
     queues: str = "generate,calibrate",
 ) -> subprocess.Popen[bytes]:
-    """A solo-pool worker on the generate queue; returns once it logged that it is ready."""
+    """A worker as `rcs worker` runs it (consumer threads feeding one engine loop, from the
+    Celery config); returns once it logged that it is ready."""
     log = log_path.open("ab")
     proc = subprocess.Popen(
         [
@@ -63,8 +64,6 @@ def start_worker(
             "-A",
             "workers.celery_app",
             "worker",
-            "--pool",
-            "solo",
             "-Q",
             queues,
             "-n",

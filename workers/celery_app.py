@@ -13,11 +13,13 @@ from core.settings import get_settings
 
 def create_celery_app() -> Celery:
     settings = get_settings()
-    if settings.broker_url is None:
-        # The filesystem transport needs its folders before the first publish or poll.
-        (settings.broker_folder / "control").mkdir(parents=True, exist_ok=True)
     app = Celery("rcs")
     app.conf.update(celery_config(settings))
+    # A worker that lost the broker exits instead of reconnecting in place: after an in-place
+    # reconnect the batching consumer stopped taking `generate` messages (seen under load), while a
+    # fresh process (restarted by `rcs serve`'s supervisor or the orchestrator) has no stale state.
+    # Its unacknowledged messages are requeued (at once under the supervisor).
+    app.conf.broker_connection_retry = False
     app.conf.include = [
         "workers.tasks.maintenance",
         "workers.tasks.generate",

@@ -1,6 +1,6 @@
 """Worker metrics and structured logs.
 
-Each worker process (one per GPU, solo pool) serves its own Prometheus endpoint with
+Each worker process (one per GPU: consumer threads feeding one engine loop) serves its own Prometheus endpoint with
 `prometheus_client.start_http_server` on `RCS_WORKER_METRICS_PORT` (unset: not exposed), and logs
 one JSON line per generation with the request id the API stored on the row.
 """
@@ -24,17 +24,17 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 BATCH_SIZE = Histogram(
     "rcs_worker_batch_size",
-    "Rows per engine batch.",
+    "Rows decoding together in the engine loop when a row finishes.",
     buckets=(1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256),
 )
 FIRST_TOKEN_SECONDS = Histogram(
     "rcs_worker_first_token_seconds",
-    "Engine time from batch start to a row's first token (prefill and the refusal decision).",
+    "Engine time from a row's admission to its first token (prefill and the refusal decision).",
     buckets=LATENCY_BUCKETS,
 )
 TOTAL_SECONDS = Histogram(
     "rcs_worker_generation_seconds",
-    "Engine time from batch start to a row's last token.",
+    "Engine time from a row's admission to its last token.",
     buckets=LATENCY_BUCKETS,
 )
 END_TO_END_SECONDS = Histogram(
@@ -50,9 +50,12 @@ GENERATIONS = Counter(
 )
 
 
-def observe_batch(rows: Sequence[Generation], results: Sequence[Any]) -> None:
-    """Record a written batch: its size, each row's latencies and outcome, one log line per row."""
-    BATCH_SIZE.observe(len(rows))
+def observe_batch(
+    rows: Sequence[Generation], results: Sequence[Any], *, batch_rows: int | None = None
+) -> None:
+    """Record written rows: the batch they ran in, latencies and outcome, one log line per row."""
+    batch_rows = len(rows) if batch_rows is None else batch_rows
+    BATCH_SIZE.observe(batch_rows)
     now = utcnow()
     for row, result in zip(rows, results, strict=True):
         category = result.category or "respond"
@@ -69,7 +72,7 @@ def observe_batch(rows: Sequence[Generation], results: Sequence[Any]) -> None:
                 "generation_id": str(row.id),
                 "tenant_id": str(row.tenant_id),
                 "category": category,
-                "batch_size": len(rows),
+                "batch_size": batch_rows,
                 "first_token_ms": round(result.first_token_ms, 2),
                 "total_ms": round(result.total_ms, 2),
                 "completion_tokens": result.completion_tokens,

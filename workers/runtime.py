@@ -1,14 +1,20 @@
-"""Per-process worker state: the database session factory and the engine, made once."""
+"""Per-process worker state, made once: the database session factory, the engine, its loop, the
+Redis client and the token-stream publisher. The worker's consumer threads share them."""
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Any
 
+import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
 from db.session import create_session_factory
+
+# lru_cache alone may build twice when consumer threads race on first use; a model must not.
+_build_lock = threading.RLock()
 
 
 @lru_cache(maxsize=1)
@@ -17,9 +23,52 @@ def session_factory() -> sessionmaker[Session]:
 
 
 @lru_cache(maxsize=1)
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url)
+
+
 def engine() -> Any:
     """The model engine, loaded on first use (torch is imported only here)."""
+    with _build_lock:
+        return _engine()
+
+
+@lru_cache(maxsize=1)
+def _engine() -> Any:
     from workers.engine.batch import Engine
 
+    return Engine.from_dir(str(get_settings().resolved_model_dir()))
+
+
+def token_stream() -> Any:
+    """The publisher of streamed rows' tokens (`workers.token_stream`)."""
+    with _build_lock:
+        return _token_stream()
+
+
+@lru_cache(maxsize=1)
+def _token_stream() -> Any:
+    from workers.token_stream import TokenStreamPublisher
+
+    return TokenStreamPublisher(
+        engine().loaded, redis_client(), ttl=get_settings().stream_ttl_seconds
+    )
+
+
+def engine_loop() -> Any:
+    """The one continuous-batching loop of this process (`workers.engine.loop.EngineLoop`)."""
+    with _build_lock:
+        return _engine_loop()
+
+
+@lru_cache(maxsize=1)
+def _engine_loop() -> Any:
+    from workers.engine.loop import EngineLoop
+
     settings = get_settings()
-    return Engine.from_dir(str(settings.resolved_model_dir()))
+    return EngineLoop(
+        engine(),
+        max_rows=settings.max_batch_size,
+        max_kv_tokens=settings.max_batch_tokens,
+        on_events=token_stream().put,
+    )

@@ -24,6 +24,7 @@ from api.calibration_input import (
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError, is_json_content_type, validation_error
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
+from api.tasks_client import NOT_QUEUED, send_or_undo
 from core.calibration import InvalidTarget
 from core.queue import CALIBRATE_TASK
 from db.calibration_flow import apply_run, solve_and_propose
@@ -31,7 +32,6 @@ from db.errors import PolicyNotFound
 from db.models import CalibrationRun
 from db.repositories import calibrations as runs
 from db.repositories.policies import get_policy_by_name
-from db.session import after_commit
 
 router = APIRouter(
     prefix="/v1/calibrations", tags=["calibrations"], responses=errors(*AUTHENTICATED)
@@ -196,13 +196,15 @@ def _create(request: Request, session: Any, principal: Any, body: CalibrationIn)
         auto_apply=body.auto_apply,
     )
     runs.add_items(session=session, run_id=run.id, items=items)
-    sender = request.app.state.task_sender
-    args = [str(run.id)]
-    after_commit(
-        session,
-        lambda: sender.send(CALIBRATE_TASK, args, headers={"request_id": request.state.request_id}),
-    )
     session.commit()
+    sender = request.app.state.task_sender
+    headers = {"request_id": request.state.request_id}
+
+    def undo() -> None:
+        runs.mark_run_failed(session=session, run_id=run.id, error=NOT_QUEUED)
+        session.commit()
+
+    send_or_undo(lambda: sender.send(CALIBRATE_TASK, [str(run.id)], headers=headers), undo)
     session.refresh(run)
     return run
 

@@ -1,34 +1,35 @@
-"""Native generation API: submit (sync with `wait`, else 202 + Location), read, cancel."""
+"""Native generation API: submit (sync with `wait`, streamed with `stream`, else 202 +
+Location), read, cancel."""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session, sessionmaker
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+from starlette.datastructures import State
 
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
 from api.errors import ApiError
 from api.metrics import observe_generation
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import GenerationIn, GenerationOut
+from api.streaming import GenerationStream, open_stream, sse
+from api.tasks_client import NOT_QUEUED, send_or_undo
 from core.queue import GENERATE_TASK
 from db.errors import GenerationNotFound, PolicyNotFound
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.policies import resolve_active_version
 from db.repositories.tenants import get_tenant
-from db.session import after_commit
+from db.retry import retry_on_disconnect
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"], responses=errors(*AUTHENTICATED))
-#: Polling backs off from the first to the last delay: quick answers come back quickly, and many
-#: waiting clients do not keep the database busy.
-POLL_FIRST_SECONDS = 0.02
-POLL_MAX_SECONDS = 0.25
 
 
 def _ms(a: datetime | None, b: datetime | None) -> float | None:
@@ -107,41 +108,80 @@ def submit_generation(
         api_key_id=principal.key_id,
         request_id=request.state.request_id,
     )
-    sender = request.app.state.task_sender
-    args = [str(row.id)]
-    headers = {"request_id": request.state.request_id}
-    after_commit(session, lambda: sender.send(GENERATE_TASK, args, headers=headers))
     session.commit()
+    sender = request.app.state.task_sender
+    args: list[object] = [str(row.id), True] if body.stream else [str(row.id)]
+    headers = {"request_id": request.state.request_id}
+
+    def undo() -> None:
+        repo.mark_failed(session=session, generation_id=row.id, error=NOT_QUEUED)
+        session.commit()
+
+    send_or_undo(lambda: sender.send(GENERATE_TASK, args, headers=headers), undo)
     return row
 
 
-async def wait_for_final(
-    factory: sessionmaker[Session], generation_id: uuid.UUID, timeout: float
-) -> Generation:
-    """Poll the row until it is final or `timeout` passes; returns its latest state."""
-    deadline = time.monotonic() + timeout
-    delay = POLL_FIRST_SECONDS
+async def wait_for_final(state: State, generation_id: uuid.UUID, timeout: float) -> Generation:
+    """The row once final (woken by the worker's notification), or its state at `timeout`."""
+    factory = state.session_factory
 
-    def load() -> Generation:
+    def load_once() -> Generation:
         with factory() as session:
             found = session.get(Generation, generation_id)
             assert found is not None
             return found
 
-    while True:
-        row = await run_in_threadpool(load)
-        if row.status in FINAL_STATUSES or time.monotonic() >= deadline:
-            observe_generation(row)
-            return row
-        await asyncio.sleep(delay)
-        delay = min(POLL_MAX_SECONDS, delay * 1.5)
+    def load() -> Generation:
+        # The row is committed and will finish: wait a database restart out, up to the timeout.
+        return retry_on_disconnect(load_once, seconds=timeout)
+
+    row = await state.final_notifications.wait_until(
+        generation_id,
+        lambda: run_in_threadpool(load),
+        lambda r: r.status in FINAL_STATUSES,
+        timeout,
+    )
+    observe_generation(row)
+    return row
+
+
+async def _native_events(stream: GenerationStream) -> AsyncIterator[str]:
+    """`decision`, then `text` pieces, then `done` with the recorded generation (or `error`)."""
+    first = stream.first
+    assert first is not None
+    if first.type == "decision":
+        yield sse(json.dumps(_decision(first.category, first.probabilities)), "decision")
+        async for event in stream.events():
+            if event.type == "text":
+                yield sse(json.dumps({"text": event.text}), "text")
+    row = await stream.final_row()
+    if row.status not in FINAL_STATUSES:
+        yield sse(json.dumps({"type": "timeout", "message": "not finished in time"}), "error")
+        return
+    if first.type == "final":  # the stream held no decision: take it from the record
+        yield sse(json.dumps(_decision(row.refusal_category, row.probabilities)), "decision")
+    rest = (row.output or "")[len(stream.sent) :] if row.status == "succeeded" else ""
+    if rest and (row.output or "").startswith(stream.sent):
+        yield sse(json.dumps({"text": rest}), "text")
+    observe_generation(row)
+    yield sse(generation_out(row).model_dump_json(), "done")
+
+
+def _decision(category: str | None, probabilities: object) -> dict[str, object]:
+    return {"refused": category is not None, "category": category, "probabilities": probabilities}
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=GenerationOut,
     responses={
-        200: {"model": GenerationOut, "description": "Finished within `timeout` (with `wait`)"},
+        200: {
+            "model": GenerationOut,
+            "description": "Finished within `timeout` (with `wait`), or with `stream` the "
+            "server-sent events `decision`, `text`..., `done`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
         202: {
             "description": "Queued; poll `Location` (also with `wait`, when not finished in time)",
             "headers": {"Location": {"schema": {"type": "string"}}},
@@ -162,14 +202,22 @@ async def create_generation(
     response: Response,
     principal: TenantMember,
     session: SessionDep,
-) -> GenerationOut:
+) -> GenerationOut | StreamingResponse:
     row = await run_in_threadpool(
         submit_generation, request, session, principal, body, policy=body.policy
     )
     location = f"/v1/generations/{row.id}"
     response.headers["Location"] = location
+    if body.stream:
+        state = request.app.state
+        stream = await open_stream(state.redis, state.session_factory, row.id, body.timeout)
+        return StreamingResponse(
+            _native_events(stream),
+            media_type="text/event-stream",
+            headers={"Location": location, "Cache-Control": "no-cache"},
+        )
     if body.wait:
-        row = await wait_for_final(request.app.state.session_factory, row.id, body.timeout)
+        row = await wait_for_final(request.app.state, row.id, body.timeout)
         if row.status in FINAL_STATUSES:
             response.status_code = status.HTTP_200_OK
     return generation_out(row)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
@@ -24,7 +24,7 @@ from api.errors import ApiError, ErrorBody, validation_error
 from api.openapi import AUTHENTICATED, JSON_BODY, errors
 from api.routes.generations import submit_generation, wait_for_final
 from api.schemas import MAX_MESSAGES, MAX_PROMPT_CHARS, GenerationIn
-from core.queue import INPUT_TOO_LONG
+from api.streaming import GenerationStream, open_stream, row_error, sse
 from db.models import FINAL_STATUSES, Generation
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=errors(*AUTHENTICATED))
@@ -51,6 +51,12 @@ class ChatMessage(BaseModel):
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class ChatCompletionIn(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
@@ -63,6 +69,7 @@ class ChatCompletionIn(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     policy: str | None = Field(default=None, max_length=100, description="extension: policy name")
 
 
@@ -130,36 +137,62 @@ def completion_body(row: Generation) -> dict[str, Any]:
                 "logprobs": None,
             }
         ],
-        "usage": {
-            "prompt_tokens": row.prompt_tokens or 0,
-            "completion_tokens": row.completion_tokens or 0,
-            "total_tokens": (row.prompt_tokens or 0) + (row.completion_tokens or 0),
-        },
+        "usage": _usage(row),
         "refusal_control": _extension(row),
     }
 
 
-def _chunks(row: Generation) -> Iterator[str]:
-    base = {
-        "id": f"chatcmpl-{row.id}",
-        "object": "chat.completion.chunk",
-        "created": int(row.created_at.timestamp()),
-        "model": row.model,
+def _usage(row: Generation) -> dict[str, int]:
+    return {
+        "prompt_tokens": row.prompt_tokens or 0,
+        "completion_tokens": row.completion_tokens or 0,
+        "total_tokens": (row.prompt_tokens or 0) + (row.completion_tokens or 0),
     }
-    key = "refusal" if row.refused else "content"
-    deltas = [
-        ({"role": "assistant", "content": "" if not row.refused else None}, None),
-        ({key: row.output or ""}, None),
-        ({}, _finish_reason(row)),
-    ]
-    for i, (delta, finish) in enumerate(deltas):
-        chunk = {
-            **base,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-        if i == len(deltas) - 1:
-            chunk["refusal_control"] = _extension(row)
-        yield f"data: {json.dumps(chunk)}\n\n"
+
+
+async def _chunks(
+    stream: GenerationStream, head: dict[str, Any], *, include_usage: bool
+) -> AsyncIterator[str]:
+    """Decision chunk (role + `refusal_control`), text pieces, final chunk, `[DONE]`."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return sse(json.dumps({**head, "choices": [choice], **extra}))
+
+    first = stream.first
+    assert first is not None
+    row = await stream.final_row() if first.type == "final" else None
+    category = row.refusal_category if row is not None else first.category
+    probabilities = row.probabilities if row is not None else first.probabilities
+    key = "refusal" if category is not None else "content"
+    decision = {
+        "generation_id": head["id"].removeprefix("chatcmpl-"),
+        "refused": category is not None,
+        "category": category,
+        "probabilities": probabilities,
+    }
+    yield chunk({"role": "assistant", key: ""}, refusal_control=decision)
+    if row is None:
+        async for event in stream.events():
+            if event.type == "text":
+                yield chunk({key: event.text})
+        row = await stream.final_row()
+    if row.status != "succeeded":
+        timed_out = row.status in ("queued", "running")
+        message = "not finished in time" if timed_out else row.error or f"generation {row.status}"
+        yield sse(
+            json.dumps(
+                {"error": {"type": "timeout" if timed_out else row.status, "message": message}}
+            )
+        )
+        return
+    output = row.output or ""
+    if len(output) > len(stream.sent) and output.startswith(stream.sent):
+        yield chunk({key: output[len(stream.sent) :]})
+    extra: dict[str, Any] = {"refusal_control": _extension(row)}
+    if include_usage:
+        extra["usage"] = _usage(row)
+    yield chunk({}, _finish_reason(row), **extra)
     yield "data: [DONE]\n\n"
 
 
@@ -195,6 +228,7 @@ async def chat_completions(
             top_p=body.top_p,
             seed=body.seed,
             policy=body.policy,
+            stream=body.stream,
         )
     except ValidationError as exc:
         raise validation_error(exc) from None
@@ -202,22 +236,27 @@ async def chat_completions(
     row = await run_in_threadpool(
         submit_generation, request, session, principal, native, policy=body.policy
     )
-    row = await wait_for_final(request.app.state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)
+    if body.stream:
+        state = request.app.state
+        stream = await open_stream(state.redis, state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)
+        head = {
+            "id": f"chatcmpl-{row.id}",
+            "object": "chat.completion.chunk",
+            "created": int(row.created_at.timestamp()),
+            "model": row.model,
+        }
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return StreamingResponse(
+            _chunks(stream, head, include_usage=include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+    row = await wait_for_final(request.app.state, row.id, SYNC_TIMEOUT_SECONDS)
     if row.status not in FINAL_STATUSES:
         raise ApiError(
             504,
             "timeout",
             f"generation {row.id} not finished after {time.monotonic() - started:.0f}s; poll /v1/generations/{row.id}",
         )
-    if row.status == "failed" and (row.error or "").startswith(INPUT_TOO_LONG):
-        message = row.error.removeprefix(INPUT_TOO_LONG) if row.error else ""
-        raise ApiError(422, "validation_error", message, field="messages")
-    if row.status != "succeeded":
-        raise ApiError(
-            502 if row.status == "failed" else 409,
-            row.status,
-            row.error or f"generation {row.status}",
-        )
-    if body.stream:
-        return StreamingResponse(_chunks(row), media_type="text/event-stream")
+    row_error(row)
     return completion_body(row)

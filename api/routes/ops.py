@@ -18,6 +18,7 @@ from sqlalchemy import text
 from api.metrics import render_metrics
 from core.queue import celery_config
 from core.settings import Settings
+from embedded.state import UP, read_state
 
 router = APIRouter(tags=["ops"])
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -57,17 +58,28 @@ def check_broker(request: Request) -> str:
 
 
 def check_workers(request: Request) -> str:
-    """At least one worker answers a Celery ping; embedded mode also accepts a fresh heartbeat."""
+    """At least one worker answers a Celery ping."""
     replies = _control_app(request).control.ping(timeout=PING_TIMEOUT_SECONDS) or []
     if replies:
         return f"{len(replies)} answered"
-    settings: Settings = request.app.state.settings
-    beat = settings.data_dir / "worker-heartbeat"
-    if settings.broker_url is None and beat.exists():
-        age = time.time() - float(beat.read_text().strip() or 0)
-        if age < 3 * settings.heartbeat_seconds:
-            return f"heartbeat {age:.0f} s ago"
     raise NotReady(f"no worker answered a ping within {PING_TIMEOUT_SECONDS} s")
+
+
+def supervised_parts_down(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Under `rcs serve`: each supervised part that is not up, with its last exit code."""
+    if settings.supervisor_state is None:
+        return {}
+    state = read_state(settings.supervisor_state)
+    if state is None:
+        return {"supervisor": {"ok": False, "detail": "the supervising rcs serve is gone"}}
+    return {
+        name: {
+            "ok": False,
+            "detail": f"{part.status} (last exit {part.last_exit}, restarts {part.restarts})",
+        }
+        for name, part in state.parts.items()
+        if part.status != UP
+    }
 
 
 def run_checks(
@@ -112,9 +124,11 @@ def healthz() -> dict[str, str]:
     },
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers SELECT 1, the broker accepts a connection and at least one
-    worker answers a ping. 503 names every failing part."""
+    """Readiness: the database answers SELECT 1, the broker accepts a connection, at least one
+    worker answers a ping and, under `rcs serve`, every supervised part is up. 503 names every
+    failing part."""
     results = await run_in_threadpool(run_checks, request, READINESS_CHECKS)
+    results.update(supervised_parts_down(request.app.state.settings))
     failing = [name for name, r in results.items() if not r["ok"]]
     body: dict[str, Any] = {"status": "unavailable" if failing else "ready", "checks": results}
     if failing:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidStats
@@ -124,8 +124,7 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     if not merged:
         return 0
     keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3]))
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    insert = postgresql.insert
     empty = [0] * HISTOGRAM_BINS
     rows = [
         {

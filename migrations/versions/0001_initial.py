@@ -24,7 +24,7 @@ def upgrade() -> None:
         "models",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -100,7 +100,7 @@ def upgrade() -> None:
         "audit_log",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -164,7 +164,6 @@ def upgrade() -> None:
         ["tenant_id"],
         unique=True,
         postgresql_where=sa.text("is_default"),
-        sqlite_where=sa.text("is_default"),
     )
     op.create_table(
         "policy_versions",
@@ -352,7 +351,7 @@ def upgrade() -> None:
         "refusal_stats",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -399,7 +398,7 @@ def upgrade() -> None:
         "calibration_items",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -448,7 +447,6 @@ def downgrade() -> None:
         "uq_policies_one_default_per_tenant",
         table_name="policies",
         postgresql_where=sa.text("is_default"),
-        sqlite_where=sa.text("is_default"),
     )
     op.drop_table("policies")
     op.drop_index("ix_audit_log_tenant_id_created_at", table_name="audit_log")

@@ -20,10 +20,11 @@ from core.settings import Settings
 from db.migrate import upgrade
 from db.repositories.tenants import create_api_key, create_platform_admin_key, create_tenant
 from db.session import create_session_factory, session_scope
+from tests import servers
 from tests.conftest import temporary_pg_database
 
 TEST_SECRET = "test-secret-0123456789abcdef"
-TEST_BROKER = "redis://127.0.0.1:6379/15"
+TEST_BROKER = servers.redis_url(15)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@ and the tiny model. Includes killing a worker mid-batch (acks_late redelivery, n
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +13,14 @@ from celery import Celery
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.app import create_app
-from api.tasks_client import CeleryTaskSender
 from core.categories import CATEGORIES
 from core.queue import GENERATE_TASK, celery_config
 from core.settings import Settings
 from db.models import Generation, RefusalStat
 from db.session import create_session_factory
-from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys, set_policy
-from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
+from tests.api.conftest import TenantKeys
+from tests.api.live import ONLY_SAFETY_ALWAYS, create_policy
+from tests.worker_process import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -35,56 +34,6 @@ PROMPTS = [
     "What will the stock market do next year?",
     "Tell me the home address of my neighbour.",
 ]
-
-
-# Threshold 0 on safety and every other category off: every prompt is refused as safety.
-ONLY_SAFETY_ALWAYS = {
-    "mode": "threshold",
-    "categories": {
-        c: {"threshold": 0.0} if c == "safety" else {"enabled": False} for c in CATEGORIES
-    },
-}
-
-
-@pytest.fixture(scope="module")
-def e2e_settings(api_settings: Settings) -> Settings:
-    return api_settings.model_copy(update={"broker_url": TEST_BROKER})
-
-
-@pytest.fixture(scope="module")
-def worker_environment(
-    e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    flush_broker(TEST_BROKER)
-    return worker_env(
-        database_url=e2e_settings.sqlalchemy_url,
-        broker_url=TEST_BROKER,
-        data_dir=tmp_path_factory.mktemp("worker"),
-        secret=TEST_SECRET,
-        RCS_VISIBILITY_TIMEOUT="4",
-        RCS_BATCH_FLUSH_MS="50",
-    )
-
-
-@pytest.fixture(scope="module")
-def running_worker(
-    worker_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """One worker for the tests that do not kill theirs; yields its log file."""
-    log = tmp_path_factory.mktemp("shared-worker") / "worker.log"
-    proc = start_worker(worker_environment, log, name="shared")
-    yield log
-    stop_worker(proc)
-
-
-@pytest.fixture
-def live_client(e2e_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(e2e_settings, task_sender=CeleryTaskSender(e2e_settings))) as client:
-        yield client
-
-
-def _policy(client: TestClient, keys: TenantKeys, name: str, body: dict) -> None:
-    set_policy(client, keys, name, body)
 
 
 def _wait_all_final(settings: Settings, ids: list[str], timeout: float = 180) -> list[Generation]:
@@ -122,7 +71,7 @@ def test_mixed_tenants_batch_through_a_real_worker(
     tmp_path: Path,
 ) -> None:
     # Tenant A never refuses (every category off); tenant B refuses whenever p_safety >= 0.
-    _policy(
+    create_policy(
         live_client,
         tenant_a,
         "open",
@@ -132,7 +81,7 @@ def test_mixed_tenants_batch_through_a_real_worker(
             "is_default": True,
         },
     )
-    _policy(live_client, tenant_b, "strict", {**ONLY_SAFETY_ALWAYS, "is_default": True})
+    create_policy(live_client, tenant_b, "strict", {**ONLY_SAFETY_ALWAYS, "is_default": True})
     worker = start_worker(worker_environment, tmp_path / "worker.log")
     try:
         ids = []
@@ -167,8 +116,8 @@ def test_mixed_tenants_batch_through_a_real_worker(
         assert row.completion_tokens is not None and row.completion_tokens >= 1
     assert not any(r.refused for r in by_tenant[tenant_a.tenant_id])
     assert all(r.refused and r.refusal_category == "safety" for r in by_tenant[tenant_b.tenant_id])
-    # Rows of both tenants shared engine batches.
-    assert "batch of" in log
+    # Rows shared the engine's running batch.
+    assert max(map(int, re.findall(r"in a batch of up to (\d+) rows", log))) > 1
     assert _stat_requests(e2e_settings, tenant_a.tenant_id) == dict.fromkeys(
         CATEGORIES, len(PROMPTS)
     )
@@ -200,7 +149,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_once(
     tenant_a: TenantKeys,
     tmp_path: Path,
 ) -> None:
-    _policy(live_client, tenant_a, "default", {"mode": "bias"})
+    create_policy(live_client, tenant_a, "default", {"mode": "bias"})
     n = 24
     ids = []
     for i in range(n):
@@ -265,8 +214,8 @@ def test_openai_sdk_plain_streamed_and_refusal(
 ) -> None:
     from openai import NotFoundError, OpenAI
 
-    _policy(live_client, tenant_a, "default", {"mode": "bias"})
-    _policy(live_client, tenant_a, "always-safety", ONLY_SAFETY_ALWAYS)
+    create_policy(live_client, tenant_a, "default", {"mode": "bias"})
+    create_policy(live_client, tenant_a, "always-safety", ONLY_SAFETY_ALWAYS)
     sdk = OpenAI(
         base_url="http://testserver/v1",
         api_key=tenant_a.client,
@@ -334,7 +283,7 @@ def test_openai_sdk_plain_streamed_and_refusal(
 def test_calibration_run_through_the_worker_then_resolve_and_apply(
     live_client: TestClient, running_worker: Path, e2e_settings: Settings, tenant_a: TenantKeys
 ) -> None:
-    _policy(live_client, tenant_a, "default", {"mode": "threshold"})
+    create_policy(live_client, tenant_a, "default", {"mode": "threshold"})
     prompts = [{"prompt": p, "label": None} for p in PROMPTS] * 25  # 200 prompts
     submitted = live_client.post(
         "/v1/calibrations",

@@ -109,6 +109,14 @@ def test_rollback_reactivates_an_old_version(client: TestClient, tenant_a: Tenan
             "categories.safety.bias",
         ),
         ({"name": "bad name!", "mode": "bias"}, "name"),
+        (
+            {
+                "name": "p",
+                "mode": "bias",
+                "categories": {"safety": {"refusal_message": "x" * 2001}},
+            },
+            "categories.safety.refusal_message",
+        ),
     ],
 )
 def test_invalid_policy_is_422_naming_the_field_and_writes_nothing(

@@ -40,11 +40,12 @@ def threshold_decision(z: np.ndarray, ids: Sequence[int], thresholds: np.ndarray
 
     "Most probable" is exact-arithmetic argmax p: float p ties whose logits differ (e.g. both
     underflowed to 0) are broken by the larger logit, since p_c is proportional to exp(z[r_c]);
-    remaining ties go to the lowest category index.
+    remaining ties go to the lowest category index. A token of logit -inf can never be drawn,
+    so it is never eligible, even at tau_c = 0.
     """
     p = probabilities(z, ids)
     logit = z[:, list(ids)]
-    eligible = p >= np.broadcast_to(thresholds, p.shape)
+    eligible = (p >= np.broadcast_to(thresholds, p.shape)) & (logit > -np.inf)
     out = np.full(z.shape[0], -1)
     for row in range(z.shape[0]):
         cands = [c for c in range(len(ids)) if eligible[row, c]]

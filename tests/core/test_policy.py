@@ -55,6 +55,10 @@ def _with_rule(**fields: Any) -> dict[str, Any]:
         (_with_rule(min_threshold=-1), "categories.safety.min_threshold"),
         (_with_rule(max_threshold=1.01), "categories.safety.max_threshold"),
         (_with_rule(min_threshold=0.6, max_threshold=0.4), "categories.safety.max_threshold"),
+        (_with_rule(refusal_message=""), "categories.safety.refusal_message"),
+        (_with_rule(refusal_message="   "), "categories.safety.refusal_message"),
+        (_with_rule(refusal_message="x" * 2001), "categories.safety.refusal_message"),
+        (_with_rule(refusal_message=7), "categories.safety.refusal_message"),
         ("bias", ""),
     ],
 )
@@ -138,3 +142,16 @@ def test_rules_round_trip_through_stored_json(data: dict[str, Any]) -> None:
     assert again == rules
     assert to_json(again) == stored
     assert isinstance(again, PolicyRules)
+
+
+def test_refusal_messages_compile_per_category_in_registry_order() -> None:
+    from core.categories import CATEGORIES
+    from core.policy import refusal_messages
+
+    rules = parse_rules(
+        {"mode": "threshold", "categories": {"safety": {"refusal_message": "Call for help."}}}
+    )
+    messages = refusal_messages(rules)
+    assert messages[CATEGORIES.index("safety")] == "Call for help."
+    assert sum(m is not None for m in messages) == 1
+    assert parse_rules(to_json(rules)) == rules

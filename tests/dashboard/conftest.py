@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import PROJECT_ROOT, Settings
+from tests import servers
 from tests.api.conftest import (  # noqa: F401 - fixtures shared with the API tests
     TEST_SECRET,
     RecordingSender,
@@ -24,8 +24,9 @@ from tests.api.conftest import (  # noqa: F401 - fixtures shared with the API te
     api_settings,
     platform_key,
 )
+from workers.command_line import api_command
 
-LIVE_BROKER = "redis://127.0.0.1:6379/14"
+LIVE_BROKER = servers.redis_url(14)
 
 
 def free_port() -> int:
@@ -70,17 +71,7 @@ def live_server(api_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     log_path = data_dir / "uvicorn.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            api_command("127.0.0.1", port),
             env=env,
             cwd=PROJECT_ROOT,
             stdout=log,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -49,29 +47,6 @@ def _assert_round_trip(url: str) -> None:
 
 def test_postgres_upgrade_matches_models_and_downgrades_to_nothing(empty_pg_url: str) -> None:
     _assert_round_trip(empty_pg_url)
-
-
-def test_sqlite_upgrade_matches_models_and_downgrades_to_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'nested' / 'rcs.sqlite3'}"
-    _assert_round_trip(url)
-
-
-def test_sqlite_schema_enforces_foreign_keys(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'rcs.sqlite3'}"
-    upgrade(url)
-    engine = create_db_engine(url)
-    try:
-        with engine.connect() as connection:
-            assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
-            with pytest.raises(Exception, match="FOREIGN KEY"):
-                connection.execute(
-                    text(
-                        "INSERT INTO policies (id, tenant_id, name, is_default, created_at)"
-                        " VALUES ('a', 'missing', 'p', 0, CURRENT_TIMESTAMP)"
-                    )
-                )
-    finally:
-        engine.dispose()
 
 
 def test_autogenerate_would_detect_a_drifted_model(empty_pg_url: str) -> None:

@@ -138,3 +138,31 @@ def test_processor_sees_raw_logits_before_transformers_warpers(lm: LoadedModel) 
     for i, row in enumerate(raw):
         np.testing.assert_allclose(proc.summary.s[i].cpu().numpy(), row.s, atol=1e-4)
         np.testing.assert_allclose(float(proc.summary.l1[i]), row.l1, atol=1e-4)
+
+
+def test_a_category_without_a_token_is_never_emitted_and_has_probability_zero() -> None:
+    # Only safety (index 4) has a token; the other four point one past the vocabulary.
+    refusal = torch.tensor([V, V, V, V, V - 2])
+    control = torch.tensor([V - 2, V - 1])
+    n = 50
+    z = _logits(n, 3)  # (N, V)
+    proc = RefusalPolicyProcessor.from_rows(
+        refusal_ids=refusal,
+        control_ids=control,
+        modes=["threshold"] * n,
+        biases=[(0.0,) * C] * n,
+        thresholds=[(0.0,) * C] * n,  # tau = 0 everywhere: "refuse with anything eligible"
+        temperatures=[0.0] * n,
+    )
+    out = proc(None, z)
+    assert out.shape == (n, V)
+    assert (out.argmax(-1) == V - 2).all()  # always the one real refusal token
+    assert proc.probabilities is not None and proc.summary is not None
+    assert (proc.probabilities[:, :4] == 0).all() and (proc.probabilities[:, 4] > 0).all()
+    assert torch.isneginf(proc.summary.s[:, :4]).all()
+    # The other tokens' summary is unchanged by the virtual column.
+    full = first_token_summary(z, torch.tensor([V - 6, V - 5, V - 4, V - 3, V - 2]), torch.ones(n))
+    assert not torch.allclose(proc.summary.l1, full.l1)  # 4 fewer tokens excluded from L_1
+    rest = z.clone()
+    rest[:, V - 2] = -math.inf
+    torch.testing.assert_close(proc.summary.l1, rest.logsumexp(-1))

@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import PROJECT_ROOT, Settings
+from tests import servers
 from tests.api.conftest import TEST_SECRET, RecordingSender
 from tests.dashboard.conftest import free_port
 
 pytestmark = pytest.mark.integration
-OPS_BROKER = "redis://127.0.0.1:6379/13"
+OPS_BROKER = servers.redis_url(13)
 CELERY_WORKER = (sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool")
 CELERY_WORKER += ("solo", "--without-gossip", "--without-mingle")
 

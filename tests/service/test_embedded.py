@@ -1,16 +1,9 @@
-"""The embedded default: `rcs serve` with no servers runs the API, a real Celery worker and beat
-over SQLite and kombu's filesystem transport. This is the only test that uses SQLite and the
-serverless queue, as DEVELOPERS.md asks."""
+"""The embedded default: `rcs serve` with no server URLs runs PostgreSQL and Redis from their
+wheels, the API, a real Celery worker and beat, supervised; stops in order and exits 0."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,95 +12,97 @@ import psutil
 import pytest
 
 from core.categories import CATEGORIES
-from tests.worker_process import TINY_MODEL
+from core.settings import SECRET_FILE, UNSAFE_SECRETS
+from tests.service.stack import RCS, Stack, stack_dir
 
-RCS = str(Path(sys.executable).with_name("rcs"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _embedded_env(data_dir: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {"DATABASE_URL", "REDIS_URL", "BROKER_URL", "RCS_DATABASE_URL", "RCS_BROKER_URL"}
-    }
-    env.update(
-        RCS_DATA_DIR=str(data_dir),
-        RCS_HEARTBEAT_SECONDS="1",
-        RCS_ENVIRONMENT="local",
-        RCS_MODEL_DIR=str(TINY_MODEL),
-    )
-    return env
+PARTS = {"postgres", "redis", "api", "worker", "beat"}
 
 
 @pytest.fixture
-def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
-    env = _embedded_env(tmp_path)
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [RCS, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
+def stack() -> Iterator[Stack]:
+    running = Stack(stack_dir() / "data").start()
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(
-                "embedded server did not answer /healthz:\n" + (tmp_path / "serve.log").read_text()
-            )
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 2  # the worker and beat
-        yield url, tmp_path, env
+        yield running
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-    _, alive = psutil.wait_procs(children, timeout=30)
-    assert alive == [], "the worker and beat must stop with the API"
+        running.stop()
 
 
-def test_embedded_default_serves_api_worker_and_beat(embedded_server) -> None:
-    url, data_dir, env = embedded_server
-    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
-    assert (data_dir / "rcs.sqlite3").exists()
+def test_serve_runs_the_real_parts_supervised_and_stops_in_order(stack: Stack) -> None:
+    ready = httpx.get(f"{stack.url}/readyz", timeout=10).json()
+    assert {name for name, check in ready["checks"].items() if check["ok"]} >= {
+        "database",
+        "broker",
+        "workers",
+    }
+    state = stack.state()
+    assert set(state.parts) == PARTS
+    assert all(part.status == "up" for part in state.parts.values()), state
+    assert state.database_url and state.database_url.startswith("postgresql+psycopg://")
+    assert state.broker_url and state.broker_url.startswith("redis://127.0.0.1:")
 
-    # Beat schedules the heartbeat every second and a real worker executes it over the
-    # filesystem transport: the file only appears when both are alive.
-    heartbeat = data_dir / "worker-heartbeat"
-    deadline = time.monotonic() + 60
-    while not heartbeat.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert heartbeat.exists(), (data_dir / "serve.log").read_text()[-4000:]
-    assert abs(float(heartbeat.read_text()) - time.time()) < 60
+    # The CLI finds the running stack's database; the secret is the data dir's own.
+    key = stack.tenant_key("acme")
+    secret = (stack.data_dir / SECRET_FILE).read_text().strip()
+    assert secret not in UNSAFE_SECRETS and len(secret) >= 32
 
-    created = subprocess.run(
-        [RCS, "tenant", "create", "acme"], env=env, capture_output=True, text=True, check=True
-    )
-    out = json.loads(created.stdout)
-    assert set(out) == {"tenant_id", "api_key"}
-    assert out["api_key"].startswith("rcs_")
-
-    # A generation through the embedded worker (celery-batches over the filesystem transport).
-    # No policy step: the tenant's default policy serves at once.
-    headers = {"Authorization": f"Bearer {out['api_key']}"}
+    headers = {"Authorization": f"Bearer {key}"}
+    policy = {"name": "default", "mode": "threshold"}
+    created = httpx.post(f"{stack.url}/v1/policies", json=policy, headers=headers)
+    assert created.status_code in (201, 409), created.text
     body = {"prompt": "What is the capital of Peru?", "max_tokens": 8, "wait": True}
-    generation = httpx.post(f"{url}/v1/generations", json=body, headers=headers, timeout=90)
+    generation = httpx.post(f"{stack.url}/v1/generations", json=body, headers=headers, timeout=90)
     assert generation.status_code == 200, generation.text
     assert generation.json()["status"] == "succeeded"
     assert set(generation.json()["probabilities"]) == set(CATEGORIES)
+
+    second = subprocess.run(
+        [RCS, "serve", "--port", "1"], env=stack.env, capture_output=True, text=True, timeout=60
+    )
+    assert second.returncode == 2
+    assert second.stderr.count("\n") == 1 and "another rcs process" in second.stderr
+    assert stack.state().supervisor_pid == stack.process.pid  # the first one is untouched
+
+    pids = [stack.pid(part) for part in PARTS]
+    assert stack.stop() == 0
+    _, alive = psutil.wait_procs(
+        [psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)], 10
+    )
+    assert alive == []
+    assert not (stack.data_dir / "run" / "state.json").exists()
+
+
+def test_a_dead_part_is_restarted_logged_and_counted(stack: Stack) -> None:
+    for part in ("beat", "worker", "redis", "postgres"):
+        stack.kill(part)
+        stack.wait_restarted(part, restarts=1)
+    stack.wait_ready(120)
+    metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
+    for part in ("beat", "worker", "redis", "postgres"):
+        assert f'rcs_supervised_restarts{{part="{part}"}} 1.0' in metrics
+        assert f'rcs_supervised_up{{part="{part}"}} 1.0' in metrics
+    assert "worker exited with code -9; restarting" in stack.log(tail=None)
+
+
+def _serve_once(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = Stack(data_dir).env
+    return subprocess.run(
+        [RCS, "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_an_unusable_data_dir_fails_at_start_with_one_line(fault: str) -> None:
+    mount_point = stack_dir()
+    options = "size=64k" if fault == "full" else "size=8m"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], check=True)
+    try:
+        if fault == "read-only":
+            subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+        result = _serve_once(mount_point / "data" if fault == "full" else mount_point)
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    expected = "read-only" if fault == "read-only" else "MB free"
+    assert lines[0].startswith("rcs serve: data dir") and expected in lines[0], lines[0]

@@ -5,19 +5,37 @@ from __future__ import annotations
 import pytest
 
 from core.queue import celery_config
-from core.settings import Settings
+from core.settings import SECRET_FILE, UNSAFE_SECRETS, NotConfigured, Settings
 
 
-def test_no_urls_means_embedded_sqlite_and_filesystem_broker(tmp_path, monkeypatch) -> None:
+def test_no_urls_means_embedded_and_no_url_is_invented(tmp_path, monkeypatch) -> None:
     for name in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "RCS_DATABASE_URL", "RCS_BROKER_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(data_dir=tmp_path)
     assert settings.embedded
-    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path / 'rcs.sqlite3'}"
-    config = celery_config(settings)
-    assert config["broker_url"] == "filesystem://"
-    options = config["broker_transport_options"]
-    assert options["data_folder_in"] == options["data_folder_out"] == str(tmp_path / "broker")
+    # Only `rcs serve` knows where its embedded servers listen; nothing falls back to a file.
+    with pytest.raises(NotConfigured, match="DATABASE_URL"):
+        settings.sqlalchemy_url  # noqa: B018
+    with pytest.raises(NotConfigured, match="REDIS_URL"):
+        celery_config(settings)
+
+
+def test_local_secret_is_random_made_once_and_private(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("RCS_SECRET_KEY", raising=False)
+    monkeypatch.setenv("RCS_ENVIRONMENT", "local")
+    first = Settings(data_dir=tmp_path).secret_key
+    assert first not in UNSAFE_SECRETS and len(first) >= 32
+    assert Settings(data_dir=tmp_path).secret_key == first
+    assert (tmp_path / SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    assert Settings(data_dir=tmp_path / "other").secret_key != first
+
+
+def test_missing_secret_is_refused_in_production(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("RCS_SECRET_KEY", raising=False)
+    monkeypatch.setenv("RCS_ENVIRONMENT", "production")
+    with pytest.raises(ValueError, match="RCS_SECRET_KEY"):
+        Settings(data_dir=tmp_path)
+    assert not (tmp_path / SECRET_FILE).exists()
 
 
 def test_urls_come_from_the_environment(monkeypatch) -> None:
@@ -37,12 +55,6 @@ def test_unsafe_secret_is_refused_in_production(monkeypatch, secret: str) -> Non
     monkeypatch.setenv("RCS_SECRET_KEY", secret)
     with pytest.raises(ValueError, match="RCS_SECRET_KEY"):
         Settings()
-
-
-def test_default_secret_is_allowed_locally(monkeypatch) -> None:
-    monkeypatch.delenv("RCS_SECRET_KEY", raising=False)
-    monkeypatch.setenv("RCS_ENVIRONMENT", "local")
-    assert Settings().secret_key
 
 
 def test_model_dir_prefers_a_trained_demo_model(tmp_path) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from core.settings import PROJECT_ROOT
+from tests import servers
 
 
 def test_worker_with_a_missing_model_exits_at_start(tmp_path: Path) -> None:
@@ -15,7 +16,7 @@ def test_worker_with_a_missing_model_exits_at_start(tmp_path: Path) -> None:
     env.update(
         RCS_MODEL_DIR=str(tmp_path / "no-model"),
         RCS_DATA_DIR=str(tmp_path),
-        REDIS_URL="redis://127.0.0.1:6379/12",
+        REDIS_URL=servers.redis_url(12),
         RCS_LOG_FORMAT="text",
     )
     done = subprocess.run(

@@ -17,7 +17,6 @@ from workers.training.data import (
     split,
     template_ids,
 )
-from workers.training.probe import PROBE
 from workers.training.tokenizer import CONTROL_TOKENS
 
 SUBCATEGORIES = {
@@ -109,17 +108,3 @@ def test_every_subcategory_holds_out_its_fifth() -> None:
     for group in ALL_GROUPS:
         ids = template_ids(group)
         assert sum(t in held for t in ids) == max(1, round(HELDOUT_FRACTION * len(ids))), ids[0]
-
-
-def test_probe_prompts_are_not_templates_and_cover_every_class() -> None:
-    prompts = {p.lower() for g in ALL_GROUPS for p in g.prompts}
-    assert not {p.lower() for _, p in PROBE} & prompts
-    assert Counter(label for label, _ in PROBE) == dict.fromkeys(CLASSES, 10)
-
-
-def test_nearly_every_probe_prompt_holds_a_word_no_template_uses() -> None:
-    vocabulary: set[str] = set()
-    for group in ALL_GROUPS:
-        vocabulary |= class_vocabulary(ALL_GROUPS, group.label, excluded=())
-    new = [p for _, p in PROBE if content_words(p) - vocabulary]
-    assert len(new) >= 55

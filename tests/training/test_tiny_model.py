@@ -53,4 +53,5 @@ def test_model_card_records_heldout_figures(tiny_model_dir: Path) -> None:
     assert report["probe"]["n"] == len(PROBE)
     card = (tiny_model_dir / CARD_FILENAME).read_text()
     assert "macro-F1" in card and "Confusion matrix" in card
-    assert "Probe: new vocabulary" in card
+    assert "Probe: real-world prompts" in card
+    assert 0.0 <= report["probe"]["auroc_refuse_vs_respond"] <= 1.0

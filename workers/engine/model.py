@@ -62,8 +62,10 @@ class LoadedModel:
     vocab_size: int  # width of the logits (the model's, may exceed len(tokenizer))
     pad_id: int
     eos_ids: tuple[int, ...]
-    refusal_ids: torch.Tensor  # (C,) long, on device, in CATEGORIES order
-    control_ids: torch.Tensor  # (C + 1,) long: refusal ids then respond
+    # (C,) long, on device, in CATEGORIES order; a category the model has no token for points
+    # at `vocab_size`, a virtual logit that is always -inf (see processor.with_absent_column).
+    refusal_ids: torch.Tensor
+    control_ids: torch.Tensor  # (K + 1,) long: the K real refusal ids then respond
 
     @property
     def max_positions(self) -> int | None:
@@ -84,6 +86,27 @@ class LoadedModel:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
+    def answer_text(self, generated: Sequence[int]) -> str:
+        """The text of generated ids: without the leading control token, EOS and leading space."""
+        body = generated[1:] if generated and generated[0] in self.manifest.all_ids else generated
+        eos = self.eos_ids
+        return self.decode([t for t in body if t not in eos]).lstrip()
+
+
+def check_manifest_tokens(
+    manifest: RefusalManifest, tokenizer: PreTrainedTokenizerBase, where: str
+) -> None:
+    """Every token of the manifest is exactly its id in the tokenizer, and encodes to it alone."""
+    names = [t for t in manifest.category_tokens if t is not None] + [manifest.respond_token]
+    for token, tid in zip(names, manifest.all_ids, strict=True):
+        found = tokenizer.convert_tokens_to_ids(token)
+        if found != tid:
+            raise ModelLoadError(
+                f"{where}: token {token!r} has id {tid} in the manifest but {found} in the tokenizer"
+            )
+        if tokenizer.encode(token, add_special_tokens=False) != [tid]:
+            raise ModelLoadError(f"{where}: token {token!r} does not encode to the single id {tid}")
+
 
 def read_manifest(
     path: Path, tokenizer: PreTrainedTokenizerBase, vocab_size: int
@@ -98,15 +121,7 @@ def read_manifest(
         manifest = RefusalManifest.from_json(json.loads(file.read_text()), vocab_size=vocab_size)
     except (json.JSONDecodeError, InvalidManifest) as exc:
         raise ModelLoadError(f"{file}: {exc}") from exc
-    names = [*manifest.category_tokens, manifest.respond_token]
-    for token, tid in zip(names, manifest.all_ids, strict=True):
-        found = tokenizer.convert_tokens_to_ids(token)
-        if found != tid:
-            raise ModelLoadError(
-                f"{file}: token {token!r} has id {tid} in the manifest but {found} in the tokenizer"
-            )
-        if tokenizer.encode(token, add_special_tokens=False) != [tid]:
-            raise ModelLoadError(f"{file}: token {token!r} does not encode to the single id {tid}")
+    check_manifest_tokens(manifest, tokenizer, str(file))
     return manifest
 
 
@@ -138,8 +153,9 @@ def load_model(
     if eos is None:
         eos = tokenizer.eos_token_id
     eos_ids = tuple(eos) if isinstance(eos, list | tuple) else (() if eos is None else (int(eos),))
-    refusal = torch.tensor(manifest.category_ids, dtype=torch.long, device=dev)  # (C,)
-    control = torch.tensor(manifest.all_ids, dtype=torch.long, device=dev)  # (C + 1,)
+    ids = [vocab_size if i is None else i for i in manifest.category_ids]
+    refusal = torch.tensor(ids, dtype=torch.long, device=dev)  # (C,)
+    control = torch.tensor(manifest.all_ids, dtype=torch.long, device=dev)  # (K + 1,)
     return LoadedModel(
         name=path.name,
         path=path,

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from workers.engine.batch import left_pad, summaries_to_rows
 from workers.engine.model import LoadedModel, Prompt
+from workers.engine.prefill import left_pad, summaries_to_rows
 from workers.engine.processor import first_token_summary, refusal_probabilities
 from workers.engine.types import FirstTokenSummary
 

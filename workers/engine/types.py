@@ -16,17 +16,21 @@ Mode = Literal["bias", "threshold"]
 
 @dataclass(frozen=True)
 class RowPolicy:
-    """One row's refusal rule: per-category biases (-inf = off) or thresholds (inf = off)."""
+    """One row's refusal rule: per-category biases (-inf = off) or thresholds (inf = off), and
+    per category the text to answer when it refuses (None: the model writes its own)."""
 
     mode: Mode = "bias"
     bias: tuple[float, ...] = (0.0,) * len(CATEGORIES)
     threshold: tuple[float, ...] = (math.inf,) * len(CATEGORIES)
+    refusal_messages: tuple[str | None, ...] = (None,) * len(CATEGORIES)
 
     def __post_init__(self) -> None:
         if self.mode not in ("bias", "threshold"):
             raise ValueError(f"mode must be 'bias' or 'threshold', not {self.mode!r}")
         if len(self.bias) != len(CATEGORIES) or len(self.threshold) != len(CATEGORIES):
             raise ValueError(f"bias and threshold need {len(CATEGORIES)} entries (CATEGORIES)")
+        if len(self.refusal_messages) != len(CATEGORIES):
+            raise ValueError(f"refusal_messages needs {len(CATEGORIES)} entries (CATEGORIES)")
         if any(math.isnan(b) or b == math.inf for b in self.bias):
             raise ValueError("a bias is finite or -inf (switched off)")
         if any(math.isnan(t) for t in self.threshold):
@@ -34,13 +38,14 @@ class RowPolicy:
 
     @classmethod
     def from_rules(cls, rules: Any) -> RowPolicy:
-        """From a `core.policy.PolicyRules` (its mode, bias_vector and threshold_vector)."""
-        from core.policy import bias_vector, threshold_vector
+        """From a `core.policy.PolicyRules` (mode, bias, threshold and message per category)."""
+        from core.policy import bias_vector, refusal_messages, threshold_vector
 
         return cls(
             mode=rules.mode,
             bias=tuple(float(x) for x in bias_vector(rules)),
             threshold=tuple(float(x) for x in threshold_vector(rules)),
+            refusal_messages=refusal_messages(rules),
         )
 
 
@@ -107,10 +112,11 @@ class GenerationResult:
     token_ids: tuple[int, ...]  # every generated id, control token first
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length"]  # "stop" also for a policy's refusal message
     seed: int | None
     first_token_ms: float
     total_ms: float
+    batch_rows: int = 1  # the most rows this one decoded alongside (itself included)
 
     @property
     def refused(self) -> bool:

@@ -1,41 +1,53 @@
-"""The `generate` task: a batch of queued generations from any tenants, one engine call.
+"""The `generate` task: one queued generation, decoded in the worker's continuous batch.
 
-celery-batches gathers up to `max_batch_size` messages within `batch_flush_ms`. With
-`acks_late` the messages are acknowledged only after the batch returns, so a worker killed
-mid-batch leaves them to be redelivered; rows and statistics are written in one transaction
-whose `mark_succeeded` guard makes a redelivered row count once.
+The worker runs Celery's thread pool (`worker_pool = "threads"`, one consumer thread per
+request it holds). A task claims its row, hands the request to the process's single
+`EngineLoop` (which admits it between decode steps, fairly across tenants, and decodes it
+alongside every other running row), waits for the row's result, has it written with its
+statistics (`RowRecorder`: one transaction for all rows finished meanwhile), after which waiters
+are notified through Redis, and returns. With `acks_late`
+the message is acknowledged only after that, so a worker killed at any moment leaves it to be
+redelivered; the `mark_succeeded` guard makes a redelivered row count once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from celery.signals import worker_init
-from celery_batches import Batches, SimpleRequest
 
 from core.categories import CATEGORIES
 from core.histogram import HISTOGRAM_BINS, bin_index, logodds
 from core.policy import parse_rules
 from core.queue import GENERATE_TASK, INPUT_TOO_LONG
 from core.settings import get_settings
-from db.models import Generation
+from db.models import Generation, Tenant
 from db.repositories import generations as repo
 from db.repositories.policies import load_version
 from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats
+from db.retry import retry_on_disconnect
 from db.session import session_scope
 from db.types import utcnow
+from services.generation_events import publish_final
 from workers.celery_app import app
 from workers.metrics import observe_batch, observe_failure
-from workers.runtime import engine, session_factory
+from workers.row_recorder import RowRecorder
+from workers.runtime import engine_loop, redis_client, session_factory, token_stream
 from workers.tasks.summaries import summary_json
 
 log = logging.getLogger(__name__)
 _settings = get_settings()
 _policy_cache: dict[uuid.UUID, Any] = {}
+_share_cache: dict[uuid.UUID, tuple[float, float]] = {}
+#: A tenant's admission share is re-read this often (seconds).
+SHARE_CACHE_SECONDS = 30.0
 
 
 def _row_policy(session: Any, version_id: uuid.UUID) -> Any:
@@ -95,41 +107,54 @@ def stat_increments(rows: Sequence[Generation], results: Sequence[Any]) -> list[
     return increments
 
 
-def _claim(ids: list[uuid.UUID]) -> tuple[list[Generation], list[Any]]:
-    """Rows still to do (queued, or running after a lost worker) and their engine requests.
+def _tenant_share(session: Any, tenant_id: uuid.UUID) -> float:
+    """The tenant's weight in fair admission: `quotas["share"]`, default 1 (equal shares)."""
+    cached = _share_cache.get(tenant_id)
+    if cached is not None and time.monotonic() - cached[1] < SHARE_CACHE_SECONDS:
+        return cached[0]
+    tenant = session.get(Tenant, tenant_id)
+    share = float((tenant.quotas or {}).get("share", 1.0)) if tenant is not None else 1.0
+    share = share if share > 0 else 1.0
+    _share_cache[tenant_id] = (share, time.monotonic())
+    return share
 
-    A row the model cannot take (prompt plus budget over its context) fails alone, at once.
-    """
-    from workers.engine.batch import RequestTooLong
 
-    rows, requests = [], []
+@dataclass(frozen=True)
+class Claimed:
+    """A row this worker runs: its engine request, tenant share and whether it is streamed."""
+
+    row: Generation
+    request: Any
+    share: float
+    stream: bool
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.row.id
+
+
+def _claim(generation_id: uuid.UUID, stream: bool) -> Claimed | None:
+    """The row if still to do (queued, or running after a lost worker), marked running."""
     with session_scope(session_factory()) as session:
-        pending = repo.load_generations(session=session, generation_ids=ids)
-        for row in pending:
-            if row.status not in ("queued", "running"):
-                continue
-            request = _engine_request(session, row)
-            try:
-                engine().check(request)
-            except RequestTooLong as exc:
-                error = f"{INPUT_TOO_LONG}{exc}"
-                repo.mark_failed(session=session, generation_id=row.id, error=error)
-                continue
-            repo.mark_running(session=session, generation_id=row.id)
-            session.refresh(row)  # the guarded UPDATE expired it; reload before the session ends
-            rows.append(row)
-            requests.append(request)
-    return rows, requests
+        found = repo.load_generations(session=session, generation_ids=[generation_id])
+        row = found[0] if found else None
+        if row is None or row.status not in ("queued", "running"):
+            return None
+        request = _engine_request(session, row)
+        repo.mark_running(session=session, generation_id=row.id)
+        session.refresh(row)  # the guarded UPDATE expired it; reload before the session ends
+        return Claimed(row, request, _tenant_share(session, row.tenant_id), stream)
 
 
-def _record(rows: Sequence[Generation], results: Sequence[Any]) -> int:
-    """Write every row's result and the statistics of the rows that really moved, atomically."""
+def _record(claimed: Sequence[Claimed], results: Sequence[Any]) -> set[uuid.UUID]:
+    """Write every row's result and the statistics of the rows that really moved, atomically;
+    returns the ids of the rows that moved (a redelivered, finished row does not)."""
     done = []
     with session_scope(session_factory()) as session:
-        for row, result in zip(rows, results, strict=True):
+        for item, result in zip(claimed, results, strict=True):
             moved = repo.mark_succeeded(
                 session=session,
-                generation_id=row.id,
+                generation_id=item.id,
                 output=result.text,
                 refused=result.refused,
                 refusal_category=result.category,
@@ -141,48 +166,68 @@ def _record(rows: Sequence[Generation], results: Sequence[Any]) -> int:
                 completion_tokens=result.completion_tokens,
             )
             if moved:
-                done.append((row, result))
+                done.append((item.row, result))
         increment_stats(
             session=session, increments=stat_increments([d[0] for d in done], [d[1] for d in done])
         )
-    return len(done)
+    return {row.id for row, _ in done}
 
 
-def _fail(ids: Sequence[uuid.UUID], error: str) -> None:
+def _notify(claimed: Sequence[Claimed]) -> None:
+    """After the commit: streamed rows' last text, then their `final` and every notification."""
+    if any(c.stream for c in claimed):
+        token_stream().flush()
+    publish_final(
+        redis_client(), [(c.id, c.stream) for c in claimed], ttl=_settings.stream_ttl_seconds
+    )
+
+
+def _fail(generation_id: uuid.UUID, error: str, *, stream: bool) -> None:
     with session_scope(session_factory()) as session:
-        for gid in ids:
-            repo.mark_failed(session=session, generation_id=gid, error=error)
+        repo.mark_failed(session=session, generation_id=generation_id, error=error)
+    publish_final(redis_client(), [(generation_id, stream)], ttl=_settings.stream_ttl_seconds)
 
 
-@app.task(
-    name=GENERATE_TASK,
-    base=Batches,
-    flush_every=_settings.max_batch_size,
-    flush_interval=_settings.batch_flush_ms / 1000,
-    acks_late=True,
-    ignore_result=True,
-)
-def generate(requests: list[SimpleRequest]) -> None:
-    ids = list(dict.fromkeys(uuid.UUID(str(r.args[0])) for r in requests))
-    rows, engine_requests = _claim(ids)
-    if not rows:
+@lru_cache(maxsize=1)
+def recorder() -> RowRecorder[Claimed]:
+    # A database restart is waited out, never turned into a failed or lost row.
+    return RowRecorder(lambda c, r: retry_on_disconnect(lambda: _record(c, r)), _notify)
+
+
+@app.task(name=GENERATE_TASK, acks_late=True, ignore_result=True)
+def generate(generation_id: str, stream: bool = False) -> None:
+    from workers.engine.batch import RequestTooLong
+
+    gid = uuid.UUID(str(generation_id))
+    claimed = retry_on_disconnect(lambda: _claim(gid, stream))
+    if claimed is None:
+        return
+    loop = engine_loop()
+    stream_to = str(gid) if stream else None
+    try:
+        future = loop.submit(
+            claimed.request, tenant=claimed.row.tenant_id, share=claimed.share, stream_to=stream_to
+        )
+    except RequestTooLong as exc:  # fails alone, at once; the model never sees it
+        _fail(gid, f"{INPUT_TOO_LONG}{exc}", stream=stream)
         return
     try:
-        results, stats = engine().generate(engine_requests)
-        written = _record(rows, results)
-    except Exception as exc:  # the rows must say why, not stay running forever
-        log.exception("batch of %d failed", len(rows))
-        _fail([r.id for r in rows], f"{type(exc).__name__}: {exc}")
-        observe_failure(rows, f"{type(exc).__name__}: {exc}")
+        result = future.result()
+        written = recorder().record(claimed, result).result()
+    except Exception as exc:  # the row must say why, not stay running forever
+        log.exception("generation %s failed", gid)
+        error = f"{type(exc).__name__}: {exc}"
+        retry_on_disconnect(lambda: _fail(gid, error, stream=stream))
+        observe_failure([claimed.row], f"{type(exc).__name__}: {exc}")
         return
-    observe_batch(rows, results)
+    observe_batch([claimed.row], [result], batch_rows=result.batch_rows)
     log.info(
-        "batch of %d rows (%d messages): %d written, %d tokens, request ids %s",
-        len(rows),
-        len(requests),
+        "generation %s written=%s: %d tokens, decoded in a batch of up to %d rows",
+        gid,
         written,
-        stats.generated_tokens,
-        [r.request_id for r in rows],
+        result.completion_tokens,
+        result.batch_rows,
+        extra={"request_id": claimed.row.request_id},
     )
 
 
@@ -191,7 +236,7 @@ def _load_engine_at_start(**_: Any) -> None:
     """A missing or inconsistent model fails the worker at start, not at the first request."""
     if _settings.preload_model:
         try:
-            engine()
+            engine_loop()
         except Exception as exc:
             # Celery logs and swallows exceptions from signal handlers; SystemExit stops the worker.
             log.critical("cannot load the model: %s", exc)

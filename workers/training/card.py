@@ -37,18 +37,51 @@ def confusion_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def probe_figures(probe: dict[str, Any]) -> str:
+    """One line of the probe's headline figures (reports older than the AUROC lack it)."""
+    text = f"accuracy **{probe['accuracy']:.3f}**, macro-F1 {probe['macro_f1']:.3f}"
+    if "auroc_refuse_vs_respond" in probe:
+        text += f", AUROC refuse vs respond **{probe['auroc_refuse_vs_respond']:.3f}**"
+    return f"{text} over {probe['n']} hand-written prompts"
+
+
+def per_kind_table(probe: dict[str, Any]) -> str:
+    """Markdown table of the probe's accuracy per kind of prompt (`class.kind`)."""
+    lines = ["| kind | n | accuracy |", "| --- | ---: | ---: |"]
+    for kind, m in probe["per_kind"].items():
+        lines.append(f"| {kind} | {m['n']} | {m['accuracy']:.3f} |")
+    return "\n".join(lines)
+
+
 def probe_section(probe: dict[str, Any], level: str = "##") -> list[str]:
-    """Markdown lines reporting the new-vocabulary probe."""
-    return [
-        f"{level} Probe: new vocabulary",
+    """Markdown lines reporting the real-world probe."""
+    lines = [
+        f"{level} Probe: real-world prompts",
         "",
-        f"{probe['n']} hand-written prompts (`workers/training/probe.py`), nearly all with a word "
-        f"no template uses: accuracy **{probe['accuracy']:.3f}**, macro-F1 "
-        f"{probe['macro_f1']:.3f}.",
+        f"Hand-written prompts as users write them (`workers/training/probe.toml`): "
+        f"{probe_figures(probe)}. The AUROC ranks should-refuse prompts (any category) against "
+        "should-answer ones by 1 - p([respond]) among the control tokens: threshold-free, as "
+        "the service steers the threshold.",
         "",
         metrics_table(probe),
         "",
     ]
+    if "per_kind" in probe:
+        lines += ["Accuracy per kind of prompt:", "", per_kind_table(probe), ""]
+    return lines
+
+
+def update_probe_section(out_dir: Path, probe: dict[str, Any]) -> Path:
+    """Replace the probe section of an existing MODEL_CARD.md (after re-running the probe)."""
+    path = out_dir / CARD_FILENAME
+    text = path.read_text(encoding="utf-8")
+    start = text.index("## Probe")
+    end = text.find("\n## ", start)
+    section = "\n".join(probe_section(probe))
+    path.write_text(
+        text[:start] + section + (text[end + 1 :] if end >= 0 else ""), encoding="utf-8"
+    )
+    return path
 
 
 def write_card(

@@ -1,8 +1,8 @@
 """Labelled chat examples for refusal-token training, generated deterministically from a seed.
 
-Every example comes from one prompt template of a `TemplateGroup`; about 20% of the templates of
-every subcategory are held out whole (in the order of a hash of the template id, independent of
-the seed), so held-out accuracy measures generalisation to phrasings never seen in training. Only
+Every example comes from one prompt template of a `TemplateGroup` (read from the data files
+`templates/<class>.toml`); about 20% of the templates of every subcategory are held out whole (in
+the order of a hash of the template id, independent of the seed), so held-out accuracy measures generalisation to phrasings never seen in training. Only
 templates whose content words the class's training data also uses are held out: see
 `heldout_templates` for why, and `probe.py` for the new-vocabulary measure.
 The response is the class's control token followed directly by the reply text.
@@ -20,14 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.categories import CLASSES, RESPOND, token_for
-from workers.training.templates import REFUSAL_GROUPS, TemplateGroup
-from workers.training.templates_people import PEOPLE_GROUPS
-from workers.training.templates_respond import RESPOND_GROUPS
-from workers.training.templates_unknown import UNKNOWN_GROUPS
+from workers.training.template_groups import TemplateGroup, load_template_groups
 
-ALL_GROUPS: tuple[TemplateGroup, ...] = (
-    REFUSAL_GROUPS + UNKNOWN_GROUPS + PEOPLE_GROUPS + RESPOND_GROUPS
-)
+ALL_GROUPS: tuple[TemplateGroup, ...] = load_template_groups()
 HELDOUT_FRACTION = 0.2
 WORD_DROP_RATE = 0.25
 TRAIN, HELDOUT = "train", "heldout"

@@ -55,7 +55,7 @@ def first_step_logits(
 
 def predict_classes(logits: torch.Tensor, manifest: RefusalManifest) -> list[str]:
     """Full-vocabulary argmax mapped to a class name, or `other`."""
-    by_id = dict(zip(manifest.all_ids, CLASSES, strict=True))
+    by_id = manifest.class_of_id
     return [by_id.get(int(i), OTHER) for i in logits.argmax(-1)]
 
 

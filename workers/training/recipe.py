@@ -18,7 +18,7 @@ from workers.training.card import write_card
 from workers.training.data import Example, heldout_templates, template_ids
 from workers.training.evaluate import classification_report, first_step_logits, predict_classes
 from workers.training.probe import evaluate_probe
-from workers.training.templates import TemplateGroup
+from workers.training.template_groups import TemplateGroup
 from workers.training.tokenizer import write_manifest
 from workers.training.train import CHECKPOINT_DIR
 
@@ -74,7 +74,8 @@ def evaluate(
     probe = evaluate_probe(model, tokenizer, manifest)
     log(
         f"[{name}] held-out first-token macro-F1 {report['macro_f1']:.3f} accuracy "
-        f"{report['accuracy']:.3f}; probe (new vocabulary) accuracy {probe['accuracy']:.3f}"
+        f"{report['accuracy']:.3f}; probe accuracy {probe['accuracy']:.3f} AUROC "
+        f"{probe['auroc_refuse_vs_respond']:.3f}"
     )
     return {"heldout": report, "probe": probe}
 

@@ -24,6 +24,7 @@ from workers.training.card import (
     REPORT_FILENAME,
     confusion_table,
     metrics_table,
+    probe_figures,
     probe_section,
 )
 from workers.training.data import Example, generate, split
@@ -132,8 +133,7 @@ def _model_section(
             f"* held-out first-token macro-F1 **{report['macro_f1']:.3f}**, accuracy "
             f"{report['accuracy']:.3f} over {report['n']} prompts from held-out templates "
             "(full-vocabulary argmax)",
-            f"* new-vocabulary probe: accuracy **{info['probe']['accuracy']:.3f}** over "
-            f"{info['probe']['n']} hand-written prompts (`workers/training/probe.py`)",
+            f"* real-world probe: {probe_figures(info['probe'])} (`workers/training/probe.toml`)",
             f"* trained: {info['trainable']}",
             f"* {training['steps']} steps, training {training['seconds']:.0f} s, end to end "
             f"{info['total_seconds']:.0f} s on {info['machine']}",

@@ -1,0 +1,89 @@
+"""Generation events in Redis: a finished row's notification and a streamed row's tokens.
+
+The database stays the record; Redis only says *when* to read it and carries tokens early.
+
+* `FINAL_CHANNEL` (pub/sub): the generation id, published by the worker after the transaction
+  that made the row final has committed. Each API process holds one subscription for all its
+  synchronous waiters (`api/final_notifications.py`), so waiting costs the database nothing.
+* `stream_key(id)` (a Redis stream, only for rows submitted with `stream: true`): entries with
+  a `type` field, in order — `decision` (category, first-token probabilities), `text` (a piece
+  of the answer), and `final` (after the commit, like the notification). The worker pipelines
+  the entries of one decode step; the key expires `stream_ttl_seconds` after its last entry.
+  A row redelivered after a lost worker writes its entries again: readers keep to the first
+  `decision` and take the finished text from the row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+FINAL_CHANNEL = "rcs:generations:final"
+EventType = Literal["decision", "text", "final"]
+
+
+def stream_key(generation_id: uuid.UUID | str) -> str:
+    return f"rcs:generation:{generation_id}:events"
+
+
+@dataclass(frozen=True)
+class GenerationEvent:
+    """One entry of a generation's stream."""
+
+    type: EventType
+    text: str = ""
+    category: str | None = None  # decision: the refusing category, None when it responds
+    probabilities: Mapping[str, float] | None = None  # decision: p_c per category
+
+    def fields(self) -> dict[str, str]:
+        out: dict[str, str] = {"type": self.type}
+        if self.type == "text":
+            out["text"] = self.text
+        if self.type == "decision":
+            out["category"] = self.category or ""
+            out["probabilities"] = json.dumps(dict(self.probabilities or {}))
+        return out
+
+    @classmethod
+    def from_fields(cls, raw: Mapping[Any, Any]) -> GenerationEvent:
+        f = {_text(k): _text(v) for k, v in raw.items()}
+        kind = f.get("type")
+        if kind == "decision":
+            return cls(
+                "decision",
+                category=f.get("category") or None,
+                probabilities=json.loads(f.get("probabilities") or "{}"),
+            )
+        if kind == "text":
+            return cls("text", text=f.get("text", ""))
+        return cls("final")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def append_events(pipe: Any, events: Sequence[tuple[str, GenerationEvent]], ttl: int) -> None:
+    """Queue XADDs (and one EXPIRE per stream) on a Redis pipeline; the caller executes it."""
+    touched = []
+    for generation_id, event in events:
+        key = stream_key(generation_id)
+        pipe.xadd(key, event.fields())
+        if key not in touched:
+            touched.append(key)
+    for key in touched:
+        pipe.expire(key, ttl)
+
+
+def publish_final(client: Any, finals: Sequence[tuple[uuid.UUID | str, bool]], *, ttl: int) -> None:
+    """After the rows' final commit, in one round trip: end the streams of the streamed ones
+    (`(id, streamed)` pairs) and notify waiters of each."""
+    pipe = client.pipeline(transaction=False)
+    ended = [(str(gid), GenerationEvent("final")) for gid, streamed in finals if streamed]
+    append_events(pipe, ended, ttl)
+    for gid, _ in finals:
+        pipe.publish(FINAL_CHANNEL, str(gid))
+    pipe.execute()

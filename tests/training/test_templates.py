@@ -1,0 +1,98 @@
+"""The template data files: the generated training data is pinned byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from core.categories import CLASSES
+from workers.training.data import ALL_GROUPS, generate
+from workers.training.demo import EXAMPLES_PER_CLASS as DEMO_EXAMPLES_PER_CLASS
+from workers.training.template_groups import TemplateError, load_template_groups
+
+#: SHA-256 of the JSON lines (`Example.to_json`, as `write_jsonl` writes them) of the default
+#: seed's data. Moving the templates between files must not change a byte; a deliberate change
+#: of the templates updates these digests in the same commit.
+TINY_DATA_SHA256 = "cb494e8891da6610c82d50f34f4bd8cb76a58bf465319478d8545114df1db390"
+DEMO_DATA_SHA256 = "ecacb60b16ebf39adbf5539776f41890e7dcced17825e065d4cea49e4337066e"
+
+
+def _digest(examples: list) -> str:
+    sha = hashlib.sha256()
+    for example in examples:
+        sha.update((json.dumps(example.to_json(), ensure_ascii=False) + "\n").encode())
+    return sha.hexdigest()
+
+
+def test_tiny_recipe_data_is_byte_identical_to_the_pinned_digest() -> None:
+    assert _digest(generate(0)) == TINY_DATA_SHA256
+
+
+def test_demo_recipe_data_is_byte_identical_to_the_pinned_digest() -> None:
+    assert _digest(generate(0, examples_per_class=DEMO_EXAMPLES_PER_CLASS)) == DEMO_DATA_SHA256
+
+
+def _write_class_files(directory: Path, extra: str) -> None:
+    """One valid file per class; `extra` is appended to the safety file."""
+    for label in CLASSES:
+        body = VALID_GROUP + (extra if label == "safety" else "")
+        (directory / f"{label}.toml").write_text(body, encoding="utf-8")
+
+
+VALID_GROUP = """
+[[group]]
+subcategory = "example"
+prompts = ["Tell me about {topic}."]
+fillers = [{ topic = "the sea" }, { topic = "rain" }]
+replies = ["Here is something about {topic}."]
+"""
+
+
+def test_every_class_has_a_template_file_in_the_package() -> None:
+    assert {g.label for g in ALL_GROUPS} == set(CLASSES)
+    assert len(load_template_groups()) == len(ALL_GROUPS)
+
+
+def test_a_minimal_template_directory_loads_in_class_order(tmp_path: Path) -> None:
+    _write_class_files(tmp_path, "")
+    groups = load_template_groups(tmp_path)
+    assert [g.label for g in groups] == list(CLASSES)
+    assert groups[0].fillers == ({"topic": "the sea"}, {"topic": "rain"})
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (VALID_GROUP, "safety.toml: example: subcategory defined twice"),
+        (
+            VALID_GROUP.replace("example", "other").replace('{topic}."]', '{place}."]', 1),
+            "safety.toml: other: 'Tell me about {place}.' uses ['place'], not a filler slot",
+        ),
+        (
+            VALID_GROUP.replace("example", "other").replace('{ topic = "rain" }', '{ x = "y" }'),
+            "safety.toml: other.fillers[1] has slots ['x'], expected ['topic']",
+        ),
+        (
+            VALID_GROUP.replace("example", "other").replace('replies = ["', 'reply = ["'),
+            "safety.toml: group 1: needs exactly",
+        ),
+        ("[[group]\n", "safety.toml: "),
+    ],
+)
+def test_a_bad_template_file_is_named_with_its_group(
+    tmp_path: Path, extra: str, message: str
+) -> None:
+    _write_class_files(tmp_path, extra)
+    with pytest.raises(TemplateError) as error:
+        load_template_groups(tmp_path)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_a_missing_class_file_is_an_error(tmp_path: Path) -> None:
+    _write_class_files(tmp_path, "")
+    (tmp_path / "humanizing.toml").unlink()
+    with pytest.raises(TemplateError, match=r"no template file humanizing\.toml"):
+        load_template_groups(tmp_path)

@@ -1,0 +1,344 @@
+"""Continuous batching: rows join the running batch between decode steps and leave when done.
+
+A `RunningBatch` owns the KV cache of the rows decoding together. `admit(rows)` prefills the
+joining rows as their own left-padded batch, takes their first (control) token through their own
+`RefusalPolicyProcessor`, and merges the survivors into the running batch: the narrower cache is
+left-padded with masked columns, so every row keeps its own positions. `step()` decodes one
+token for every running row. Finished rows leave the batch and its cache at once, and cache
+columns that no row attends to any more are cut off the left.
+
+A greedy or seeded row therefore computes what it would compute alone, in any mix and whenever
+it joins: its own positions, masked padding, its own random stream (one draw per step).
+A row whose category refuses with a policy-given message leaves right after its first token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from workers.engine.model import LoadedModel
+from workers.engine.prefill import left_pad, summaries_to_rows
+from workers.engine.processor import RefusalPolicyProcessor
+from workers.engine.sampling import sample_next
+from workers.engine.types import FirstTokenSummary, GenerationRequest, GenerationResult
+
+
+@dataclass(frozen=True)
+class Joining:
+    """A request entering the batch: its key (the caller's handle) and its prompt's token ids."""
+
+    key: int
+    request: GenerationRequest
+    encoded: list[int]
+
+    @property
+    def kv_tokens(self) -> int:
+        """The cache tokens it may come to hold: prompt plus its whole budget."""
+        return len(self.encoded) + self.request.sampling.max_new_tokens
+
+
+@dataclass
+class _Row:
+    """Host-side state of one running row."""
+
+    joining: Joining
+    seed: int | None
+    started: float
+    first_token_at: float = 0.0
+    summary: FirstTokenSummary | None = None
+    decision: int = -1
+    generated: list[int] = field(default_factory=list)
+    peak_rows: int = 1
+
+
+@dataclass(frozen=True)
+class RowEvent:
+    """One row's token of one step; the first event carries the decision, the last the result."""
+
+    key: int
+    token: int
+    decision: int | None = None  # set on the row's first token: -1 respond, else category
+    probabilities: tuple[float, ...] | None = None  # set with `decision`
+    result: GenerationResult | None = None  # set when the row is done
+
+
+@dataclass
+class BatchCounters:
+    """Totals since the batch was made, for `BatchStats` and the benchmarks."""
+
+    rows: int = 0
+    prompt_tokens: int = 0
+    padded_prompt_tokens: int = 0
+    generated_tokens: int = 0
+    decode_steps: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+
+
+class RunningBatch:
+    """The rows decoding together and their KV cache; see the module docstring."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        if getattr(loaded.model.config.get_text_config(), "sliding_window", None):
+            # A sliding-window cache keeps only its last columns: merging by left-padding would
+            # shift rows' windows. Such models need a paged engine (docs/scaling.md, vLLM).
+            raise ValueError(f"{loaded.name}: continuous batching needs full-attention caches")
+        self.lm = loaded
+        self._category_of = {
+            tid: i for i, tid in enumerate(loaded.manifest.category_ids) if tid is not None
+        }
+        self._eos = frozenset(loaded.eos_ids)
+        self.counters = BatchCounters()
+        self._reset()
+
+    def _reset(self) -> None:
+        dev = self.lm.device
+        self.rows: list[_Row] = []
+        self.cache: DynamicCache | None = None
+        self.attn = torch.zeros((0, 0), dtype=torch.long, device=dev)  # (B, W)
+        self.pos = torch.zeros(0, dtype=torch.long, device=dev)  # (B,)
+        self.tokens = torch.zeros(0, dtype=torch.long, device=dev)  # (B,) next input
+        self.temperature = torch.zeros(0, device=dev)  # (B,)
+        self.top_p = torch.zeros(0, device=dev)  # (B,)
+        self.gens: list[torch.Generator | None] = []
+        self.processor = RefusalPolicyProcessor.empty(
+            refusal_ids=self.lm.refusal_ids, control_ids=self.lm.control_ids
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def kv_tokens(self) -> int:
+        """Cache tokens reserved by the running rows (prompt plus budget each)."""
+        return sum(r.joining.kv_tokens for r in self.rows)
+
+    def abandon(self) -> list[int]:
+        """Drop every row (after a failed step); returns their keys."""
+        keys = [r.joining.key for r in self.rows]
+        self._reset()
+        return keys
+
+    @torch.inference_mode()
+    def admit(self, joining: Sequence[Joining]) -> list[RowEvent]:
+        """Prefill `joining`, take each one's first token; rows not done join the batch."""
+        if not joining:
+            return []
+        lm, dev = self.lm, self.lm.device
+        t0 = time.perf_counter()
+        sp = [j.request.sampling for j in joining]
+        seeds = [s.seed if s.seed is not None else secrets.randbits(63) for s in sp]
+        gens: list[torch.Generator | None] = [
+            torch.Generator().manual_seed(seed) if s.temperature > 0 else None
+            for s, seed in zip(sp, seeds, strict=True)
+        ]
+        temps = [s.temperature for s in sp]
+        temperature = torch.tensor(temps, dtype=torch.float32, device=dev)  # (N,)
+        top_p = torch.tensor([s.top_p for s in sp], dtype=torch.float32, device=dev)  # (N,)
+        policies = [j.request.policy for j in joining]
+        processor = RefusalPolicyProcessor.from_rows(
+            refusal_ids=lm.refusal_ids,
+            control_ids=lm.control_ids,
+            modes=[p.mode for p in policies],
+            biases=[p.bias for p in policies],
+            thresholds=[p.threshold for p in policies],
+            temperatures=temps,
+        )
+        batch = left_pad([j.encoded for j in joining], lm.pad_id, dev)
+        cache = DynamicCache(config=lm.model.config)
+        out = lm.model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits = processor(batch.input_ids, out.logits[:, -1, :])  # (N, V) float32
+        # The first (control) token is drawn without top-p, so a sampled bias row refuses with
+        # exactly core's `sampled_bias_probabilities`; top-p applies to the answer's tokens.
+        first = sample_next(logits, temperature, torch.ones_like(top_p), gens)  # (N,)
+        assert processor.summary is not None and processor.probabilities is not None
+        summaries = summaries_to_rows(processor.summary, processor.probabilities, temps)
+        now = time.perf_counter()
+
+        rows = [
+            _Row(j, seed if s.temperature > 0 else None, t0, now, summary)
+            for j, seed, s, summary in zip(joining, seeds, sp, summaries, strict=True)
+        ]
+        events, keep = [], []
+        for i, (row, token) in enumerate(zip(rows, first.tolist(), strict=True)):
+            row.decision = self._category_of.get(token, -1)
+            event = self._append(row, token, now)
+            events.append(
+                RowEvent(
+                    row.joining.key,
+                    token,
+                    decision=row.decision,
+                    probabilities=row.summary.probabilities if row.summary else None,
+                    result=event,
+                )
+            )
+            if event is None:
+                keep.append(i)
+        c = self.counters
+        c.rows += len(joining)
+        c.prompt_tokens += sum(batch.lengths)
+        c.padded_prompt_tokens += int(batch.input_ids.numel())
+        c.generated_tokens += len(joining)
+        c.prefill_s += now - t0
+        if keep:
+            idx = torch.tensor(keep, device=dev)
+            cache.batch_select_indices(idx)
+            processor.keep_rows(idx)
+            self._join(
+                [rows[i] for i in keep],
+                cache,
+                batch.attention_mask.index_select(0, idx),
+                batch.position_ids[:, -1].index_select(0, idx),
+                first.index_select(0, idx),
+                temperature.index_select(0, idx),
+                top_p.index_select(0, idx),
+                [gens[i] for i in keep],
+                processor,
+            )
+        return events
+
+    def _join(
+        self,
+        rows: list[_Row],
+        cache: DynamicCache,
+        attn: torch.Tensor,  # (N, L)
+        pos: torch.Tensor,  # (N,)
+        tokens: torch.Tensor,  # (N,)
+        temperature: torch.Tensor,  # (N,)
+        top_p: torch.Tensor,  # (N,)
+        gens: list[torch.Generator | None],
+        processor: RefusalPolicyProcessor,
+    ) -> None:
+        if self.cache is None:
+            self.cache, self.attn = cache, attn
+        else:
+            width = max(self.attn.shape[1], attn.shape[1])
+            for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+                mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])
+                mine.values = torch.cat(
+                    [_pad_left(mine.values, width), _pad_left(theirs.values, width)]
+                )  # (B + N, H, W, D)
+            self.attn = torch.cat([_pad_left(self.attn, width), _pad_left(attn, width)])  # (B+N, W)
+        self.rows += rows
+        self.pos = torch.cat([self.pos, pos])  # (B + N,)
+        self.tokens = torch.cat([self.tokens, tokens])  # (B + N,)
+        self.temperature = torch.cat([self.temperature, temperature])  # (B + N,)
+        self.top_p = torch.cat([self.top_p, top_p])  # (B + N,)
+        self.gens += gens
+        self.processor.add_rows(processor)
+
+    @torch.inference_mode()
+    def step(self) -> list[RowEvent]:
+        """One decode step for every running row; done rows leave the batch."""
+        if not self.rows:
+            return []
+        t0 = time.perf_counter()
+        self.attn = torch.cat([self.attn, self.attn.new_ones((len(self.rows), 1))], dim=-1)
+        self.pos = self.pos + 1  # (B,)
+        out = self.lm.model(
+            input_ids=self.tokens[:, None],  # (B, 1)
+            attention_mask=self.attn,  # (B, W + 1)
+            position_ids=self.pos[:, None],  # (B, 1)
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        logits = self.processor(None, out.logits[:, -1, :])  # (B, V)
+        self.tokens = sample_next(logits, self.temperature, self.top_p, self.gens)  # (B,)
+        now = time.perf_counter()
+        events, keep = [], []
+        n = len(self.rows)
+        for j, (row, token) in enumerate(zip(self.rows, self.tokens.tolist(), strict=True)):
+            row.peak_rows = max(row.peak_rows, n)
+            result = self._append(row, token, now)
+            events.append(RowEvent(row.joining.key, token, result=result))
+            if result is None:
+                keep.append(j)
+        self.counters.generated_tokens += len(self.rows)
+        self.counters.decode_steps += 1
+        if len(keep) < len(self.rows):
+            self._keep(keep)
+        self.counters.decode_s += time.perf_counter() - t0
+        return events
+
+    def _keep(self, keep: list[int]) -> None:
+        """Drop finished rows from the batch and the cache; cut columns nobody attends to."""
+        if not keep:
+            self._reset()
+            return
+        idx = torch.tensor(keep, device=self.lm.device)
+        assert self.cache is not None
+        self.cache.batch_select_indices(idx)
+        self.processor.keep_rows(idx)
+        self.attn, self.pos, self.tokens, self.temperature, self.top_p = (
+            x.index_select(0, idx)
+            for x in (self.attn, self.pos, self.tokens, self.temperature, self.top_p)
+        )
+        self.rows = [self.rows[j] for j in keep]
+        self.gens = [self.gens[j] for j in keep]
+        unused = int(self.attn.any(dim=0).to(torch.uint8).argmax())  # leading all-pad columns
+        if unused:
+            self.attn = self.attn[:, unused:]  # (B, W')
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[:, :, unused:, :]
+                layer.values = layer.values[:, :, unused:, :]
+
+    def _append(self, row: _Row, token: int, now: float) -> GenerationResult | None:
+        """Record `token`; the row's result when it is done (EOS, budget or a policy message)."""
+        row.generated.append(token)
+        request = row.joining.request
+        if len(row.generated) == 1 and row.decision >= 0:
+            message = request.policy.refusal_messages[row.decision]
+            if message is not None:
+                return self._result(row, "stop", now, text=message)
+        if not request.sampling.ignore_eos and token in self._eos:
+            return self._result(row, "stop", now)
+        if len(row.generated) >= request.sampling.max_new_tokens:
+            return self._result(row, "length", now)
+        return None
+
+    def _result(
+        self, row: _Row, finish: str, now: float, *, text: str | None = None
+    ) -> GenerationResult:
+        ids = row.generated
+        assert row.summary is not None
+        if text is None:
+            text = self.lm.answer_text(ids)
+        return GenerationResult(
+            request_id=row.joining.request.request_id,
+            summary=row.summary,
+            decision=row.decision,
+            first_token_id=ids[0],
+            text=text,
+            token_ids=tuple(ids),
+            prompt_tokens=len(row.joining.encoded),
+            completion_tokens=len(ids),
+            finish_reason=finish,  # type: ignore[arg-type]
+            seed=row.seed,
+            first_token_ms=(row.first_token_at - row.started) * 1e3,
+            total_ms=(now - row.started) * 1e3,
+            batch_rows=row.peak_rows,
+        )
+
+
+def _pad_left(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero columns on the left of the sequence axis (dim 2 of a cache, dim 1 of a mask)."""
+    axis = 2 if x.dim() == 4 else 1
+    missing = width - x.shape[axis]
+    if missing == 0:
+        return x
+    shape = list(x.shape)
+    shape[axis] = missing
+    return torch.cat([x.new_zeros(shape), x], dim=axis)

@@ -1,0 +1,63 @@
+"""Group commit of finished rows: one transaction for every row that finished meanwhile.
+
+Consumer threads finish at their own pace, but writing each row and its statistics in its own
+transaction costs a round of statements per row and serialises threads on the same statistics
+rows (same tenant, version, category and minute). `RowRecorder.record` queues a row; a writer
+thread takes everything queued, writes it with `write(rows, results)` in one transaction, then
+runs `after_commit(rows)` (notifications) and resolves each row's `Future` with whether the row
+moved. The consumer returns only after that, so its message is still acknowledged only after
+its row is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+Row = TypeVar("Row")
+
+
+class RowRecorder(Generic[Row]):
+    def __init__(
+        self,
+        write: Callable[[Sequence[Row], Sequence[Any]], set[Any]],
+        after_commit: Callable[[Sequence[Row]], None],
+        *,
+        max_rows: int = 256,
+    ) -> None:
+        """`write` returns the ids (`row.id`) of the rows that moved."""
+        self.write = write
+        self.after_commit = after_commit
+        self.max_rows = max_rows
+        self._queue: queue.SimpleQueue[tuple[Row, Any, Future[bool]]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="row-recorder", daemon=True).start()
+
+    def record(self, row: Row, result: Any) -> Future[bool]:
+        future: Future[bool] = Future()
+        self._queue.put((row, result, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while len(items) < self.max_rows and not self._queue.empty():
+                items.append(self._queue.get())
+            rows = [row for row, _, _ in items]
+            try:
+                moved = self.write(rows, [result for _, result, _ in items])
+            except Exception as exc:
+                log.exception("writing %d rows failed", len(items))
+                for _, _, future in items:
+                    future.set_exception(exc)
+                continue
+            try:
+                self.after_commit(rows)
+            except Exception:  # the rows are written; waiters fall back to reading them
+                log.exception("notifying %d written rows failed", len(rows))
+            for row, _, future in items:
+                future.set_result(row.id in moved)  # type: ignore[attr-defined]
