@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import State
 
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
-from api.errors import ApiError
+from api.errors import ApiError, ErrorBody
 from api.metrics import observe_generation
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import GenerationIn, GenerationOut
@@ -194,6 +194,8 @@ def _decision(category: str | None, probabilities: object) -> dict[str, object]:
             ),
         },
         **errors(*JSON_BODY, 404, 409),
+        502: {"model": ErrorBody, "description": "With `stream`: the worker failed it"},
+        504: {"model": ErrorBody, "description": "With `stream`: not started in time"},
     },
 )
 async def create_generation(
