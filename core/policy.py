@@ -25,6 +25,8 @@ from pydantic import (
 from core.categories import CATEGORIES, UnknownCategory
 
 BIAS_OFF = "off"
+#: Every tenant has a policy of this name from its creation; it starts as `MODEL_DECISION`.
+DEFAULT_POLICY_NAME = "default"
 #: Longest text a policy may give to answer with when a category refuses.
 MAX_REFUSAL_MESSAGE_CHARS = 2000
 
@@ -154,3 +156,7 @@ def threshold_vector(rules: PolicyRules) -> np.ndarray:
         rule = rules.categories.get(name, CategoryRule())
         out[i] = rule.threshold if rule.enabled else np.inf
     return out
+
+
+#: The model's own first-token decision: bias mode, no bias on any category.
+MODEL_DECISION = parse_rules({"mode": "bias", "categories": {}})

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import State
 
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
-from api.errors import ApiError
+from api.errors import ApiError, ErrorBody
 from api.metrics import observe_generation
+from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import GenerationIn, GenerationOut
 from api.streaming import GenerationStream, open_stream, sse
 from api.tasks_client import NOT_QUEUED, send_or_undo
@@ -28,7 +29,7 @@ from db.repositories.policies import resolve_active_version
 from db.repositories.tenants import get_tenant
 from db.retry import retry_on_disconnect
 
-router = APIRouter(prefix="/v1/generations", tags=["generations"])
+router = APIRouter(prefix="/v1/generations", tags=["generations"], responses=errors(*AUTHENTICATED))
 
 
 def _ms(a: datetime | None, b: datetime | None) -> float | None:
@@ -96,7 +97,7 @@ def submit_generation(
     try:
         version = resolve_active_version(session=session, tenant_id=tenant_id, policy_name=policy)
     except PolicyNotFound as exc:  # name the bad field, like any other invalid input
-        raise ApiError(404, "not_found", str(exc), field="policy") from exc
+        raise ApiError(404, "not_found", str(exc), field="policy") from None
     row = repo.create_generation(
         session=session,
         tenant_id=tenant_id,
@@ -170,7 +171,33 @@ def _decision(category: str | None, probabilities: object) -> dict[str, object]:
     return {"refused": category is not None, "category": category, "probabilities": probabilities}
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=GenerationOut)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=GenerationOut,
+    responses={
+        200: {
+            "model": GenerationOut,
+            "description": "Finished within `timeout` (with `wait`), or with `stream` the "
+            "server-sent events `decision`, `text`..., `done`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        202: {
+            "description": "Queued; poll `Location` (also with `wait`, when not finished in time)",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+            **links(
+                "id",
+                {
+                    "GetGeneration": ("get", "/v1/generations/{generation_id}"),
+                    "CancelGeneration": ("post", "/v1/generations/{generation_id}/cancel"),
+                },
+            ),
+        },
+        **errors(*JSON_BODY, 404, 409),
+        502: {"model": ErrorBody, "description": "With `stream`: the worker failed it"},
+        504: {"model": ErrorBody, "description": "With `stream`: not started in time"},
+    },
+)
 async def create_generation(
     body: GenerationIn,
     request: Request,
@@ -198,14 +225,14 @@ async def create_generation(
     return generation_out(row)
 
 
-@router.get("/{generation_id}")
+@router.get("/{generation_id}", responses=errors(404, 422))
 def get_generation(
     generation_id: uuid.UUID, principal: TenantMember, session: SessionDep
 ) -> GenerationOut:
     return generation_out(visible_generation(session, principal, generation_id))
 
 
-@router.post("/{generation_id}/cancel")
+@router.post("/{generation_id}/cancel", responses=errors(404, 409, 422))
 def cancel_generation(
     generation_id: uuid.UUID, principal: TenantMember, session: SessionDep
 ) -> GenerationOut:

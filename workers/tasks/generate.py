@@ -26,7 +26,7 @@ from celery.signals import worker_init
 from core.categories import CATEGORIES
 from core.histogram import HISTOGRAM_BINS, bin_index, logodds
 from core.policy import parse_rules
-from core.queue import GENERATE_TASK
+from core.queue import GENERATE_TASK, INPUT_TOO_LONG
 from core.settings import get_settings
 from db.models import Generation, Tenant
 from db.repositories import generations as repo
@@ -209,7 +209,7 @@ def generate(generation_id: str, stream: bool = False) -> None:
             claimed.request, tenant=claimed.row.tenant_id, share=claimed.share, stream_to=stream_to
         )
     except RequestTooLong as exc:  # fails alone, at once; the model never sees it
-        _fail(gid, str(exc), stream=stream)
+        _fail(gid, f"{INPUT_TOO_LONG}{exc}", stream=stream)
         return
     try:
         result = future.result()
