@@ -7,10 +7,13 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
+from api.body_limit import BodyLimit
+from api.calibration_input import CalibrationIn, CalibrationUpload
 from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
 from api.final_notifications import generation_events
 from api.metrics import observe_request
+from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
 from api.routes import admin, calibrations, generations, openai_compat, ops, policies, stats
 from api.tasks_client import CeleryTaskSender, TaskSender
@@ -19,23 +22,35 @@ from core.settings import Settings, get_settings
 from db.session import create_session_factory
 
 REQUEST_ID_HEADER = "X-Request-ID"
+API_DESCRIPTION = (
+    "Every route takes `Authorization: Bearer <api key>`; the tenant comes from the key. "
+    'Every error is `{"error": {"type", "message", "field"}}` with a 4xx status.'
+)
 
 
 def create_app(
     settings: Settings | None = None, *, task_sender: TaskSender | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="Refusal Control Service", version="0.1.0", lifespan=generation_events)
+    app = FastAPI(
+        title="Refusal Control Service",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=generation_events,
+    )
     app.state.settings = settings
     app.state.session_factory = create_session_factory(settings.sqlalchemy_url)
     app.state.task_sender = task_sender or CeleryTaskSender(settings)
-    app.state.rate_limiter = RateLimiter()
+    app.state.rate_limiter = RateLimiter(settings.redis_url)
     app.state.model_name = settings.model_name
     install_error_handlers(app)
     if settings.log_format == "json":
         configure_json_logging()
     # Registered first, so it runs inside `request_id` and its access line carries the id.
     app.middleware("http")(observe_request)
+
+    # Larger bodies are 413 before they are read whole (the largest legal one is an upload).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
 
     @app.middleware("http")
     async def request_id(
@@ -55,4 +70,5 @@ def create_app(
     for module in (ops, policies, generations, openai_compat, calibrations, stats, admin):
         app.include_router(module.router)
     install_dashboard(app)
+    install_openapi(app, [CalibrationIn, CalibrationUpload])
     return app

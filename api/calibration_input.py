@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from api.errors import ApiError
+from api.errors import ApiError, validation_error
+from api.schemas import PromptOrMessages
 from core.categories import CATEGORIES, CLASSES
 from db.repositories.calibrations import NewCalibrationItem
 
@@ -27,9 +28,9 @@ def _check_targets(targets: dict[str, float]) -> dict[str, float]:
 
 
 class PromptIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    prompt: str | list[dict[str, str]] = Field(min_length=1)
+    prompt: PromptOrMessages
     label: str | None = None
 
     @field_validator("label")
@@ -39,13 +40,11 @@ class PromptIn(BaseModel):
             raise ValueError(f"unknown label {value!r}; known: {', '.join(CLASSES)}")
         return value
 
-    @field_validator("prompt")
-    @classmethod
-    def _bounded(cls, value: Any) -> Any:
-        text = value if isinstance(value, str) else "".join(m.get("content", "") for m in value)
-        if len(text) > 32_000:
-            raise ValueError("prompt longer than 32000 characters")
-        return value
+    def stored(self) -> str | list[dict[str, str]]:
+        """The prompt as the worker reads it: text, or messages as plain dicts."""
+        if isinstance(self.prompt, str):
+            return self.prompt
+        return [m.model_dump() for m in self.prompt]
 
 
 class CalibrationOptions(BaseModel):
@@ -66,8 +65,16 @@ class CalibrationIn(CalibrationOptions):
     prompts: list[PromptIn] = Field(min_length=1)
 
 
+class CalibrationUpload(CalibrationOptions):
+    """The multipart form of a submission, for the OpenAPI document: the prompts as a JSONL file
+    (one `{"prompt", "label"?}` per line), the options as form fields."""
+
+    targets: str = Field(description='a JSON object of target rates, e.g. {"safety": 0.1}')  # type: ignore[assignment]
+    file: bytes = Field(description="JSONL, one prompt per line")
+
+
 class SolveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     targets: dict[str, float]
     method: Method | None = None
@@ -75,30 +82,46 @@ class SolveIn(BaseModel):
     _targets = field_validator("targets")(classmethod(lambda cls, v: _check_targets(v)))
 
 
+def parse_json(data: bytes | str, *, field: str) -> Any:
+    """JSON from a body or a line; anything unreadable (bad UTF-8 or JSON, nesting too deep for
+    the parser) is one 4xx naming `field`."""
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_body", "not valid UTF-8", field=field) from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"not valid JSON ({exc.msg})", field=field) from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "JSON nested too deep", field=field) from None
+
+
 def parse_jsonl(data: bytes, *, limit: int) -> list[PromptIn]:
     """One `{"prompt", "label"?}` object per line; errors name the line number."""
     if not data.strip():
         raise ApiError(422, "validation_error", "the upload is empty", field="file")
+    try:
+        text = data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        bad_line = data[: exc.start].count(b"\n") + 1
+        raise ApiError(
+            422, "validation_error", f"line {bad_line}: not valid UTF-8", field=f"file:{bad_line}"
+        ) from None
     prompts: list[PromptIn] = []
-    for number, line in enumerate(data.decode("utf-8", errors="strict").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            prompts.append(PromptIn.model_validate(json.loads(line)))
-        except json.JSONDecodeError as exc:
+            prompts.append(PromptIn.model_validate(parse_json(line, field=f"file:{number}")))
+        except ApiError as exc:
             raise ApiError(
-                422,
-                "validation_error",
-                f"line {number}: not JSON ({exc.msg})",
-                field=f"file:{number}",
+                422, "validation_error", f"line {number}: {exc.message}", field=exc.field
             ) from None
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
+            error = validation_error(exc)
             raise ApiError(
                 422,
                 "validation_error",
-                f"line {number}: {where}: {first['msg']}",
+                f"line {number}: {error.field}: {error.message}",
                 field=f"file:{number}",
             ) from None
         if len(prompts) > limit:
@@ -127,7 +150,7 @@ def split_items(
         )
     return [
         NewCalibrationItem(
-            prompt=p.prompt, label=p.label, split="holdout" if i in holdout else "calibration"
+            prompt=p.stored(), label=p.label, split="holdout" if i in holdout else "calibration"
         )
         for i, p in enumerate(prompts)
     ]

@@ -8,17 +8,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from db.repositories.tenants import find_api_key
 
 PLATFORM_ADMIN = "platform_admin"
-TENANT_ADMIN = "tenant_admin"
-CLIENT = "client"
+TENANT_ADMIN: Final = "tenant_admin"
+CLIENT: Final = "client"
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -57,26 +58,35 @@ class Principal:
         return self.tenant_id
 
 
-def _bearer(authorization: str | None) -> str:
-    if not authorization:
-        raise ApiError(401, "unauthenticated", "missing Authorization: Bearer <api key>")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthenticated", "Authorization must be 'Bearer <api key>'")
-    return token.strip()
+#: The OpenAPI security scheme; missing or non-Bearer credentials are our 401, not FastAPI's.
+bearer_scheme = HTTPBearer(
+    auto_error=False, bearerFormat="rcs_<prefix>_<secret>", description="an API key"
+)
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as the server saw it (behind a proxy: uvicorn's --proxy-headers)."""
+    return request.client.host if request.client else "unknown"
 
 
 def current_principal(
     request: Request,
     session: SessionDep,
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    """The caller's key, checked in constant time; revoked or unknown keys are 401."""
-    presented = _bearer(authorization)
+    """The caller's key, checked in constant time; revoked or unknown keys are 401. An address
+    with too many failed authentications in the last minute is 429 before any key is checked."""
+    settings = request.app.state.settings
+    limiter = request.app.state.rate_limiter
+    address = client_address(request)
+    limiter.check_authentication(address, settings.auth_failures_per_minute)
+    if credentials is None:  # not a guess at a key: not counted
+        raise ApiError(401, "unauthenticated", "missing Authorization: Bearer <api key>")
     key = find_api_key(
-        session=session, presented=presented, secret=request.app.state.settings.secret_key
+        session=session, presented=credentials.credentials, secret=settings.secret_key
     )
     if key is None:
+        limiter.record_failed_authentication(address)
         raise ApiError(401, "unauthenticated", "invalid or revoked API key")
     if key.tenant is not None and not key.tenant.active:
         raise ApiError(403, "forbidden", "tenant is deactivated")

@@ -1,19 +1,27 @@
-"""Domain errors mapped to HTTP once: `{"error": {"type", "message", "field"?}}` bodies."""
+"""Errors mapped to HTTP once: every 4xx (ours, FastAPI's, Starlette's) is the documented body
+`{"error": {"type", "message", "field"?}}`, and an unforeseen failure is a documented 500 too."""
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.tasks_client import BrokerUnavailable
 from core.categories import UnknownCategory
 from core.policy import InvalidPolicy
 from db.errors import AlreadyExists, Conflict, NotFound, StaleVersion
 
+log = logging.getLogger("rcs.api")
 #: What a 503 tells the client to wait: the supervisor restarts a server within seconds.
 RETRY_AFTER_SECONDS = 2
 
@@ -38,6 +46,20 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable `type`, a readable `message`, the offending `field` if any."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
 def error_body(type_: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
     error: dict[str, Any] = {"type": type_, "message": message}
     if field is not None:
@@ -46,11 +68,56 @@ def error_body(type_: str, message: str, field: str | None = None, **extra: Any)
     return {"error": error}
 
 
-def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc]
+#: Location parts pydantic adds for the member of a union (`constrained-str`, `list[TextPart]`).
+_UNION_MEMBER = re.compile(r"[\[\-]|^(str|int|float|bool|list|dict)$")
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """A dotted field name from a pydantic location, without the `body`/`query`/... root or
+    the names of union members."""
+    parts = [str(p) for p in loc if p != "[key]" and not _UNION_MEMBER.search(str(p))]
     if parts and parts[0] in {"body", "query", "path", "header"}:
         parts = parts[1:] or parts
     return ".".join(parts)
+
+
+def validation_error(exc: ValidationError, *, prefix: str = "") -> ApiError:
+    """A 422 naming the first invalid field of a model validated by hand (not by FastAPI)."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(p for p in (prefix, field_path(first["loc"])) if p)
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return ApiError(422, "validation_error", message, field=field or None)
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """`application/json` or any `application/*+json`, parameters ignored."""
+    media = (value or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    allowed = [
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+#: Starlette's own HTTP errors (routing, body parsing, body limit) by status: type and field.
+_HTTP_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_body", "body"),
+    404: ("not_found", None),
+    405: ("method_not_allowed", None),
+    413: ("too_large", "body"),
+    415: ("unsupported_media_type", "Content-Type"),
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -60,15 +127,33 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(exc.type, exc.message, exc.field), exc.status, headers=exc.headers
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_, field = _HTTP_ERRORS.get(exc.status_code, ("http_error", None))
+        message = str(exc.detail)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400:  # FastAPI's "There was an error parsing the body"
+            message = "the body could not be read (invalid UTF-8, or JSON nested too deep)"
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return JSONResponse(error_body(type_, message, field), exc.status_code, headers=headers)
+
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":
-            return JSONResponse(error_body("invalid_json", "request body is not valid JSON"), 400)
-        details = [{"field": _field_of(e["loc"]), "message": e["msg"]} for e in errors]
+            return JSONResponse(
+                error_body("invalid_json", "request body is not valid JSON", "body"), 400
+            )
+        content_type = request.headers.get("content-type")
+        body_error = any(tuple(e["loc"])[:1] == ("body",) for e in errors)
+        if body_error and content_type and not is_json_content_type(content_type):
+            message = f"send the body as application/json, not {content_type}"
+            return JSONResponse(error_body("unsupported_media_type", message, "Content-Type"), 415)
+        details = [{"field": field_path(e["loc"]), "message": _message(e)} for e in errors]
         body = error_body(
-            "validation_error", str(first["msg"]), _field_of(first["loc"]), details=details
+            "validation_error", _message(first), field_path(first["loc"]), details=details
         )
         return JSONResponse(body, 422)
 
@@ -110,4 +195,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return JSONResponse(error_body("conflict", str(exc)), 409)
+        return JSONResponse(error_body("conflict", str(exc), getattr(exc, "field", None)), 409)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not an input: logged with its traceback, answered in the documented shape.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "internal error; see the logs"), 500)
+
+
+def _message(error: Any) -> str:
+    return str(error.get("msg", "invalid value")).removeprefix("Value error, ")

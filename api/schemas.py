@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
 from core.policy import CategoryRule, PolicyMode, PolicyRules, parse_rules
 from core.sampling import DEFAULT as SAMPLING
@@ -16,7 +24,7 @@ class RulesIn(BaseModel):
     """A policy's rules as submitted; category names are checked by `rules()`, which names the
     offending field (`categories.<name>`) as `core.policy.parse_rules` does."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     mode: PolicyMode
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
@@ -38,9 +46,9 @@ class PolicyUpdate(RulesIn):
 
 
 class RollbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)  # a PostgreSQL integer
     reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -61,15 +69,37 @@ class PolicyOut(BaseModel):
     created_at: datetime
 
 
+MAX_PROMPT_CHARS = 32_000
+MAX_MESSAGES = 64
+
+
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=32_000)
+    content: str = Field(max_length=MAX_PROMPT_CHARS)
+
+
+#: A prompt as plain text (one user turn) ...
+PromptText = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+#: ... or as chat messages; generations and calibration prompts accept exactly these.
+ChatMessages = Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
+
+
+def _prompt_kind(value: Any) -> str:
+    return "messages" if isinstance(value, list) else "text"
+
+
+#: Either form in one field (calibration prompts); errors name the form, e.g.
+#: `prompt.messages.0.role`.
+PromptOrMessages = Annotated[
+    Annotated[PromptText, Tag("text")] | Annotated[ChatMessages, Tag("messages")],
+    Discriminator(_prompt_kind),
+]
 
 
 class SamplingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_tokens: int = Field(default=SAMPLING.max_new_tokens, ge=1, le=4096)
     temperature: float = Field(default=SAMPLING.temperature, ge=0.0, le=5.0, allow_inf_nan=False)
@@ -78,8 +108,9 @@ class SamplingIn(BaseModel):
 
 
 class GenerationIn(SamplingIn):
-    prompt: str | None = Field(default=None, min_length=1, max_length=32_000)
-    messages: list[Message] | None = Field(default=None, min_length=1, max_length=64)
+    prompt: PromptText | None = None
+    # Validated even when absent, so "exactly one of" names this field, not the whole body.
+    messages: ChatMessages | None = Field(default=None, validate_default=True)
     policy: str | None = Field(default=None, max_length=100)
     wait: bool = False
     stream: bool = Field(
@@ -88,11 +119,14 @@ class GenerationIn(SamplingIn):
     )
     timeout: float = Field(default=30.0, gt=0, le=300)
 
-    @model_validator(mode="after")
-    def _prompt_or_messages(self) -> GenerationIn:
-        if (self.prompt is None) == (self.messages is None):
+    @field_validator("messages")
+    @classmethod
+    def _prompt_or_messages(
+        cls, value: list[Message] | None, info: ValidationInfo
+    ) -> list[Message] | None:
+        if (info.data.get("prompt") is None) == (value is None) and "prompt" in info.data:
             raise ValueError("give exactly one of 'prompt' or 'messages'")
-        return self
+        return value
 
     def chat(self) -> list[dict[str, str]]:
         if self.messages is not None:

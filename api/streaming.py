@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError
+from core.queue import INPUT_TOO_LONG
 from db.models import Generation
 from services.generation_events import GenerationEvent, stream_key
 
@@ -110,7 +111,11 @@ async def open_stream(
 
 
 def row_error(row: Generation) -> None:
-    """Raise the HTTP error of a final row that did not succeed."""
+    """Raise the HTTP error of a final row that did not succeed; an input that did not fit the
+    model's context is the caller's 422, not the server's 502."""
+    if row.status == "failed" and (row.error or "").startswith(INPUT_TOO_LONG):
+        message = (row.error or "").removeprefix(INPUT_TOO_LONG)
+        raise ApiError(422, "validation_error", message, field="messages")
     if row.status != "succeeded":
         raise ApiError(
             502 if row.status == "failed" else 409,

@@ -38,7 +38,7 @@ def submit_generation(
     except QuotaExceeded as exc:
         raise ApiError(422, "validation_error", str(exc), field=exc.field) from None
     except PolicyNotFound as exc:  # name the bad field, like any other invalid input
-        raise ApiError(404, "not_found", str(exc), field="policy") from exc
+        raise ApiError(404, "not_found", str(exc), field="policy") from None
 
 
 async def wait_for_final(state: State, generation_id: uuid.UUID, timeout: float) -> Generation:

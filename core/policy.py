@@ -30,6 +30,8 @@ from core.categories import CATEGORIES, UnknownCategory
 BIAS_OFF: Final = "off"
 PolicyMode = Literal["bias", "threshold"]
 POLICY_MODES: tuple[PolicyMode, ...] = ("bias", "threshold")
+#: Every tenant has a policy of this name from its creation; it starts as `MODEL_DECISION`.
+DEFAULT_POLICY_NAME = "default"
 #: Longest text a policy may give to answer with when a category refuses.
 MAX_REFUSAL_MESSAGE_CHARS = 2000
 
@@ -172,3 +174,7 @@ def threshold_vector(rules: PolicyRules) -> np.ndarray:
         rule = rules.rule(name)
         out[i] = rule.threshold if rule.enabled else np.inf
     return out
+
+
+#: The model's own first-token decision: bias mode, no bias on any category.
+MODEL_DECISION = parse_rules({"mode": "bias", "categories": {}})

@@ -19,6 +19,9 @@ GENERATE_TASK = "rcs.generate"
 CALIBRATE_TASK = "rcs.calibrate"
 AUTOTUNE_TASK = "rcs.autotune"
 HEARTBEAT_TASK = "rcs.heartbeat"
+#: A generation's `error` starts with this when its input (prompt plus token budget) does not fit
+#: the model's context: the caller's fault, answered 422 by the synchronous APIs.
+INPUT_TOO_LONG = "input_too_long: "
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     GENERATE_TASK: {"queue": GENERATE_QUEUE},

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=30.0, gt=0)
     #: Port of a worker's Prometheus endpoint (`RCS_WORKER_METRICS_PORT`); None: not exposed.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: Failed authentications one client address may make per minute before it gets 429.
+    auth_failures_per_minute: int = Field(default=30, ge=1)
     #: The run-state file of the supervising `rcs serve`, set by it for its children.
     supervisor_state: Path | None = None
     #: `json`: one JSON object per log line (with the request id); `text`: plain lines.

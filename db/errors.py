@@ -67,6 +67,18 @@ class StaleVersion(Conflict):
         self.actual = actual
 
 
+class LastAdminKey(Conflict):
+    """Revoking this key would leave its tenant without an active `tenant_admin` key."""
+
+    field = "key_id"
+
+    def __init__(self, key_id: object) -> None:
+        super().__init__(
+            f"API key {key_id} is the tenant's last active tenant_admin key; create another "
+            "admin key before revoking it"
+        )
+
+
 class NoActiveVersion(Conflict):
     """A policy without an active version cannot serve requests."""
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CLIENT, PlatformAdmin, SessionDep, TenantAdmin
+from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from db.models import ApiKey
 from db.repositories import tenants as repo
 
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], responses=errors(*AUTHENTICATED))
 
 
 class TenantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
@@ -38,10 +39,14 @@ class TenantOut(BaseModel):
     created_at: datetime
 
 
-class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+#: Printable text only: names are shown in lists, logs and the dashboard.
+KeyName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
-    name: str = Field(min_length=1, max_length=100)
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: KeyName
     role: Literal["tenant_admin", "client"] = CLIENT
 
 
@@ -59,7 +64,7 @@ class KeyCreated(KeyOut):
     api_key: str = Field(description="the secret, shown once")
 
 
-@router.post("/tenants", status_code=status.HTTP_201_CREATED)
+@router.post("/tenants", status_code=status.HTTP_201_CREATED, responses=errors(*JSON_BODY, 409))
 def create_tenant(
     body: TenantIn, request: Request, principal: PlatformAdmin, session: SessionDep
 ) -> TenantCreated:
@@ -94,7 +99,14 @@ def list_keys(principal: TenantAdmin, session: SessionDep) -> list[KeyOut]:
     ]
 
 
-@router.post("/keys", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/keys",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        201: links("id", {"RevokeKey": ("delete", "/v1/keys/{key_id}")}),
+        **errors(*JSON_BODY),
+    },
+)
 def create_key(
     body: KeyIn, request: Request, principal: TenantAdmin, session: SessionDep
 ) -> KeyCreated:
@@ -110,7 +122,7 @@ def create_key(
     return KeyCreated(**_key_out(key).model_dump(), api_key=plaintext)
 
 
-@router.delete("/keys/{key_id}")
+@router.delete("/keys/{key_id}", responses=errors(404, 409, 422))
 def revoke_key(key_id: uuid.UUID, principal: TenantAdmin, session: SessionDep) -> KeyOut:
     key = repo.revoke_api_key(
         session=session, tenant_id=principal.require_tenant(), key_id=key_id, actor=principal.actor

@@ -14,8 +14,9 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from api.deps import CLIENT, Principal, SessionDep, TenantMember
-from api.errors import ApiError
+from api.errors import ApiError, ErrorBody
 from api.metrics import observe_generation
+from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import GenerationIn, GenerationOut
 from api.streaming import GenerationStream, open_stream, sse
 from api.submissions import submit_generation, wait_for_final
@@ -23,7 +24,7 @@ from db.errors import GenerationNotFound
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 
-router = APIRouter(prefix="/v1/generations", tags=["generations"])
+router = APIRouter(prefix="/v1/generations", tags=["generations"], responses=errors(*AUTHENTICATED))
 
 
 def _ms(a: datetime | None, b: datetime | None) -> float | None:
@@ -92,7 +93,33 @@ def _decision(category: str | None, probabilities: object) -> dict[str, object]:
     return {"refused": category is not None, "category": category, "probabilities": probabilities}
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=GenerationOut)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=GenerationOut,
+    responses={
+        200: {
+            "model": GenerationOut,
+            "description": "Finished within `timeout` (with `wait`), or with `stream` the "
+            "server-sent events `decision`, `text`..., `done`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        202: {
+            "description": "Queued; poll `Location` (also with `wait`, when not finished in time)",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+            **links(
+                "id",
+                {
+                    "GetGeneration": ("get", "/v1/generations/{generation_id}"),
+                    "CancelGeneration": ("post", "/v1/generations/{generation_id}/cancel"),
+                },
+            ),
+        },
+        **errors(*JSON_BODY, 404, 409),
+        502: {"model": ErrorBody, "description": "With `stream`: the worker failed it"},
+        504: {"model": ErrorBody, "description": "With `stream`: not started in time"},
+    },
+)
 async def create_generation(
     body: GenerationIn,
     request: Request,
@@ -118,14 +145,14 @@ async def create_generation(
     return generation_out(row)
 
 
-@router.get("/{generation_id}")
+@router.get("/{generation_id}", responses=errors(404, 422))
 def get_generation(
     generation_id: uuid.UUID, principal: TenantMember, session: SessionDep
 ) -> GenerationOut:
     return generation_out(visible_generation(session, principal, generation_id))
 
 
-@router.post("/{generation_id}/cancel")
+@router.post("/{generation_id}/cancel", responses=errors(404, 409, 422))
 def cancel_generation(
     generation_id: uuid.UUID, principal: TenantMember, session: SessionDep
 ) -> GenerationOut:

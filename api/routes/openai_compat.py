@@ -12,34 +12,37 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import SessionDep, TenantMember
-from api.errors import ApiError
-from api.schemas import GenerationIn
+from api.errors import ApiError, ErrorBody, validation_error
+from api.openapi import AUTHENTICATED, JSON_BODY, errors
+from api.schemas import MAX_MESSAGES, MAX_PROMPT_CHARS, GenerationIn
 from api.streaming import GenerationStream, open_stream, row_error, sse
 from api.submissions import submit_generation, wait_for_final
 from db.models import FINAL_STATUSES, Generation
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=errors(*AUTHENTICATED))
 SYNC_TIMEOUT_SECONDS = 120.0
 
 
 class TextPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text"]
-    text: str
+    text: str = Field(max_length=MAX_PROMPT_CHARS)
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    content: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | list[TextPart]
 
     def plain(self) -> dict[str, str]:
         text = (
@@ -55,10 +58,10 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=64)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
@@ -74,12 +77,24 @@ def _model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "refusal-control-service"}
 
 
-@router.get("/models")
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+@router.get("/models", response_model=ModelList)
 def list_models(request: Request, principal: TenantMember) -> dict[str, Any]:
     return {"object": "list", "data": [_model_card(request.app.state.model_name)]}
 
 
-@router.get("/models/{model}")
+@router.get("/models/{model}", response_model=ModelCard, responses=errors(404))
 def get_model(model: str, request: Request, principal: TenantMember) -> dict[str, Any]:
     if model != request.app.state.model_name:
         raise ApiError(404, "model_not_found", f"model {model!r} is not served here", field="model")
@@ -181,7 +196,23 @@ async def _chunks(
     yield "data: [DONE]\n\n"
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The completion (an OpenAI `chat.completion` plus `refusal_control`), "
+            "or with `stream` its server-sent chunks",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        },
+        **errors(*JSON_BODY, 404, 409),
+        502: {"model": ErrorBody, "description": "The worker failed the generation"},
+        504: {"model": ErrorBody, "description": "Not finished in time; poll the generation"},
+    },
+)
 async def chat_completions(
     body: ChatCompletionIn, request: Request, principal: TenantMember, session: SessionDep
 ) -> dict[str, Any] | StreamingResponse:
@@ -189,15 +220,20 @@ async def chat_completions(
         raise ApiError(
             404, "model_not_found", f"model {body.model!r} is not served here", field="model"
         )
-    native = GenerationIn(
-        messages=[m.plain() for m in body.messages],
-        max_tokens=body.max_completion_tokens or body.max_tokens or 256,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        policy=body.policy,
-        stream=body.stream,
-    )
+    try:  # the same limits as a native request; a joined list of parts can still exceed them
+        native = GenerationIn.model_validate(
+            {
+                "messages": [m.plain() for m in body.messages],
+                "max_tokens": body.max_completion_tokens or body.max_tokens or 256,
+                "temperature": body.temperature,
+                "top_p": body.top_p,
+                "seed": body.seed,
+                "policy": body.policy,
+                "stream": body.stream,
+            }
+        )
+    except ValidationError as exc:
+        raise validation_error(exc) from None
     started = time.monotonic()
     row = await run_in_threadpool(submit_generation, request, session, principal, native)
     if body.stream:

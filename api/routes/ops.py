@@ -116,7 +116,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Every part answers"},
+        503: {"description": "A part does not answer; `failing` names it"},
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the database answers SELECT 1, the broker accepts a connection, at least one
     worker answers a ping and, under `rcs serve`, every supervised part is up. 503 names every

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Header, Response, status
 
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError
+from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import PolicyIn, PolicyOut, PolicyUpdate, RollbackIn, VersionOut
 from core.policy import to_json
+from db.errors import PolicyVersionNotFound
 from db.models import Policy, PolicyVersion
 from db.repositories import policies as repo
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"])
+router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=errors(*AUTHENTICATED))
 
 
 def version_out(version: PolicyVersion) -> VersionOut:
@@ -63,13 +65,28 @@ def list_policies(principal: TenantAdmin, session: SessionDep) -> list[PolicyOut
     ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        201: links(
+            "name",
+            {
+                "GetPolicy": ("get", "/v1/policies/{name}"),
+                "UpdatePolicy": ("put", "/v1/policies/{name}"),
+                "ListVersions": ("get", "/v1/policies/{name}/versions"),
+                "Rollback": ("post", "/v1/policies/{name}/rollback"),
+                "MakeDefault": ("post", "/v1/policies/{name}/default"),
+            },
+        ),
+        **errors(*JSON_BODY, 409),
+    },
+)
 def create_policy(
     body: PolicyIn, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
     tenant_id = principal.require_tenant()
     rules = body.rules()
-    is_first = not repo.list_policies(session=session, tenant_id=tenant_id)
     policy = repo.create_policy(
         session=session,
         tenant_id=tenant_id,
@@ -77,7 +94,7 @@ def create_policy(
         rules=rules,
         actor=principal.actor,
         reason=body.reason,
-        is_default=body.is_default or is_first,
+        is_default=body.is_default,
     )
     session.commit()
     response.headers["Location"] = f"/v1/policies/{policy.name}"
@@ -85,7 +102,7 @@ def create_policy(
     return policy_out(policy)
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=errors(404))
 def get_policy(
     name: str, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
@@ -96,7 +113,7 @@ def get_policy(
     return policy_out(policy)
 
 
-@router.put("/{name}")
+@router.put("/{name}", responses=errors(*JSON_BODY, 404, 409))
 def update_policy(
     name: str,
     body: PolicyUpdate,
@@ -129,7 +146,7 @@ def update_policy(
     return policy_out(policy)
 
 
-@router.get("/{name}/versions")
+@router.get("/{name}/versions", responses=errors(404))
 def list_versions(name: str, principal: TenantAdmin, session: SessionDep) -> list[VersionOut]:
     tenant_id = principal.require_tenant()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
@@ -139,28 +156,32 @@ def list_versions(name: str, principal: TenantAdmin, session: SessionDep) -> lis
     ]
 
 
-@router.post("/{name}/rollback")
+@router.post("/{name}/rollback", responses=errors(*JSON_BODY, 404, 409))
 def rollback(
     name: str, body: RollbackIn, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
     """Re-activate an earlier version (audited); the versions themselves never change."""
     tenant_id = principal.require_tenant()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-    policy = repo.rollback_policy(
-        session=session,
-        tenant_id=tenant_id,
-        policy_id=policy.id,
-        actor=principal.actor,
-        to_version=body.version,
-        reason=body.reason,
-    )
+    try:
+        policy = repo.rollback_policy(
+            session=session,
+            tenant_id=tenant_id,
+            policy_id=policy.id,
+            actor=principal.actor,
+            to_version=body.version,
+            reason=body.reason,
+        )
+    except PolicyVersionNotFound:  # the policy exists; the body names a version it never had
+        message = f"policy {name!r} has no version {body.version}"
+        raise ApiError(422, "validation_error", message, field="version") from None
     session.commit()
     session.refresh(policy)
     _with_etag(response, policy)
     return policy_out(policy)
 
 
-@router.post("/{name}/default")
+@router.post("/{name}/default", responses=errors(404))
 def make_default(name: str, principal: TenantAdmin, session: SessionDep) -> PolicyOut:
     tenant_id = principal.require_tenant()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)

@@ -6,15 +6,17 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.api_keys import MalformedKey, generate_key, parse_prefix, verify_key
+from core.policy import DEFAULT_POLICY_NAME, MODEL_DECISION
 from db.actors import SYSTEM
-from db.errors import AlreadyExists, ApiKeyNotFound, TenantNotFound
+from db.errors import AlreadyExists, ApiKeyNotFound, LastAdminKey, TenantNotFound
 from db.models import ROLES, ApiKey, Tenant
 from db.repositories.audit import append_entry
 from db.repositories.common import add_unique
+from db.repositories.policies import create_policy
 from db.types import utcnow
 
 DEFAULT_QUOTAS: dict[str, int] = {"requests_per_minute": 600, "max_tokens": 1024}
@@ -31,7 +33,8 @@ def create_tenant(
     actor: str = SYSTEM,
     key_name: str = "admin",
 ) -> tuple[Tenant, str]:
-    """A new tenant and its first `tenant_admin` key; returns the plaintext key (shown once).
+    """A new tenant, its first `tenant_admin` key and its default policy (the model's own
+    decision, editable like any other); returns the plaintext key (shown once).
 
     Raises `AlreadyExists` if the name is taken. `secret` is the server secret (settings).
     """
@@ -53,6 +56,15 @@ def create_tenant(
         role="tenant_admin",
         name=key_name,
         actor=actor,
+    )
+    create_policy(
+        session=session,
+        tenant_id=tenant.id,
+        name=DEFAULT_POLICY_NAME,
+        rules=MODEL_DECISION,
+        actor=actor,
+        reason="created with the tenant: the model's own decision",
+        is_default=True,
     )
     return tenant, plaintext
 
@@ -191,11 +203,31 @@ def list_api_keys(*, session: Session, tenant_id: uuid.UUID | None) -> list[ApiK
 def revoke_api_key(
     *, session: Session, tenant_id: uuid.UUID | None, key_id: uuid.UUID, actor: str
 ) -> ApiKey:
-    """Revoke a key of this tenant (`tenant_id` None: a platform key); idempotent, audited."""
+    """Revoke a key of this tenant (`tenant_id` None: a platform key); idempotent, audited.
+
+    A tenant's last active `tenant_admin` key cannot be revoked (`LastAdminKey`): nobody could
+    manage the tenant any more. The tenant row is locked first, so two concurrent revocations of
+    its last two admin keys cannot both pass the check.
+    """
+    if tenant_id is not None:
+        session.scalar(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
     where = ApiKey.tenant_id.is_(None) if tenant_id is None else ApiKey.tenant_id == tenant_id
     key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, where))
     if key is None:
         raise ApiKeyNotFound(key_id)
+    if key.revoked_at is None and key.role == "tenant_admin" and key.tenant_id is not None:
+        other_admins = session.scalar(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(
+                ApiKey.tenant_id == key.tenant_id,
+                ApiKey.role == "tenant_admin",
+                ApiKey.revoked_at.is_(None),
+                ApiKey.id != key.id,
+            )
+        )
+        if not other_admins:
+            raise LastAdminKey(key.id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.flush()

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.policy import DEFAULT_POLICY_NAME
 from core.settings import Settings
 from db.migrate import upgrade
 from db.repositories.tenants import create_api_key, create_platform_admin_key, create_tenant
@@ -62,6 +63,9 @@ def api_settings(api_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> S
         environment="test",
         data_dir=tmp_path_factory.mktemp("data"),
         model_dir=None,
+        # The isolation tests make many failed authentications on purpose; the throttle has
+        # its own test (test_auth_throttle.py).
+        auth_failures_per_minute=1_000_000,
     )
 
 
@@ -81,6 +85,21 @@ def platform_key(api_settings: Settings) -> str:
     with session_scope(factory) as session:
         _, plaintext = create_platform_admin_key(session=session, secret=TEST_SECRET, name="ops")
         return plaintext
+
+
+def set_policy(
+    client: TestClient, keys: TenantKeys, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Create a policy, or give the tenant's `default` (which exists from creation) these rules
+    as a new version."""
+    if name == DEFAULT_POLICY_NAME:
+        response = client.put(f"/v1/policies/{name}", json=body, headers=keys.headers())
+        assert response.status_code == 200, response.text
+    else:
+        payload = {"name": name, **body}
+        response = client.post("/v1/policies", json=payload, headers=keys.headers())
+        assert response.status_code == 201, response.text
+    return response.json()
 
 
 @pytest.fixture

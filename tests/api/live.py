@@ -17,7 +17,7 @@ from api.app import create_app
 from api.tasks_client import CeleryTaskSender
 from core.categories import CATEGORIES
 from core.settings import Settings
-from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys
+from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys, set_policy
 from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
 
 # Threshold 0 on safety and every other category off: every prompt is refused as safety.
@@ -66,8 +66,8 @@ def live_client(e2e_settings: Settings) -> Iterator[TestClient]:
 
 
 def create_policy(client: TestClient, keys: TenantKeys, name: str, body: dict) -> None:
-    response = client.post("/v1/policies", json={"name": name, **body}, headers=keys.headers())
-    assert response.status_code == 201, response.text
+    """A new policy, or new rules for the tenant's `default` (which exists from creation)."""
+    set_policy(client, keys, name, body)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def test_platform_admin_creates_a_tenant_whose_key_is_its_admin(
     key = created["api_key"]
     assert key.startswith("rcs_")
     # The key is the new tenant's admin: it manages policies, but not tenants.
-    assert client.get("/v1/policies", headers=bearer(key)).json() == []
+    policies = client.get("/v1/policies", headers=bearer(key)).json()
+    assert [(p["name"], p["is_default"]) for p in policies] == [("default", True)]
     assert client.get("/v1/tenants", headers=bearer(key)).status_code == 403
     listed = client.get("/v1/tenants", headers=bearer(platform_key))
     assert listed.status_code == 200

@@ -12,7 +12,7 @@ from api.app import create_app
 from core.settings import Settings
 from db.models import CalibrationItem, CalibrationRun
 from db.session import create_session_factory
-from tests.api.conftest import TenantKeys
+from tests.api.conftest import TenantKeys, set_policy
 
 PROMPTS = [
     {"prompt": f"question {i}", "label": "safety" if i % 2 else "respond"} for i in range(20)
@@ -20,10 +20,7 @@ PROMPTS = [
 
 
 def _policy(client: TestClient, keys: TenantKeys, name: str = "default") -> None:
-    response = client.post(
-        "/v1/policies", json={"name": name, "mode": "threshold"}, headers=keys.headers()
-    )
-    assert response.status_code == 201, response.text
+    set_policy(client, keys, name, {"mode": "threshold"})
 
 
 def _counts(settings: Settings) -> tuple[int, int]:

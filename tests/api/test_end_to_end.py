@@ -75,9 +75,13 @@ def test_mixed_tenants_batch_through_a_real_worker(
         live_client,
         tenant_a,
         "open",
-        {"mode": "bias", "categories": {c: {"bias": "off"} for c in CATEGORIES}},
+        {
+            "mode": "bias",
+            "categories": {c: {"bias": "off"} for c in CATEGORIES},
+            "is_default": True,
+        },
     )
-    create_policy(live_client, tenant_b, "strict", ONLY_SAFETY_ALWAYS)
+    create_policy(live_client, tenant_b, "strict", {**ONLY_SAFETY_ALWAYS, "is_default": True})
     worker = start_worker(worker_environment, tmp_path / "worker.log")
     try:
         ids = []

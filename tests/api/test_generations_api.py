@@ -20,9 +20,9 @@ from core.settings import Settings
 from db.models import Generation, PolicyVersion
 from db.repositories.generations import mark_running
 from db.session import create_session_factory, session_scope
-from tests.api.conftest import RecordingSender, TenantKeys
+from tests.api.conftest import RecordingSender, TenantKeys, set_policy
 
-POLICY = {"name": "default", "mode": "threshold", "categories": {"safety": {"threshold": 0.3}}}
+POLICY = {"mode": "threshold", "categories": {"safety": {"threshold": 0.3}}}
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,8 @@ def factory(api_settings: Settings) -> sessionmaker[Session]:
 
 @pytest.fixture
 def tenant(client: TestClient, tenant_a: TenantKeys) -> TenantKeys:
-    """Tenant A with a default policy, so generations can resolve one."""
-    response = client.post("/v1/policies", json=POLICY, headers=tenant_a.headers())
-    assert response.status_code == 201, response.text
+    """Tenant A with threshold rules in its default policy."""
+    set_policy(client, tenant_a, "default", POLICY)
     return tenant_a
 
 
@@ -163,12 +162,12 @@ def test_unknown_generation_id_is_404_and_a_malformed_one_422(
 LONG = "x" * 32_001
 BAD_BODIES: list[tuple[str, Any, int, str | None]] = [
     # (case, JSON body or raw bytes, status, field named in the error)
-    ("neither prompt nor messages", {"max_tokens": 8}, 422, "body"),
+    ("neither prompt nor messages", {"max_tokens": 8}, 422, "messages"),
     (
         "both prompt and messages",
         {"prompt": "a", "messages": [{"role": "user", "content": "b"}]},
         422,
-        "body",
+        "messages",
     ),
     ("empty prompt", {"prompt": ""}, 422, "prompt"),
     ("oversized prompt", {"prompt": LONG}, 422, "prompt"),
@@ -205,7 +204,7 @@ BAD_BODIES: list[tuple[str, Any, int, str | None]] = [
     ("policy of the wrong type", {"prompt": "hi", "policy": ["a"]}, 422, "policy"),
     ("unknown field", {"prompt": "hi", "priority": "high"}, 422, "priority"),
     ("body not an object", ["hi"], 422, "body"),
-    ("malformed JSON", b'{"prompt": "hi",', 400, None),
+    ("malformed JSON", b'{"prompt": "hi",', 400, "body"),
 ]
 
 
@@ -255,8 +254,7 @@ def test_requests_per_minute_quota_gives_429_with_retry_after(
     )
     assert created.status_code == 201, created.text
     tenant_id = uuid.UUID(created.json()["tenant_id"])
-    headers = {"Authorization": f"Bearer {created.json()['api_key']}"}
-    assert client.post("/v1/policies", json=POLICY, headers=headers).status_code == 201
+    headers = {"Authorization": f"Bearer {created.json()['api_key']}"}  # its default policy serves
 
     statuses = [
         client.post("/v1/generations", json={"prompt": "hi"}, headers=headers).status_code
@@ -270,7 +268,6 @@ def test_requests_per_minute_quota_gives_429_with_retry_after(
     assert count_generations(factory, tenant_id) == 2
     assert len(sender.sent) == 2
     # The quota is per tenant: another tenant is not slowed down.
-    client.post("/v1/policies", json=POLICY, headers=tenant_a.headers())
     other = client.post("/v1/generations", json={"prompt": "hi"}, headers=tenant_a.headers())
     assert other.status_code == 202
 

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from core.policy import parse_rules
+from core.policy import DEFAULT_POLICY_NAME, parse_rules
 from core.settings import Settings
 from core.summary import Summaries
 from db.models import ApiKey, Generation, Policy, PolicyVersion
@@ -507,7 +507,8 @@ def test_role_and_tenant_matrix_over_every_route(app_client: TestClient, world: 
 
 
 def assert_b_untouched(w: World) -> None:
-    """Nothing A tried changed B: one policy version, no revoked key, no cancelled generation."""
+    """Nothing A tried changed B: its two policies still at version 1 (its `default` and its
+    own), no revoked key, no cancelled generation."""
     with w.factory() as session:
         versions = session.scalar(
             select(func.count())
@@ -515,7 +516,7 @@ def assert_b_untouched(w: World) -> None:
             .join(Policy, PolicyVersion.policy_id == Policy.id)
             .where(Policy.tenant_id == w.b.tenant_id)
         )
-        assert versions == 1
+        assert versions == 2
         revoked = session.scalars(
             select(ApiKey.id).where(
                 ApiKey.tenant_id == w.b.tenant_id, ApiKey.revoked_at.isnot(None)
@@ -535,7 +536,7 @@ def test_lists_never_contain_another_tenants_items(app_client: TestClient, world
     for side, other in ((a, b), (b, a)):
         headers = {"Authorization": f"Bearer {side.admin}"}
         names = [p["name"] for p in app_client.get("/v1/policies", headers=headers).json()]
-        assert names == [side.policy]
+        assert names == sorted([DEFAULT_POLICY_NAME, side.policy])
         keys = app_client.get("/v1/keys", headers=headers).json()
         assert {k["id"] for k in keys} >= {str(side.client_id), str(side.sibling_id)}
         with world.factory() as session:
@@ -594,7 +595,7 @@ def test_the_tenant_comes_from_the_key_never_the_request(
     listed = app_client.get(
         "/v1/policies", params={"tenant_id": str(world.b.tenant_id)}, headers=headers
     )
-    assert [p["name"] for p in listed.json()] == [world.a.policy]
+    assert [p["name"] for p in listed.json()] == sorted([DEFAULT_POLICY_NAME, world.a.policy])
 
 
 def test_a_client_reads_only_its_own_generations(app_client: TestClient, world: World) -> None:

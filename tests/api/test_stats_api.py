@@ -14,7 +14,7 @@ from core.settings import Settings
 from db.repositories.policies import get_policy_by_name
 from db.repositories.stats import StatIncrement, increment_stats
 from db.session import create_session_factory, session_scope
-from tests.api.conftest import TenantKeys
+from tests.api.conftest import TenantKeys, set_policy
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 START, END = "2025-03-01T10:00:00Z", "2025-03-01T12:00:00Z"
@@ -25,10 +25,7 @@ def minute(m: int) -> datetime:
 
 
 def make_policy(client: TestClient, keys: TenantKeys, name: str) -> None:
-    response = client.post(
-        "/v1/policies", json={"name": name, "mode": "bias"}, headers=keys.headers()
-    )
-    assert response.status_code == 201, response.text
+    set_policy(client, keys, name, {"mode": "bias"})
 
 
 @pytest.fixture

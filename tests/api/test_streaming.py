@@ -122,14 +122,16 @@ def test_native_stream_and_a_client_that_leaves_early(
         assert row["output"] and row["completion_tokens"] >= 1
 
 
-def test_a_stream_that_fails_before_its_first_token_is_a_plain_http_error(
+def test_a_stream_whose_prompt_does_not_fit_is_a_plain_422(
     live_client: TestClient, running_worker: Path, tenant_b: TenantKeys
 ) -> None:
+    """Failing before its first token, a stream is a plain HTTP error; this one is the input's
+    fault (prompt plus budget over the model's context), so a 4xx, never a 5xx."""
     create_policy(live_client, tenant_b, "plain", ANSWER_ALWAYS)
     response = live_client.post(
         "/v1/generations",
         json={"prompt": "tell me about the moon " * 400, "max_tokens": 8, "stream": True},
         headers=tenant_b.headers("client"),
     )
-    assert response.status_code == 502, response.text
+    assert response.status_code == 422, response.text
     assert "exceeds the model's context" in response.json()["error"]["message"]

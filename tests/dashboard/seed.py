@@ -39,7 +39,7 @@ def _rules(threshold: float, target: float) -> PolicyRules:
     return parse_rules({"mode": "threshold", "categories": cats})
 
 
-def seed_policy_and_stats(session: Session, tenant_id: uuid.UUID, name: str = "default") -> Seeded:
+def seed_policy_and_stats(session: Session, tenant_id: uuid.UUID, name: str = "main") -> Seeded:
     """Policy `name` with v1..v3 (v3 active) and `STAT_HOURS` hourly buckets of traffic."""
     now = utcnow()
     policy = policies.create_policy(

@@ -107,7 +107,7 @@ def test_rolling_back_shows_the_new_active_version(
     seeded: tuple[Seeded, str],
     api_settings: Settings,
 ) -> None:
-    browser.goto(f"{live_server}/dashboard/policies/default?a=1&b=3")
+    browser.goto(f"{live_server}/dashboard/policies/main?a=1&b=3")
     assert browser.count("#diff tr.changed") == 2  # safety threshold and target differ
     assert browser.text("#active-version") == "v3"
     _shot(browser, screenshots, "policies")

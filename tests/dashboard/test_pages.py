@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from db.repositories.tenants import find_api_key, revoke_api_key
+from db.repositories.tenants import create_api_key, find_api_key, revoke_api_key
 from db.session import create_session_factory, session_scope
 from tests.api.conftest import TEST_SECRET, make_tenant
 from tests.dashboard.conftest import csrf_of, sign_in
@@ -73,6 +73,13 @@ def test_revoking_the_key_ends_its_dashboard_session(
     with session_scope(create_session_factory(api_settings.sqlalchemy_url)) as session:
         key = find_api_key(session=session, presented=keys.admin, secret=TEST_SECRET)
         assert key is not None
+        create_api_key(  # the last admin key of a tenant cannot be revoked
+            session=session,
+            secret=TEST_SECRET,
+            tenant_id=keys.tenant_id,
+            role="tenant_admin",
+            name="spare",
+        )
         revoke_api_key(session=session, tenant_id=keys.tenant_id, key_id=key.id, actor="test")
     response = client.get("/dashboard/policies", follow_redirects=False)
     assert response.headers["location"] == "/dashboard/login?reason=revoked"
@@ -81,16 +88,16 @@ def test_revoking_the_key_ends_its_dashboard_session(
 def test_rollback_needs_the_sessions_csrf_token(client: TestClient, api_settings: Settings) -> None:
     keys, _ = _seed(api_settings)
     sign_in(client, keys.admin)
-    url = "/dashboard/policies/default/rollback"
+    url = "/dashboard/policies/main/rollback"
     for token in ("", "wrong"):
         response = client.post(url, data={"version": 1, "csrf": token})
         assert response.status_code == 403
         assert "Form expired" in response.text
-    assert 'id="active-version">v3<' in client.get("/dashboard/policies/default").text
-    token = csrf_of(client, "/dashboard/policies/default")
+    assert 'id="active-version">v3<' in client.get("/dashboard/policies/main").text
+    token = csrf_of(client, "/dashboard/policies/main")
     response = client.post(url, data={"version": 1, "csrf": token}, follow_redirects=False)
     assert response.status_code == 303
-    assert 'id="active-version">v1<' in client.get("/dashboard/policies/default").text
+    assert 'id="active-version">v1<' in client.get("/dashboard/policies/main").text
     audit = client.get("/dashboard/audit?action=policy.activate").text
     assert "rollback from the dashboard" in audit
 
@@ -129,14 +136,14 @@ def test_a_tenant_admin_sees_only_its_own_tenant(
     _, other = _seed(api_settings)
     keys = make_tenant(api_settings, f"t-{uuid.uuid4().hex[:8]}")
     sign_in(client, keys.admin)
-    # Its tenant has no policy, so the other tenant's `default` is not found.
-    assert client.get("/dashboard/policies/default").status_code == 404
-    assert "no policies yet" in client.get("/dashboard/policies").text
-    assert "No policies yet" in client.get("/dashboard/categories").text
+    # Its tenant has only its own `default` policy: the other tenant's `main` is not found.
+    assert client.get("/dashboard/policies/main").status_code == 404
+    listing = client.get("/dashboard/policies").text
+    assert "/dashboard/policies/default" in listing and "/dashboard/policies/main" not in listing
     assert "No calibration runs yet" in client.get("/dashboard/calibrations").text
     run = client.get(f"/dashboard/calibrations/{uuid.uuid4()}")
     assert run.status_code == 404 and "Calibration not found" in run.text
-    assert other.policy_name == "default"
+    assert other.policy_name == "main"
 
 
 def test_category_view_points_targets_and_empty_ranges(

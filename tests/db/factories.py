@@ -32,7 +32,7 @@ def make_tenant(session: Session, name: str | None = None) -> tuple[Tenant, str]
 def make_policy(
     session: Session,
     tenant: Tenant,
-    name: str = "default",
+    name: str = "main",
     *,
     threshold: float = 0.5,
     is_default: bool = True,

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session
 
-from core.policy import parse_rules
+from core.policy import DEFAULT_POLICY_NAME, MODEL_DECISION, bias_vector, parse_rules
 from db.actors import SYSTEM, calibration_actor
 from db.errors import (
     AlreadyExists,
@@ -133,9 +133,20 @@ def test_stale_expected_version_is_refused(db_session: Session) -> None:
     assert (info.value.expected, info.value.actual) == (1, 2)
 
 
+def test_every_tenant_starts_with_the_models_own_decision_as_its_default(
+    db_session: Session,
+) -> None:
+    tenant, _ = make_tenant(db_session)
+    default = get_default_policy(session=db_session, tenant_id=tenant.id)
+    assert default.name == DEFAULT_POLICY_NAME
+    version = resolve_active_version(session=db_session, tenant_id=tenant.id)
+    assert parse_rules(version.rules) == MODEL_DECISION
+    assert (bias_vector(MODEL_DECISION) == 0).all()  # no bias, and bias mode: no threshold
+
+
 def test_one_default_policy_per_tenant(db_session: Session) -> None:
     tenant, _ = make_tenant(db_session)
-    first = make_policy(db_session, tenant, "default", is_default=True)
+    first = get_default_policy(session=db_session, tenant_id=tenant.id)
     kids = make_policy(db_session, tenant, "kids-app", is_default=False)
     assert get_default_policy(session=db_session, tenant_id=tenant.id).id == first.id
     mark_default(session=db_session, tenant_id=tenant.id, policy_id=kids.id, actor=SYSTEM)
@@ -152,10 +163,10 @@ def test_one_default_policy_per_tenant(db_session: Session) -> None:
 def test_policy_names_are_unique_per_tenant_only(db_session: Session) -> None:
     tenant_a, _ = make_tenant(db_session)
     tenant_b, _ = make_tenant(db_session)
-    make_policy(db_session, tenant_a, "default")
-    make_policy(db_session, tenant_b, "default")
+    make_policy(db_session, tenant_a, "strict")
+    make_policy(db_session, tenant_b, "strict")
     with pytest.raises(AlreadyExists):
-        make_policy(db_session, tenant_a, "default", is_default=False)
+        make_policy(db_session, tenant_a, "strict", is_default=False)
 
 
 def test_tenant_b_cannot_reach_tenant_a_policies(db_session: Session) -> None:
@@ -166,9 +177,8 @@ def test_tenant_b_cannot_reach_tenant_a_policies(db_session: Session) -> None:
     with pytest.raises(PolicyNotFound):
         get_policy(session=db_session, tenant_id=tenant_b.id, policy_id=policy.id)
     with pytest.raises(PolicyNotFound):
-        get_policy_by_name(session=db_session, tenant_id=tenant_b.id, name="default")
-    with pytest.raises(PolicyNotFound):
-        get_default_policy(session=db_session, tenant_id=tenant_b.id)
+        get_policy_by_name(session=db_session, tenant_id=tenant_b.id, name=policy.name)
+    assert get_default_policy(session=db_session, tenant_id=tenant_b.id).id != policy.id
     with pytest.raises(PolicyNotFound):
         list_versions(session=db_session, tenant_id=tenant_b.id, policy_id=policy.id)
     with pytest.raises(PolicyNotFound):
@@ -185,7 +195,9 @@ def test_tenant_b_cannot_reach_tenant_a_policies(db_session: Session) -> None:
         get_version_by_id(
             session=db_session, tenant_id=tenant_b.id, version_id=policy.active_version_id
         )
-    assert list_policies(session=db_session, tenant_id=tenant_b.id) == []
+    assert [p.name for p in list_policies(session=db_session, tenant_id=tenant_b.id)] == [
+        DEFAULT_POLICY_NAME
+    ]
     # Workers load versions by id without a tenant: their rows already name the version.
     assert load_version(session=db_session, version_id=policy.active_version_id).policy_id == (
         policy.id

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.actors import SYSTEM, key_actor
-from db.errors import AlreadyExists, ApiKeyNotFound
+from db.errors import AlreadyExists, ApiKeyNotFound, LastAdminKey
 from db.models import ApiKey
 from db.repositories.audit import list_entries
 from db.repositories.tenants import (
@@ -59,6 +59,9 @@ def test_revoked_key_no_longer_authenticates(db_session: Session) -> None:
     tenant, plaintext = make_tenant(db_session)
     key = find_api_key(session=db_session, presented=plaintext, secret=SERVER_SECRET)
     assert key is not None
+    create_api_key(
+        session=db_session, secret=SERVER_SECRET, tenant_id=tenant.id, role="tenant_admin", name="2"
+    )
     revoke_api_key(session=db_session, tenant_id=tenant.id, key_id=key.id, actor=key_actor(key.id))
     assert find_api_key(session=db_session, presented=plaintext, secret=SERVER_SECRET) is None
     actions = [e.action for e in list_entries(session=db_session, tenant_id=tenant.id)]
@@ -138,3 +141,23 @@ def test_client_keys_are_listed_per_tenant(db_session: Session) -> None:
     assert client.id not in {k.id for k in list_api_keys(session=db_session, tenant_id=other.id)}
     found = find_api_key(session=db_session, presented=plaintext, secret=SERVER_SECRET)
     assert found is not None and found.role == "client"
+
+
+def test_the_last_active_admin_key_of_a_tenant_cannot_be_revoked(db_session: Session) -> None:
+    tenant, plaintext = make_tenant(db_session)
+    first = find_api_key(session=db_session, presented=plaintext, secret=SERVER_SECRET)
+    assert first is not None
+    client, _ = create_api_key(
+        session=db_session, secret=SERVER_SECRET, tenant_id=tenant.id, role="client", name="c"
+    )
+    with pytest.raises(LastAdminKey):  # a client key does not count as an admin
+        revoke_api_key(session=db_session, tenant_id=tenant.id, key_id=first.id, actor=SYSTEM)
+    second, _ = create_api_key(
+        session=db_session, secret=SERVER_SECRET, tenant_id=tenant.id, role="tenant_admin", name="2"
+    )
+    revoke_api_key(session=db_session, tenant_id=tenant.id, key_id=first.id, actor=SYSTEM)
+    with pytest.raises(LastAdminKey):
+        revoke_api_key(session=db_session, tenant_id=tenant.id, key_id=second.id, actor=SYSTEM)
+    # revoking an already revoked key stays idempotent; clients can always go
+    revoke_api_key(session=db_session, tenant_id=tenant.id, key_id=first.id, actor=SYSTEM)
+    revoke_api_key(session=db_session, tenant_id=tenant.id, key_id=client.id, actor=SYSTEM)

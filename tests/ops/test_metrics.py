@@ -118,7 +118,12 @@ def test_access_log_line_carries_the_callers_request_id(tmp_path: Path) -> None:
     access = logging.getLogger("rcs.access")
     access.addHandler(handler)
     try:
-        settings = Settings(broker_url=OPS_BROKER, data_dir=tmp_path, log_format="text")
+        settings = Settings(
+            database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",  # never reached
+            broker_url=OPS_BROKER,
+            data_dir=tmp_path,
+            log_format="text",
+        )
         client = TestClient(create_app(settings, task_sender=RecordingSender()))
         response = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     finally:

@@ -18,6 +18,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from core.categories import MANIFEST_FILENAME, InvalidManifest, RefusalManifest
 from core.settings import Settings, get_settings
+from workers.engine.prompt_tokens import encode_prompt
 
 #: A prompt is plain text (sent as one user turn) or a list of chat messages.
 Prompt = str | Sequence[Mapping[str, str]]
@@ -77,16 +78,10 @@ class LoadedModel:
         return sum(p.numel() for p in self.model.parameters())
 
     def encode(self, prompt: Prompt) -> list[int]:
-        """Token ids of a prompt, through the chat template when the tokenizer has one."""
-        tok = self.tokenizer
+        """Token ids of a prompt (chat template when the tokenizer has one); control and role
+        tokens typed in the prompt stay plain text (`prompt_tokens`)."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(
-                list(messages), add_generation_prompt=True, tokenize=False
-            )
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in messages)
-        return list(tok(text)["input_ids"])
+        return encode_prompt(self.tokenizer, list(messages))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)

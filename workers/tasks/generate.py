@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
 from core.histogram import histogram_of
-from core.queue import GENERATE_TASK
+from core.queue import GENERATE_TASK, INPUT_TOO_LONG
 from core.sampling import SamplingParams
 from core.settings import get_settings
 from db.models import Generation, Tenant
@@ -195,7 +195,7 @@ def generate(generation_id: str, stream: bool = False) -> None:
             claimed.request, tenant=claimed.row.tenant_id, share=claimed.share, stream_to=stream_to
         )
     except RequestTooLong as exc:  # fails alone, at once; the model never sees it
-        _fail(gid, str(exc), stream=stream)
+        _fail(gid, f"{INPUT_TOO_LONG}{exc}", stream=stream)
         return
     try:
         result = future.result()
