@@ -10,10 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from api.errors import ApiError, validation_error
 from api.schemas import PromptOrMessages
+from core.calibration_problem import Method
 from core.categories import CATEGORIES, CLASSES
 from db.repositories.calibrations import NewCalibrationItem
-
-Method = Literal["threshold", "greedy_bias", "sampled_bias"]
 
 
 def _check_targets(targets: dict[str, float]) -> dict[str, float]:
@@ -69,7 +68,8 @@ class CalibrationUpload(CalibrationOptions):
     """The multipart form of a submission, for the OpenAPI document: the prompts as a JSONL file
     (one `{"prompt", "label"?}` per line), the options as form fields."""
 
-    targets: str = Field(description='a JSON object of target rates, e.g. {"safety": 0.1}')  # type: ignore[assignment]
+    # A form field is text: the JSON object arrives as a string, narrowing the parent's dict.
+    targets: str = Field(description='a JSON object of target rates, e.g. {"safety": 0.1}')  # type: ignore[assignment]  # documents the form, never validated
     file: bytes = Field(description="JSONL, one prompt per line")
 
 

@@ -20,8 +20,8 @@ from core.summary import N_CATEGORIES, Summaries
 
 Method = Literal["threshold", "greedy_bias", "sampled_bias"]
 TargetKind = Literal["traffic", "labelled"]
-METHODS: tuple[str, ...] = ("threshold", "greedy_bias", "sampled_bias")
-TARGET_KINDS: tuple[str, ...] = ("traffic", "labelled")
+METHODS: tuple[Method, ...] = ("threshold", "greedy_bias", "sampled_bias")
+TARGET_KINDS: tuple[TargetKind, ...] = ("traffic", "labelled")
 
 
 class InvalidTarget(ValueError):
@@ -31,6 +31,22 @@ class InvalidTarget(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+def method_of(value: str) -> Method:
+    """A method name (e.g. a stored run's) as the `Method` it is; `InvalidTarget` otherwise."""
+    for known in METHODS:
+        if value == known:
+            return known
+    raise InvalidTarget("method", f"unknown method {value!r}; known: {list(METHODS)}")
+
+
+def target_kind_of(value: str) -> TargetKind:
+    """A target kind name as the `TargetKind` it is; `InvalidTarget` otherwise."""
+    for known in TARGET_KINDS:
+        if value == known:
+            return known
+    raise InvalidTarget("target_kind", f"must be one of {list(TARGET_KINDS)}")
 
 
 @dataclass(frozen=True, eq=False)

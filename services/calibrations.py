@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from core.calibration import InvalidTarget, Solution, control_error, solve
+from core.calibration_problem import method_of, target_kind_of
 from core.categories import CATEGORIES
 from core.policy import BIAS_OFF, CategoryRule, PolicyRules, bias_vector, threshold_vector
 from core.summary import Summaries
@@ -29,8 +30,6 @@ from db.repositories.policies import (
     get_policy,
     get_policy_by_name,
 )
-
-METHODS = ("threshold", "greedy_bias", "sampled_bias")
 
 
 def _summaries(rows: list[tuple[dict[str, Any], str | None]]) -> tuple[Summaries, list[str | None]]:
@@ -97,8 +96,8 @@ def solve_and_propose(
     solution = solve(
         cal,
         targets,
-        method=method,  # type: ignore[arg-type]
-        target_kind=run.target_kind,  # type: ignore[arg-type]
+        method=method_of(method),
+        target_kind=target_kind_of(run.target_kind),
         labels=cal_labels if labelled else None,
         initial=initial_values(active.rules, method),
     )

@@ -14,18 +14,27 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
-Row = TypeVar("Row")
 
 
-class RowRecorder(Generic[Row]):
+class HasId(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+Row = TypeVar("Row", bound=HasId)
+Result = TypeVar("Result")
+
+
+class RowRecorder(Generic[Row, Result]):
     def __init__(
         self,
-        write: Callable[[Sequence[Row], Sequence[Any]], set[Any]],
+        write: Callable[[Sequence[Row], Sequence[Result]], set[uuid.UUID]],
         after_commit: Callable[[Sequence[Row]], None],
         *,
         max_rows: int = 256,
@@ -34,10 +43,10 @@ class RowRecorder(Generic[Row]):
         self.write = write
         self.after_commit = after_commit
         self.max_rows = max_rows
-        self._queue: queue.SimpleQueue[tuple[Row, Any, Future[bool]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Row, Result, Future[bool]]] = queue.SimpleQueue()
         threading.Thread(target=self._run, name="row-recorder", daemon=True).start()
 
-    def record(self, row: Row, result: Any) -> Future[bool]:
+    def record(self, row: Row, result: Result) -> Future[bool]:
         future: Future[bool] = Future()
         self._queue.put((row, result, future))
         return future
@@ -60,4 +69,4 @@ class RowRecorder(Generic[Row]):
             except Exception:  # the rows are written; waiters fall back to reading them
                 log.exception("notifying %d written rows failed", len(rows))
             for row, _, future in items:
-                future.set_result(row.id in moved)  # type: ignore[attr-defined]
+                future.set_result(row.id in moved)

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
 from db.session import create_session_factory
+
+if TYPE_CHECKING:  # these import torch, which is loaded only when the engine is first used
+    from workers.engine.batch import Engine
+    from workers.engine.loop import EngineLoop
+    from workers.token_stream import TokenStreamPublisher
 
 # lru_cache alone may build twice when consumer threads race on first use; a model must not.
 _build_lock = threading.RLock()
@@ -27,27 +32,27 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(get_settings().redis_url)
 
 
-def engine() -> Any:
+def engine() -> Engine:
     """The model engine, loaded on first use (torch is imported only here)."""
     with _build_lock:
         return _engine()
 
 
 @lru_cache(maxsize=1)
-def _engine() -> Any:
+def _engine() -> Engine:
     from workers.engine.batch import Engine
 
     return Engine.from_dir(str(get_settings().resolved_model_dir()))
 
 
-def token_stream() -> Any:
+def token_stream() -> TokenStreamPublisher:
     """The publisher of streamed rows' tokens (`workers.token_stream`)."""
     with _build_lock:
         return _token_stream()
 
 
 @lru_cache(maxsize=1)
-def _token_stream() -> Any:
+def _token_stream() -> TokenStreamPublisher:
     from workers.token_stream import TokenStreamPublisher
 
     return TokenStreamPublisher(
@@ -55,14 +60,14 @@ def _token_stream() -> Any:
     )
 
 
-def engine_loop() -> Any:
+def engine_loop() -> EngineLoop:
     """The one continuous-batching loop of this process (`workers.engine.loop.EngineLoop`)."""
     with _build_lock:
         return _engine_loop()
 
 
 @lru_cache(maxsize=1)
-def _engine_loop() -> Any:
+def _engine_loop() -> EngineLoop:
     from workers.engine.loop import EngineLoop
 
     settings = get_settings()

@@ -26,7 +26,12 @@ from workers.engine.model import LoadedModel
 from workers.engine.prefill import left_pad, summaries_to_rows
 from workers.engine.processor import RefusalPolicyProcessor
 from workers.engine.sampling import sample_next
-from workers.engine.types import FirstTokenSummary, GenerationRequest, GenerationResult
+from workers.engine.types import (
+    FinishReason,
+    FirstTokenSummary,
+    GenerationRequest,
+    GenerationResult,
+)
 
 
 @dataclass(frozen=True)
@@ -307,7 +312,7 @@ class RunningBatch:
         return None
 
     def _result(
-        self, row: _Row, finish: str, now: float, *, text: str | None = None
+        self, row: _Row, finish: FinishReason, now: float, *, text: str | None = None
     ) -> GenerationResult:
         ids = row.generated
         assert row.summary is not None
@@ -322,7 +327,7 @@ class RunningBatch:
             token_ids=tuple(ids),
             prompt_tokens=len(row.joining.encoded),
             completion_tokens=len(ids),
-            finish_reason=finish,  # type: ignore[arg-type]
+            finish_reason=finish,
             seed=row.seed,
             first_token_ms=(row.first_token_at - row.started) * 1e3,
             total_ms=(now - row.started) * 1e3,

@@ -46,7 +46,7 @@ def sample_next(
     z = logits.index_select(0, rows) / temperature.index_select(0, rows)[:, None]  # (S, V)
     probs = torch.softmax(z, dim=-1)  # (S, V)
     p = top_p.index_select(0, rows)  # (S,)
-    u = _draw([generators[i] for i in rows.tolist()], logits.device)  # (S,)  # type: ignore[misc]
+    u = _draw([generators[i] for i in rows.tolist()], logits.device)  # (S,)
     full = p >= 1.0  # (S,)
     n_full = int(full.sum())
     if n_full == len(rows):  # common cases first: one path for every row, no masking

@@ -10,11 +10,18 @@ from typing import Literal
 import numpy as np
 
 from core.categories import CATEGORIES
-from core.policy import PolicyRules, bias_vector, refusal_messages, threshold_vector
+from core.policy import (
+    POLICY_MODES,
+    PolicyMode,
+    PolicyRules,
+    bias_vector,
+    refusal_messages,
+    threshold_vector,
+)
 from core.sampling import SamplingParams as SamplingParams  # re-exported: engine callers
 from core.summary import Summaries, SummaryRow, summary_row
 
-Mode = Literal["bias", "threshold"]
+FinishReason = Literal["stop", "length"]
 
 
 @dataclass(frozen=True)
@@ -22,13 +29,13 @@ class RowPolicy:
     """One row's refusal rule: per-category biases (-inf = off) or thresholds (inf = off), and
     per category the text to answer when it refuses (None: the model writes its own)."""
 
-    mode: Mode = "bias"
+    mode: PolicyMode = "bias"
     bias: tuple[float, ...] = (0.0,) * len(CATEGORIES)
     threshold: tuple[float, ...] = (math.inf,) * len(CATEGORIES)
     refusal_messages: tuple[str | None, ...] = (None,) * len(CATEGORIES)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("bias", "threshold"):
+        if self.mode not in POLICY_MODES:
             raise ValueError(f"mode must be 'bias' or 'threshold', not {self.mode!r}")
         if len(self.bias) != len(CATEGORIES) or len(self.threshold) != len(CATEGORIES):
             raise ValueError(f"bias and threshold need {len(CATEGORIES)} entries (CATEGORIES)")
@@ -88,7 +95,7 @@ class GenerationResult:
     token_ids: tuple[int, ...]  # every generated id, control token first
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: Literal["stop", "length"]  # "stop" also for a policy's refusal message
+    finish_reason: FinishReason  # "stop" also for a policy's refusal message
     seed: int | None
     first_token_ms: float
     total_ms: float

@@ -175,7 +175,7 @@ def _fail(generation_id: uuid.UUID, error: str, *, stream: bool) -> None:
 
 
 @lru_cache(maxsize=1)
-def recorder() -> RowRecorder[Claimed]:
+def recorder() -> RowRecorder[Claimed, GenerationResult]:
     # A database restart is waited out, never turned into a failed or lost row.
     return RowRecorder(lambda c, r: retry_on_disconnect(lambda: _record(c, r)), _notify)
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -166,7 +167,15 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _rng_state() -> dict[str, object]:
+class RngState(TypedDict):
+    """Every random generator's state, saved with a checkpoint so a resumed run continues it."""
+
+    torch: torch.Tensor
+    python: tuple[Any, ...]  # random.getstate()'s own type
+    numpy: dict[str, Any] | tuple[Any, ...]  # what np.random.get_state() returns
+
+
+def _rng_state() -> RngState:
     return {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
@@ -174,10 +183,10 @@ def _rng_state() -> dict[str, object]:
     }
 
 
-def _set_rng_state(state: dict[str, object]) -> None:
-    torch.set_rng_state(state["torch"])  # type: ignore[arg-type]
-    random.setstate(state["python"])  # type: ignore[arg-type]
-    np.random.set_state(state["numpy"])  # type: ignore[arg-type]
+def _set_rng_state(state: RngState) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
 
 
 def save_checkpoint(
