@@ -1,119 +1,15 @@
-"""Pushed results: synchronous waits are woken by the worker's Redis notification, not polling.
-
-One pub/sub subscription per API process (`FINAL_CHANNEL`) wakes the waiters of the ids it
-names. A waiter registers before it reads the row, so a notification published between the
-worker's commit and the registration is never lost: the read sees the final row. The database
-stays the record (a woken waiter reads the row); if the subscription drops, every waiter is
-woken to re-read, and a waiter also re-reads every `RECHECK_SECONDS` in case a notification
-was missed (a worker that could not publish), the only database cost of a long wait.
-"""
+"""The API process's lifespan for generation events: its async Redis client (token streams) and
+its one subscription to final notifications (`services.final_notifications`)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from services.generation_events import FINAL_CHANNEL
-
-log = logging.getLogger(__name__)
-RECHECK_SECONDS = 30.0
-T = TypeVar("T")
-
-
-class FinalNotifications:
-    """The process's subscription and its waiters (one `asyncio.Event` per waited id)."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
-        self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()  # set while the subscription is live
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="final-notifications")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    @contextlib.asynccontextmanager
-    async def watching(self, generation_id: uuid.UUID) -> AsyncIterator[asyncio.Event]:
-        event = asyncio.Event()
-        self._waiters.setdefault(generation_id, set()).add(event)
-        try:
-            yield event
-        finally:
-            waiters = self._waiters.get(generation_id, set())
-            waiters.discard(event)
-            if not waiters:
-                self._waiters.pop(generation_id, None)
-
-    async def wait_until(
-        self,
-        generation_id: uuid.UUID,
-        read: Callable[[], Awaitable[T]],
-        done: Callable[[T], bool],
-        timeout: float,
-    ) -> T:
-        """`read()` until `done` or `timeout`: once, then after each notification for the id."""
-        deadline = time.monotonic() + timeout
-        async with self.watching(generation_id) as woken:
-            while True:
-                woken.clear()
-                value = await read()
-                left = deadline - time.monotonic()
-                if done(value) or left <= 0:
-                    return value
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(left, RECHECK_SECONDS))
-
-    def _wake(self, generation_id: uuid.UUID | None = None) -> None:
-        targets = (
-            self._waiters.values()
-            if generation_id is None
-            else [self._waiters.get(generation_id, set())]
-        )
-        for events in targets:
-            for event in events:
-                event.set()
-
-    async def _listen(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(FINAL_CHANNEL)
-                    self.subscribed.set()
-                    self._wake()  # (re)subscribed: whatever was missed is re-read
-                    delay = 0.1
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self._on_message(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.subscribed.clear()
-                log.exception("final-notification subscription lost; resubscribing")
-                self._wake()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    def _on_message(self, data: bytes | str) -> None:
-        text = data.decode() if isinstance(data, bytes) else data
-        try:
-            self._wake(uuid.UUID(text))
-        except ValueError:
-            log.warning("ignoring a malformed final notification: %r", text[:80])
+from services.final_notifications import FinalNotifications
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -24,6 +25,7 @@ from api.errors import ApiError
 from core.queue import INPUT_TOO_LONG
 from db.models import Generation
 from services.generation_events import GenerationEvent, stream_key
+from services.generations import read_generation
 
 #: XREAD's reply: per stream, its key and its (entry id, fields) entries.
 StreamReply = list[tuple[bytes, list[tuple[bytes | str, dict[bytes, bytes]]]]]
@@ -90,13 +92,12 @@ async def open_stream(
 ) -> GenerationStream:
     """Wait for the first entry; 504 when none comes in time, the row's error when it failed."""
 
-    def load_row() -> Generation:
-        with factory() as session:
-            row = session.get(Generation, generation_id)
-            assert row is not None
-            return row
-
-    stream = GenerationStream(client, generation_id, time.monotonic() + timeout, load_row)
+    stream = GenerationStream(
+        client,
+        generation_id,
+        time.monotonic() + timeout,
+        partial(read_generation, factory, generation_id),
+    )
     stream.first = await stream._next()
     if stream.first is None:
         raise ApiError(

@@ -4,9 +4,9 @@ final. The native and the OpenAI-compatible routes both call these; the routes k
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from anyio.to_thread import run_sync
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,9 +17,8 @@ from db.repositories import generations as repo
 from db.repositories.policies import resolve_active_version
 from db.repositories.tenants import get_tenant
 from db.retry import retry_on_disconnect
+from services.final_notifications import FinalNotifications
 from services.tasks import NOT_QUEUED, TaskSender, send_or_undo
-
-T = TypeVar("T")
 
 
 class QuotaExceeded(Exception):
@@ -48,6 +47,14 @@ class Caller:
     tenant_id: uuid.UUID
     api_key_id: uuid.UUID | None
     request_id: str
+
+
+def read_generation(factory: sessionmaker[Session], generation_id: uuid.UUID) -> Generation:
+    """A committed generation row, read in a session of its own (detached once returned)."""
+    with factory() as session:
+        found = session.get(Generation, generation_id)
+        assert found is not None, f"generation {generation_id} is committed before it is read"
+        return found
 
 
 def queue_generation(
@@ -91,35 +98,17 @@ def queue_generation(
     return row
 
 
-class FinalWaiter(Protocol):
-    """Wakes waiters when a row becomes final (`api.final_notifications.FinalNotifications`)."""
-
-    async def wait_until(
-        self,
-        generation_id: uuid.UUID,
-        read: Callable[[], Awaitable[T]],
-        done: Callable[[T], bool],
-        timeout: float,
-    ) -> T: ...
-
-
 async def wait_for_final(
     factory: sessionmaker[Session],
-    waiter: FinalWaiter,
+    waiter: FinalNotifications,
     generation_id: uuid.UUID,
     timeout: float,
 ) -> Generation:
     """The row once final (woken by the worker's notification), or its state at `timeout`."""
 
-    def load_once() -> Generation:
-        with factory() as session:
-            found = session.get(Generation, generation_id)
-            assert found is not None
-            return found
-
     def load() -> Generation:
         # The row is committed and will finish: wait a database restart out, up to the timeout.
-        return retry_on_disconnect(load_once, seconds=timeout)
+        return retry_on_disconnect(lambda: read_generation(factory, generation_id), seconds=timeout)
 
     return await waiter.wait_until(
         generation_id,

@@ -121,9 +121,7 @@ def create_policy(
     """A new policy with version 1 active; `AlreadyExists` if the tenant has that name."""
     policy = Policy(tenant_id=tenant_id, name=name, is_default=False)
     add_unique(session, policy, lambda: AlreadyExists("policy", name))
-    version = _add_version(session, policy, rules=rules, actor=actor, reason=reason)
-    policy.active_version = version
-    session.flush()
+    _add_version(session, policy, rules=rules, actor=actor, reason=reason, activate=True)
     _audit(
         session,
         policy,
@@ -144,7 +142,9 @@ def _add_version(
     rules: PolicyRules,
     actor: str,
     reason: str | None,
+    activate: bool,
 ) -> PolicyVersion:
+    """The policy's next version (number = max + 1), made its active one when `activate`."""
     latest = session.scalar(
         select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy.id)
     )
@@ -157,6 +157,9 @@ def _add_version(
     )
     session.add(version)
     session.flush()
+    if activate:
+        policy.active_version = version
+        session.flush()
     return version
 
 
@@ -180,10 +183,9 @@ def create_version(
     active_before = _version_number(session, policy.active_version_id)
     if expected_active_version is not None and expected_active_version != active_before:
         raise StaleVersion(expected_active_version, active_before)
-    version = _add_version(session, policy, rules=rules, actor=actor, reason=reason)
-    if activate:
-        policy.active_version = version
-        session.flush()
+    version = _add_version(
+        session, policy, rules=rules, actor=actor, reason=reason, activate=activate
+    )
     _audit(
         session,
         policy,

@@ -7,7 +7,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from api.final_notifications import FinalNotifications
+from services.final_notifications import FinalNotifications
 from services.generation_events import FINAL_CHANNEL
 from tests.api.conftest import TEST_BROKER
 
