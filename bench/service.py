@@ -9,7 +9,9 @@ serving the API. For 1, 8 and 32 closed-loop clients it sends synchronous `POST 
 first text. The baseline runs the same requests with the same clients on the engine in this
 process (`EngineLoop`, continuous batching like the worker), so `service_vs_engine` and
 `overhead_p50_ms` say what the API, queue, database and notifications cost.
-Saves bench/results/service-<model>.json.
+With `--embedded` the service is `rcs serve`'s embedded stack (PostgreSQL and Redis from their
+wheels, supervised), started exactly as `make run` starts it.
+Saves bench/results/service-<model>[-embedded].json.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +33,13 @@ import httpx
 import numpy as np
 
 from bench.live_stack import SECRET, live_stack
-from core.settings import PROJECT_ROOT
-from db.repositories.policies import create_policy
+from core.settings import PROJECT_ROOT, SECRET_FILE
+from db.repositories.policies import create_version, get_policy_by_name
 from db.repositories.tenants import create_api_key, create_tenant
 from db.session import create_session_factory, session_scope
+from tests.service.stack import Stack, stack_dir
 from tests.worker_process import TINY_MODEL
+from workers.command_line import api_command
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 PROMPTS = [
@@ -64,8 +69,8 @@ def tenant_rules(i: int) -> dict[str, Any]:
     }
 
 
-def _seed(url: str, tenants: int) -> list[str]:
-    """`tenants` tenants with a client key each and `tenant_rules` as their default policy."""
+def _seed(url: str, tenants: int, secret: str) -> list[str]:
+    """`tenants` tenants with a client key each and `tenant_rules` on their default policy."""
     factory = create_session_factory(url)
     keys = []
     with session_scope(factory) as session:
@@ -73,24 +78,57 @@ def _seed(url: str, tenants: int) -> list[str]:
             tenant, _ = create_tenant(
                 session=session,
                 name=f"bench-{i}",
-                secret=SECRET,
+                secret=secret,
                 quotas={"requests_per_minute": 10**6},
             )
             rules = tenant_rules(i)
-            create_policy(
+            policy = get_policy_by_name(session=session, tenant_id=tenant.id, name="default")
+            create_version(
                 session=session,
                 tenant_id=tenant.id,
-                name="default",
+                policy_id=policy.id,
                 mode=rules["mode"],
                 rules=rules,
                 actor="bench",
-                is_default=True,
             )
             _, key = create_api_key(
-                session=session, secret=SECRET, tenant_id=tenant.id, role="client", name="bench"
+                session=session, secret=secret, tenant_id=tenant.id, role="client", name="bench"
             )
             keys.append(key)
     return keys
+
+
+@contextmanager
+def running_service(model: Path, *, embedded: bool) -> Iterator[tuple[str, list[str]]]:
+    """The service's URL and 8 tenants' keys: `rcs serve`'s embedded stack exactly as a user
+    starts it, or uvicorn beside a worker on the suite's PostgreSQL and Redis."""
+    if embedded:
+        stack = Stack(
+            stack_dir() / "data", RCS_MODEL_DIR=str(model.resolve()), RCS_LOG_FORMAT="text"
+        )
+        stack.start()
+        try:
+            secret = (stack.data_dir / SECRET_FILE).read_text().strip()
+            yield stack.url, _seed(stack.state().database_url or "", tenants=8, secret=secret)
+        finally:
+            stack.stop()
+        return
+    with live_stack(model, label="bench") as live:
+        keys = _seed(live.database_url, tenants=8, secret=SECRET)
+        port = _free_port()
+        api = subprocess.Popen(api_command("127.0.0.1", port), env=live.env, cwd=PROJECT_ROOT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    if httpx.get(f"{base}/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            yield base, keys
+        finally:
+            api.terminate()
+            api.wait(timeout=30)
 
 
 def _summary(concurrency: int, requests: int, elapsed: float, latencies: list[float]) -> dict:
@@ -247,71 +285,52 @@ def main() -> None:
     parser.add_argument(
         "--torch-threads", type=int, default=0, help="torch threads, worker and baseline alike"
     )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="serve with `rcs serve`'s embedded PostgreSQL and Redis, as `make run` does",
+    )
     args = parser.parse_args()
     if args.torch_threads:  # a busy shared machine: fewer threads spin less
         import torch
 
         torch.set_num_threads(args.torch_threads)
         os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
-    with live_stack(args.model, label="bench") as stack:
-        keys = _seed(stack.database_url, tenants=8)
-        env = stack.env
-        port = _free_port()
-        api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=PROJECT_ROOT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(100):
-                try:
-                    if httpx.get(f"{base}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-            asyncio.run(
-                _load(base, keys, concurrency=4, requests=16, max_tokens=args.max_tokens)
-            )  # warm-up
-            rows = []
-            for c in args.concurrency:
-                load = {"concurrency": c, "requests": args.requests, "max_tokens": args.max_tokens}
-                row = asyncio.run(_load(base, keys, **load))
-                streamed = asyncio.run(_load(base, keys, stream=True, **load))
-                row["streamed"] = {
-                    k: v for k, v in streamed.items() if k not in ("concurrency", "requests")
-                }
-                rows.append(row)
-        finally:
-            api.terminate()
-            api.wait(timeout=30)
+    with running_service(args.model, embedded=args.embedded) as (base, keys):
+        asyncio.run(
+            _load(base, keys, concurrency=4, requests=16, max_tokens=args.max_tokens)
+        )  # warm-up
+        rows = []
+        for c in args.concurrency:
+            load = {"concurrency": c, "requests": args.requests, "max_tokens": args.max_tokens}
+            row = asyncio.run(_load(base, keys, **load))
+            streamed = asyncio.run(_load(base, keys, stream=True, **load))
+            row["streamed"] = {
+                k: v for k, v in streamed.items() if k not in ("concurrency", "requests")
+            }
+            rows.append(row)
     engine = _engine_baseline(args.model, args.requests, args.max_tokens, args.concurrency)
     for row in rows:
         base_row = engine[row["concurrency"]]
         row["engine"] = base_row
         row["service_vs_engine"] = row["requests_per_s"] / base_row["requests_per_s"]
         row["overhead_p50_ms"] = row["p50_ms"] - base_row["p50_ms"]
+    stack_name = "embedded" if args.embedded else "servers"
     out = {
         "model": args.model.name,
+        "stack": stack_name,
         "max_tokens": args.max_tokens,
         "torch_threads": args.torch_threads or None,
         "by_concurrency": rows,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"service-{args.model.name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"service-{args.model.name}{'-embedded' if args.embedded else ''}.json").write_text(
+        json.dumps(out, indent=2) + "\n"
+    )
     print(
-        f"{args.model.name}: service (sync wait, streamed TTFT) vs engine in-process, same clients"
+        f"{args.model.name} on the {stack_name} stack: service (sync wait, streamed TTFT) vs"
+        " engine in-process, same clients"
     )
     print(
         "clients  req/s  p50 ms  p95 ms  TTFT p50  engine req/s  engine p50  vs engine  overhead p50"

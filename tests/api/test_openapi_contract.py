@@ -29,13 +29,14 @@ from core.settings import PROJECT_ROOT
 from db.migrate import upgrade
 from db.repositories.tenants import create_api_key, create_platform_admin_key, create_tenant
 from db.session import create_session_factory, session_scope
+from tests import servers
 from tests.api.conftest import TEST_SECRET
 from tests.conftest import temporary_pg_database
 from tests.worker_process import start_worker, stop_worker, worker_env
 
 pytestmark = pytest.mark.integration
 
-CONTRACT_REDIS = "redis://127.0.0.1:6379/11"
+CONTRACT_REDIS = servers.redis_url(10)
 MAX_EXAMPLES = 12
 MAX_SECONDS = 150
 #: Checks that hold for any API: those the issue asks for (5xx, schemas, statuses) and more.
@@ -151,12 +152,28 @@ parameters = {{ key_id = "{stack.spare_key_id}" }}
     return path
 
 
+#: A crash inside hypothesis's own code (CPython 3.11 compiling the description of a deeply
+#: nested JSON strategy), not a finding about the API; seen twice in about ten runs.
+GENERATOR_CRASH = "AST constructor recursion depth mismatch"
+
+
 def test_schemathesis_finds_nothing_over_the_whole_document(stack: Stack, tmp_path: Path) -> None:
-    report = tmp_path / "report.json"
+    result = _schemathesis(stack, tmp_path / "first", seed=13)
+    if result.returncode != 0 and GENERATOR_CRASH in result.stdout:
+        print(result.stdout[-4000:])
+        print("schemathesis's generator crashed (not an API finding): running once more")
+        result = _schemathesis(stack, tmp_path / "second", seed=14)
+    print(result.stdout)  # the whole summary, and any runtime error with its operation
+    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
+
+
+def _schemathesis(stack: Stack, folder: Path, *, seed: int) -> subprocess.CompletedProcess[str]:
+    folder.mkdir(parents=True)
+    report = folder / "report.json"
     command = [
         str(Path(sys.executable).with_name("st")),
         "--config-file",
-        str(_config(stack, tmp_path / "schemathesis.toml")),
+        str(_config(stack, folder / "schemathesis.toml")),
         "run",
         f"{stack.url}/openapi.json",
         "--checks",
@@ -168,7 +185,7 @@ def test_schemathesis_finds_nothing_over_the_whole_document(stack: Stack, tmp_pa
         "--max-time",
         str(MAX_SECONDS),
         "--seed",
-        "13",
+        str(seed),
         "--workers",
         "2",
         "--request-timeout",
@@ -180,11 +197,9 @@ def test_schemathesis_finds_nothing_over_the_whole_document(stack: Stack, tmp_pa
         str(report),
     ]
     env = {**os.environ, "SCHEMATHESIS_TELEMETRY": "false"}
-    result = subprocess.run(
+    return subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=MAX_SECONDS + 240
     )
-    print(result.stdout)  # the whole summary, and any runtime error with its operation
-    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
 
 
 def test_a_connection_stays_usable_after_every_kind_of_error(stack: Stack) -> None:

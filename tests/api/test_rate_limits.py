@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import Settings
+from tests import servers
 from tests.api.conftest import RecordingSender, TenantKeys, make_tenant
 
-LIMITS_REDIS = "redis://127.0.0.1:6379/10"
+LIMITS_REDIS = servers.redis_url(9)
 
 
 @pytest.fixture

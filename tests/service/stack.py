@@ -33,13 +33,9 @@ class Stack:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if k not in OVERRIDDEN}
-        self.env.update(
-            RCS_DATA_DIR=str(data_dir),
-            RCS_ENVIRONMENT="local",
-            RCS_MODEL_DIR=str(TINY_MODEL),
-            RCS_HEARTBEAT_SECONDS="1",
-            **env,
-        )
+        defaults = {"RCS_MODEL_DIR": str(TINY_MODEL), "RCS_HEARTBEAT_SECONDS": "1"}
+        self.env.update({**defaults, **env})
+        self.env.update(RCS_DATA_DIR=str(data_dir), RCS_ENVIRONMENT="local")
         self.env.pop("RCS_SECRET_KEY", None)
         self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
         self.process: subprocess.Popen[bytes] | None = None

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import PROJECT_ROOT, Settings
+from tests import servers
 from tests.api.conftest import TEST_SECRET, RecordingSender
 from tests.conftest import temporary_pg_database
 
@@ -31,7 +32,7 @@ def rcs(database_url: str) -> Run:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "REDIS_URL": "redis://127.0.0.1:6379/11",
+        "REDIS_URL": servers.redis_url(8),
         "RCS_SECRET_KEY": TEST_SECRET,
         "RCS_ENVIRONMENT": "test",
         "PYTHONPATH": str(PROJECT_ROOT),
@@ -99,7 +100,7 @@ def test_minted_keys_work_with_their_roles(
     )
     settings = Settings(
         database_url=database_url,
-        broker_url="redis://127.0.0.1:6379/11",
+        broker_url=servers.redis_url(8),
         secret_key=TEST_SECRET,
         environment="test",
         data_dir=tmp_path_factory.mktemp("cli-data"),
