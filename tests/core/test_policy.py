@@ -155,3 +155,16 @@ def test_refusal_messages_compile_per_category_in_registry_order() -> None:
     assert messages[CATEGORIES.index("safety")] == "Call for help."
     assert sum(m is not None for m in messages) == 1
     assert parse_rules(to_json(rules)) == rules
+
+
+def test_with_rules_changes_a_copy_and_keeps_the_rest() -> None:
+    rules = parse_rules(
+        {"mode": "bias", "categories": {"safety": {"bias": 2.0, "auto_tune": True}}}
+    )
+    safety = rules.rule("safety").model_copy(update={"threshold": 0.2})
+    tuned = rules.with_rules({"safety": safety}, mode="threshold")
+    assert tuned.mode == "threshold" and tuned.rule("safety").threshold == 0.2
+    assert tuned.rule("safety").bias == 2.0 and tuned.rule("safety").auto_tune
+    assert list(tuned.categories) == list(CATEGORIES)
+    assert rules.mode == "bias" and rules.rule("safety").threshold == 0.5  # the original stays
+    assert parse_rules(to_json(tuned)) == tuned

@@ -69,3 +69,40 @@ def test_every_revision_downgrades_one_step_at_a_time(empty_pg_url: str) -> None
         downgrade(empty_pg_url, "-1")
         upgrade(empty_pg_url, revision)
     assert _schema_diff(empty_pg_url) == []
+
+
+def _policy_version_row(url: str, sql: str) -> tuple[object, ...]:
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as connection:
+            row = connection.execute(text(sql)).one()
+            return tuple(row)
+    finally:
+        engine.dispose()
+
+
+def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
+    """0002 keeps one column of truth: the `mode` column's value lands in `rules` (even where
+    the JSON lacked it) and comes back out on downgrade."""
+    upgrade(empty_pg_url, "0001")
+    engine = create_db_engine(empty_pg_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
+                    "INSERT INTO policies (id, tenant_id, name) "
+                    "SELECT gen_random_uuid(), id, 'p' FROM tenants;"
+                    "INSERT INTO policy_versions (id, policy_id, version, mode, rules, created_by)"
+                    " SELECT gen_random_uuid(), id, 1, 'bias', '{\"categories\": {}}', 'system'"
+                    " FROM policies"
+                )
+            )
+    finally:
+        engine.dispose()
+    upgrade(empty_pg_url)
+    assert _policy_version_row(empty_pg_url, "SELECT rules->>'mode' FROM policy_versions") == (
+        "bias",
+    )
+    downgrade(empty_pg_url, "0001")
+    assert _policy_version_row(empty_pg_url, "SELECT mode FROM policy_versions") == ("bias",)

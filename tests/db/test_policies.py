@@ -235,3 +235,17 @@ def test_calibration_versions_record_their_origin(db_session: Session) -> None:
     assert version.created_by == f"calibration:{run_id}"
     with pytest.raises(ValueError, match="mode"):  # no version can hold an unknown mode
         parse_rules({"mode": "magic", "categories": {}})
+
+
+def test_a_version_stores_and_returns_the_typed_rules(db_session: Session) -> None:
+    """One column of truth: the rules come back as `PolicyRules`, the mode is theirs."""
+    tenant, _ = make_tenant(db_session)
+    rules = threshold_rules(0.25, humanizing={"enabled": False, "refusal_message": "no."})
+    policy = make_policy(db_session, tenant)
+    version = create_version(
+        session=db_session, tenant_id=tenant.id, policy_id=policy.id, rules=rules, actor=SYSTEM
+    )
+    db_session.expire_all()
+    again = load_version(session=db_session, version_id=version.id)
+    assert again.rules == rules and again.mode == "threshold"
+    assert again.rules.rule("humanizing").refusal_message == "no."
