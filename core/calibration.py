@@ -29,6 +29,7 @@ from core import breakpoints as bp
 from core.calibration_problem import InvalidTarget, Method, Problem, TargetKind, check_values
 from core.categories import CATEGORIES
 from core.decision import greedy_bias_decision, sampled_bias_probabilities, threshold_decision
+from core.policy import CategoryRule
 from core.summary import N_CATEGORIES, Summaries
 
 __all__ = [
@@ -42,8 +43,12 @@ __all__ = [
     "solve",
 ]
 
-#: Values of untargeted categories when `initial` is not given (the `CategoryRule` defaults).
-DEFAULT_VALUE = {"threshold": 0.5, "greedy_bias": 0.0, "sampled_bias": 0.0}
+#: Values of untargeted categories when `initial` is not given: a default rule's.
+DEFAULT_VALUE = {
+    "threshold": CategoryRule().threshold,
+    "greedy_bias": float(CategoryRule().bias),
+    "sampled_bias": float(CategoryRule().bias),
+}
 #: How far a sampled-bias rate may sit from its target and still count as met.
 SAMPLED_TOLERANCE = 1e-6
 CURVE_POINTS = 50

@@ -98,7 +98,7 @@ def refusal_score(summ: Summaries) -> np.ndarray:
     """(N, C) log-odds log(p_c / (1 - p_c)) = s_c - logsumexp(L_1, s_k for k != c).
 
     The large terms cancel before any log is taken, so the score stays exact-ish even for huge
-    logits. -inf when s_c is -inf; otherwise finite because L_1 is finite. Used for histograms.
+    logits. -inf when s_c is -inf; otherwise finite because L_1 is finite.
     """
     n = len(summ)
     rest = np.empty((n, N_CATEGORIES, N_CATEGORIES + 1))  # (N, C, C+1): for each c, all but c

@@ -1,9 +1,9 @@
 """Engines, session factories and the unit of work: commit once, at the edge.
 
-Repositories only `flush()`. The edge — one request (`session_dependency`) or one task
+Repositories only `flush()`. The edge — one request (`api.deps.get_session`) or one task
 (`session_scope`) — commits on success and rolls back on error. Work that must only happen once
-the rows are visible to other processes (sending a Celery task) is registered with
-`after_commit` and dropped if the transaction rolls back.
+the rows are visible to other processes can be registered with `after_commit` and is dropped if
+the transaction rolls back (the routes commit, then send their task: `services.tasks`).
 """
 
 from __future__ import annotations
@@ -34,19 +34,6 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit when the block succeeds, roll back when it raises."""
     with factory() as session, session.begin():
         yield session
-
-
-def session_dependency(factory: sessionmaker[Session]) -> Callable[[], Iterator[Session]]:
-    """A generator function usable as a FastAPI dependency: one session per request.
-
-    ``SessionDep = Annotated[Session, Depends(session_dependency(factory))]``.
-    """
-
-    def get_session() -> Iterator[Session]:
-        with session_scope(factory) as session:
-            yield session
-
-    return get_session
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -7,7 +7,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from db.models import Tenant
-from db.session import after_commit, create_session_factory, session_dependency, session_scope
+from db.session import after_commit, create_session_factory, session_scope
 from tests.db.factories import make_tenant
 
 pytestmark = pytest.mark.integration
@@ -45,18 +45,3 @@ def test_after_commit_waits_for_the_outermost_transaction(db_session: Session) -
     assert sent == []  # a released SAVEPOINT is not a commit
     db_session.commit()
     assert sent == [1]
-
-
-def test_session_dependency_yields_one_session_and_commits(pg_engine: Engine) -> None:
-    factory = create_session_factory(pg_engine)
-    dependency = session_dependency(factory)
-    generator = dependency()
-    session = next(generator)
-    try:
-        make_tenant(session, "dependency-tenant")
-        with pytest.raises(StopIteration):
-            next(generator)
-        assert _tenant_exists(pg_engine, "dependency-tenant")
-    finally:
-        with session_scope(factory) as cleanup:
-            cleanup.execute(delete(Tenant).where(Tenant.name == "dependency-tenant"))
