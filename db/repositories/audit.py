@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import AuditEntry
@@ -38,15 +39,31 @@ def append_entry(
     return entry
 
 
-def _filtered(
-    stmt: Select[AuditEntry],
+class _AllTenants(enum.Enum):
+    ALL = "all"
+
+
+#: `list_entries(tenant_id=ALL_TENANTS)`: every tenant's entries and the platform's.
+ALL_TENANTS = _AllTenants.ALL
+
+
+def list_entries(
     *,
-    entity: str | None,
-    entity_id: object | None,
-    action: str | None,
-    since: datetime | None,
-    limit: int,
-) -> Select[AuditEntry]:
+    session: Session,
+    tenant_id: uuid.UUID | _AllTenants | None,
+    entity: str | None = None,
+    entity_id: object | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """One tenant's entries (`tenant_id` None: platform-level entries only; `ALL_TENANTS`:
+    everything, for platform admins), newest first."""
+    stmt = select(AuditEntry)
+    if tenant_id is None:
+        stmt = stmt.where(AuditEntry.tenant_id.is_(None))
+    elif tenant_id is not ALL_TENANTS:
+        stmt = stmt.where(AuditEntry.tenant_id == tenant_id)
     if entity is not None:
         stmt = stmt.where(AuditEntry.entity == entity)
     if entity_id is not None:
@@ -55,50 +72,5 @@ def _filtered(
         stmt = stmt.where(AuditEntry.action == action)
     if since is not None:
         stmt = stmt.where(AuditEntry.created_at >= since)
-    return stmt.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).limit(limit)
-
-
-def list_entries(
-    *,
-    session: Session,
-    tenant_id: uuid.UUID | None,
-    entity: str | None = None,
-    entity_id: object | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    limit: int = 100,
-) -> list[AuditEntry]:
-    """One tenant's entries (`tenant_id` None: platform-level entries only), newest first."""
-    where = (
-        AuditEntry.tenant_id.is_(None) if tenant_id is None else AuditEntry.tenant_id == tenant_id
-    )
-    stmt = _filtered(
-        select(AuditEntry).where(where),
-        entity=entity,
-        entity_id=entity_id,
-        action=action,
-        since=since,
-        limit=limit,
-    )
-    return list(session.scalars(stmt))
-
-
-def list_all_entries(
-    *,
-    session: Session,
-    entity: str | None = None,
-    entity_id: object | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    limit: int = 100,
-) -> list[AuditEntry]:
-    """Entries of every tenant and of the platform, newest first (platform admins only)."""
-    stmt = _filtered(
-        select(AuditEntry),
-        entity=entity,
-        entity_id=entity_id,
-        action=action,
-        since=since,
-        limit=limit,
-    )
+    stmt = stmt.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).limit(limit)
     return list(session.scalars(stmt))

@@ -19,6 +19,30 @@ from db.repositories.common import add_unique
 from db.repositories.policies import create_policy
 from db.types import utcnow
 
+
+def _audit(
+    session: Session,
+    action: str,
+    tenant_id: uuid.UUID | None,
+    entity_id: uuid.UUID,
+    actor: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """An audit entry of a tenant or key change; the entity is the action's first word."""
+    append_entry(
+        session=session,
+        tenant_id=tenant_id,
+        actor=actor,
+        action=action,
+        entity=action.split(".", 1)[0],
+        entity_id=entity_id,
+        before=before,
+        after=after,
+    )
+
+
 DEFAULT_QUOTAS: dict[str, int] = {"requests_per_minute": 600, "max_tokens": 1024}
 #: `last_used_at` is written at most this often per key, so auth is not a write per request.
 TOUCH_INTERVAL = timedelta(seconds=60)
@@ -40,13 +64,12 @@ def create_tenant(
     """
     tenant = Tenant(name=name, active=True, quotas={**DEFAULT_QUOTAS, **(quotas or {})})
     add_unique(session, tenant, lambda: AlreadyExists("tenant", name))
-    append_entry(
-        session=session,
-        tenant_id=tenant.id,
-        actor=actor,
-        action="tenant.create",
-        entity="tenant",
-        entity_id=tenant.id,
+    _audit(
+        session,
+        "tenant.create",
+        tenant.id,
+        tenant.id,
+        actor,
         after={"name": name, "quotas": tenant.quotas},
     )
     _, plaintext = create_api_key(
@@ -107,16 +130,7 @@ def update_tenant(
         tenant.quotas = {**tenant.quotas, **quotas}
     session.flush()
     after = {"active": tenant.active, "quotas": dict(tenant.quotas)}
-    append_entry(
-        session=session,
-        tenant_id=tenant.id,
-        actor=actor,
-        action="tenant.update",
-        entity="tenant",
-        entity_id=tenant.id,
-        before=before,
-        after=after,
-    )
+    _audit(session, "tenant.update", tenant.id, tenant.id, actor, before=before, after=after)
     return tenant
 
 
@@ -144,13 +158,12 @@ def create_api_key(
     )
     session.add(key)
     session.flush()
-    append_entry(
-        session=session,
-        tenant_id=tenant_id,
-        actor=actor,
-        action="api_key.create",
-        entity="api_key",
-        entity_id=key.id,
+    _audit(
+        session,
+        "api_key.create",
+        tenant_id,
+        key.id,
+        actor,
         after={"role": role, "name": name, "prefix": key.prefix},
     )
     return key, generated.plaintext
@@ -231,13 +244,12 @@ def revoke_api_key(
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.flush()
-        append_entry(
-            session=session,
-            tenant_id=key.tenant_id,
-            actor=actor,
-            action="api_key.revoke",
-            entity="api_key",
-            entity_id=key.id,
+        _audit(
+            session,
+            "api_key.revoke",
+            key.tenant_id,
+            key.id,
+            actor,
             after={"revoked_at": key.revoked_at.isoformat()},
         )
     return key

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from db.actors import SYSTEM, key_actor
-from db.repositories.audit import append_entry, list_all_entries, list_entries
+from db.repositories.audit import ALL_TENANTS, append_entry, list_entries
 from db.repositories.policies import create_version
 from db.repositories.tenants import create_platform_admin_key
 from tests.db.factories import SERVER_SECRET, make_policy, make_tenant, threshold_rules
@@ -52,7 +52,9 @@ def test_entries_are_filtered_per_tenant(db_session: Session) -> None:
     [entry] = list_entries(session=db_session, tenant_id=tenant_a.id, entity="widget")
     assert entry.entity_id == "42" and entry.created_at.tzinfo is not None
     assert list_entries(session=db_session, tenant_id=tenant_a.id, entity_id=42) == [entry]
-    everything = list_all_entries(session=db_session, action="custom.thing", limit=1000)
+    everything = list_entries(
+        session=db_session, tenant_id=ALL_TENANTS, action="custom.thing", limit=1000
+    )
     assert entry in everything
 
 
