@@ -19,7 +19,7 @@ from core.policy import CategoryRule
 from db.models import Policy, PolicyVersion
 from db.repositories import audit
 from db.repositories import policies as policy_repo
-from db.repositories.stats import StatTotals, floor_to_bucket, read_buckets
+from db.repositories.stats import StatsQuery, StatTotals, floor_to_bucket, read_buckets
 
 ACTIVATING_ACTIONS = ("policy.create", "policy.version.create", "policy.activate")
 
@@ -59,24 +59,12 @@ def policy_version_ids(
 
 
 def category_stats(
-    *,
-    session: Session,
-    tenant_id: uuid.UUID,
-    start: datetime,
-    end: datetime,
-    bucket_seconds: int,
-    policy_version_ids: Sequence[uuid.UUID] | None = None,
-    categories: Sequence[str] = CATEGORIES,
+    session: Session, query: StatsQuery, *, bucket_seconds: int
 ) -> dict[str, CategoryStats]:
-    """Per category over [start, end): totals and `bucket_seconds` buckets."""
-    rows = read_buckets(
-        session=session,
-        tenant_id=tenant_id,
-        start=start,
-        end=end,
-        policy_version_ids=policy_version_ids,
-        categories=list(categories),
-    )
+    """Per category the query selects (every one when it names none): totals and
+    `bucket_seconds` buckets."""
+    categories = CATEGORIES if query.categories is None else query.categories
+    rows = read_buckets(session, query)
     return rebucket(rows, categories=categories, bucket_seconds=bucket_seconds)
 
 
@@ -133,15 +121,9 @@ def category_series(
     versions = policy_repo.list_versions(session=session, tenant_id=tenant_id, policy_id=policy.id)
     by_number = {v.version: v for v in versions}
     history = activations(session=session, tenant_id=tenant_id, policy=policy)
-    stats = category_stats(
-        session=session,
-        tenant_id=tenant_id,
-        start=floor_to_bucket(start, seconds=bucket_seconds),
-        end=end,
-        bucket_seconds=bucket_seconds,
-        policy_version_ids=[v.id for v in versions],
-        categories=categories,
-    )
+    since = floor_to_bucket(start, seconds=bucket_seconds)
+    query = StatsQuery(tenant_id, since, end, [v.id for v in versions], categories)
+    stats = category_stats(session, query, bucket_seconds=bucket_seconds)
     out: dict[str, CategorySeries] = {}
     for category in categories:
         series = CategorySeries(category, stats[category].totals)

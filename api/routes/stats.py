@@ -14,7 +14,7 @@ from api.errors import ApiError
 from api.openapi import AUTHENTICATED, errors
 from core.categories import CATEGORIES
 from db.errors import PolicyNotFound
-from db.repositories.stats import BUCKET_SECONDS, StatTotals
+from db.repositories.stats import BUCKET_SECONDS, StatsQuery, StatTotals
 from db.types import utcnow
 from services.statistics import category_stats, policy_version_ids
 
@@ -100,15 +100,8 @@ def get_stats(
             )
         except PolicyNotFound as exc:
             raise ApiError(404, "not_found", str(exc), field="policy") from None
-    stats = category_stats(
-        session=session,
-        tenant_id=tenant_id,
-        start=start,
-        end=end,
-        bucket_seconds=bucket,
-        policy_version_ids=version_ids,
-        categories=category or CATEGORIES,
-    )
+    query = StatsQuery(tenant_id, start, end, version_ids, category or CATEGORIES)
+    stats = category_stats(session, query, bucket_seconds=bucket)
     return {
         "start": start,
         "end": end,

@@ -160,71 +160,43 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     return len(locked)
 
 
-def _rows(
-    session: Session,
-    *,
-    tenant_id: uuid.UUID,
-    start: datetime,
-    end: datetime | None,
-    policy_version_ids: Sequence[uuid.UUID] | None,
-    categories: Sequence[str] | None,
-) -> Sequence[RefusalStat]:
+@dataclass(frozen=True)
+class StatsQuery:
+    """Which statistics to read: a tenant's buckets in [start, end) (no end: up to now), of the
+    given policy versions and categories (None: all of them)."""
+
+    tenant_id: uuid.UUID
+    start: datetime
+    end: datetime | None = None
+    policy_version_ids: Sequence[uuid.UUID] | None = None
+    categories: Sequence[str] | None = None
+
+
+def _rows(session: Session, query: StatsQuery) -> Sequence[RefusalStat]:
     stmt = select(RefusalStat).where(
-        RefusalStat.tenant_id == tenant_id, RefusalStat.bucket_start >= start
+        RefusalStat.tenant_id == query.tenant_id, RefusalStat.bucket_start >= query.start
     )
-    if end is not None:
-        stmt = stmt.where(RefusalStat.bucket_start < end)
-    if policy_version_ids is not None:
-        stmt = stmt.where(RefusalStat.policy_version_id.in_(policy_version_ids))
-    if categories is not None:
-        stmt = stmt.where(RefusalStat.category.in_(categories))
+    if query.end is not None:
+        stmt = stmt.where(RefusalStat.bucket_start < query.end)
+    if query.policy_version_ids is not None:
+        stmt = stmt.where(RefusalStat.policy_version_id.in_(query.policy_version_ids))
+    if query.categories is not None:
+        stmt = stmt.where(RefusalStat.category.in_(query.categories))
     return session.scalars(stmt.order_by(RefusalStat.bucket_start, RefusalStat.category)).all()
 
 
-def read_buckets(
-    *,
-    session: Session,
-    tenant_id: uuid.UUID,
-    start: datetime,
-    end: datetime | None = None,
-    policy_version_ids: Sequence[uuid.UUID] | None = None,
-    categories: Sequence[str] | None = None,
-) -> list[StatTotals]:
-    """A tenant's buckets in [start, end), summed over the selected policy versions, ordered by
-    bucket then category."""
+def read_buckets(session: Session, query: StatsQuery) -> list[StatTotals]:
+    """The query's buckets, summed over its policy versions, ordered by bucket then category."""
     grouped: dict[tuple[datetime, str], StatTotals] = {}
-    rows = _rows(
-        session,
-        tenant_id=tenant_id,
-        start=start,
-        end=end,
-        policy_version_ids=policy_version_ids,
-        categories=categories,
-    )
-    for row in rows:
+    for row in _rows(session, query):
         key = (row.bucket_start, row.category)
         grouped.setdefault(key, StatTotals(row.category, row.bucket_start)).add(row)
     return [grouped[k] for k in sorted(grouped)]
 
 
-def category_totals(
-    *,
-    session: Session,
-    tenant_id: uuid.UUID,
-    start: datetime,
-    end: datetime | None = None,
-    policy_version_ids: Sequence[uuid.UUID] | None = None,
-    categories: Sequence[str] | None = None,
-) -> dict[str, StatTotals]:
-    """Per category, everything in [start, end) summed (what the auto-tuner reads)."""
+def category_totals(session: Session, query: StatsQuery) -> dict[str, StatTotals]:
+    """Per category, everything the query selects summed (what the auto-tuner reads)."""
     totals: dict[str, StatTotals] = {}
-    for bucket in read_buckets(
-        session=session,
-        tenant_id=tenant_id,
-        start=start,
-        end=end,
-        policy_version_ids=policy_version_ids,
-        categories=categories,
-    ):
-        totals.setdefault(bucket.category, StatTotals(bucket.category)).add(bucket)
+    for row in _rows(session, query):
+        totals.setdefault(row.category, StatTotals(row.category)).add(row)
     return totals

@@ -15,6 +15,7 @@ from db.errors import InvalidStats
 from db.models import HISTOGRAM_BINS, Policy, RefusalStat, Tenant
 from db.repositories.stats import (
     StatIncrement,
+    StatsQuery,
     category_totals,
     floor_to_bucket,
     increment_stats,
@@ -130,7 +131,7 @@ def test_concurrent_workers_never_lose_an_increment(pg_engine: Engine) -> None:
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(work, range(4)))
         with session_scope(factory) as session:
-            totals = category_totals(session=session, tenant_id=tenant.id, start=T0)
+            totals = category_totals(session, StatsQuery(tenant.id, T0))
             rows = session.scalar(
                 select(func.count())
                 .select_from(RefusalStat)
@@ -177,7 +178,7 @@ def test_reads_group_by_bucket_and_category_over_versions(db_session: Session) -
             inc(other_tenant, foreign, "safety", T0, requests=1000),
         ],
     )
-    buckets = read_buckets(session=db_session, tenant_id=tenant.id, start=T0)
+    buckets = read_buckets(db_session, StatsQuery(tenant.id, T0))
     assert [(b.bucket_start, b.category, b.requests) for b in buckets] == [
         (T0, "safety", 20),
         (t1, "incomplete", 4),
@@ -186,16 +187,10 @@ def test_reads_group_by_bucket_and_category_over_versions(db_session: Session) -
     assert buckets[0].refusal_rate == pytest.approx(0.7)
     assert buckets[0].histogram[1] == 10 and buckets[0].histogram[2] == 10
     only_kids = read_buckets(
-        session=db_session,
-        tenant_id=tenant.id,
-        start=T0,
-        end=t1,
-        policy_version_ids=[version_id(kids)],
+        db_session, StatsQuery(tenant.id, T0, end=t1, policy_version_ids=[version_id(kids)])
     )
     assert [(b.category, b.refusals) for b in only_kids] == [("safety", 9)]
-    totals = category_totals(
-        session=db_session, tenant_id=tenant.id, start=T0, categories=["safety"]
-    )
+    totals = category_totals(db_session, StatsQuery(tenant.id, T0, categories=["safety"]))
     assert set(totals) == {"safety"}
     assert (totals["safety"].requests, totals["safety"].refusals) == (24, 15)
     assert totals["safety"].bucket_start is None

@@ -19,7 +19,7 @@ from core.settings import get_settings
 from db.actors import AUTO_TUNER
 from db.models import Policy
 from db.repositories.policies import all_active_policies, create_version
-from db.repositories.stats import category_totals
+from db.repositories.stats import StatsQuery, category_totals
 from db.session import session_scope
 from db.types import utcnow
 from workers.celery_app import app
@@ -52,13 +52,11 @@ def tune_policy(
     }
     if not tuned:
         return []
-    totals = category_totals(
-        session=session,
-        tenant_id=policy.tenant_id,
-        start=utcnow() - window,
-        policy_version_ids=[version.id],
-        categories=list(tuned),
+    since = utcnow() - window
+    query = StatsQuery(
+        policy.tenant_id, since, policy_version_ids=[version.id], categories=[*tuned]
     )
+    totals = category_totals(session, query)
     decisions = []
     for name, rule in tuned.items():
         t = totals.get(name)
