@@ -21,6 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import redis
+import redis.client
+from redis.typing import EncodableT, FieldT
+
 FINAL_CHANNEL = "rcs:generations:final"
 EventType = Literal["decision", "text", "final"]
 
@@ -38,8 +42,8 @@ class GenerationEvent:
     category: str | None = None  # decision: the refusing category, None when it responds
     probabilities: Mapping[str, float] | None = None  # decision: p_c per category
 
-    def fields(self) -> dict[str, str]:
-        out: dict[str, str] = {"type": self.type}
+    def fields(self) -> dict[FieldT, EncodableT]:
+        out: dict[FieldT, EncodableT] = {"type": self.type}
         if self.type == "text":
             out["text"] = self.text
         if self.type == "decision":
@@ -62,11 +66,13 @@ class GenerationEvent:
         return cls("final")
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def append_events(pipe: Any, events: Sequence[tuple[str, GenerationEvent]], ttl: int) -> None:
+def append_events(
+    pipe: redis.client.Pipeline, events: Sequence[tuple[str, GenerationEvent]], ttl: int
+) -> None:
     """Queue XADDs (and one EXPIRE per stream) on a Redis pipeline; the caller executes it."""
     touched = []
     for generation_id, event in events:
@@ -78,7 +84,9 @@ def append_events(pipe: Any, events: Sequence[tuple[str, GenerationEvent]], ttl:
         pipe.expire(key, ttl)
 
 
-def publish_final(client: Any, finals: Sequence[tuple[uuid.UUID | str, bool]], *, ttl: int) -> None:
+def publish_final(
+    client: redis.Redis, finals: Sequence[tuple[uuid.UUID | str, bool]], *, ttl: int
+) -> None:
     """After the rows' final commit, in one round trip: end the streams of the streamed ones
     (`(id, streamed)` pairs) and notify waiters of each."""
     pipe = client.pipeline(transaction=False)

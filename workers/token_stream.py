@@ -13,7 +13,8 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+
+from redis import Redis
 
 from core.categories import CATEGORIES
 from services.generation_events import GenerationEvent, append_events
@@ -32,7 +33,7 @@ class _RowText:
 class TokenStreamPublisher:
     """See the module docstring; `redis` is a sync client, `ttl` the streams' lifetime."""
 
-    def __init__(self, loaded: LoadedModel, redis: Any, *, ttl: int) -> None:
+    def __init__(self, loaded: LoadedModel, redis: Redis, *, ttl: int) -> None:
         self.lm = loaded
         self.redis = redis
         self.ttl = ttl

@@ -27,7 +27,7 @@ class ScoreItem:
 
     prompt: Prompt
     temperature: float = 1.0
-    key: Any = None
+    key: Any = None  # the caller's own handle, given back untouched
 
 
 @dataclass(frozen=True)
