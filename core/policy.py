@@ -127,7 +127,10 @@ class PolicyRules(BaseModel):
     def with_rules(
         self, changes: Mapping[str, CategoryRule], *, mode: PolicyMode | None = None
     ) -> PolicyRules:
-        """A copy with the rules of `changes` (and `mode`, when given) replaced."""
+        """A copy with the rules of `changes` (and `mode`, when given) replaced; the rules are
+        already valid, so only their category names are checked."""
+        for name in changes:
+            _known_category(name)
         return self.model_copy(
             update={"mode": mode or self.mode, "categories": {**self.categories, **changes}}
         )
