@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from core.calibration import control_error, solve
+from core.policy import parse_rules
 from core.settings import PROJECT_ROOT, Settings
 from core.summary import Summaries
 
@@ -93,8 +94,7 @@ def through_the_queue(model_dir: Path, prompts: list[Any]) -> float:
                 session=session,
                 tenant_id=tenant.id,
                 name="default",
-                mode="threshold",
-                rules={"mode": "threshold", "categories": {}},
+                rules=parse_rules({"mode": "threshold", "categories": {}}),
                 actor="bench",
                 is_default=True,
             )

@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 
 from bench.live_stack import SECRET, live_stack
+from core.policy import parse_rules
 from core.settings import PROJECT_ROOT, SECRET_FILE
 from db.repositories.policies import create_version, get_policy_by_name
 from db.repositories.tenants import create_api_key, create_tenant
@@ -87,8 +88,7 @@ def _seed(url: str, tenants: int, secret: str) -> list[str]:
                 session=session,
                 tenant_id=tenant.id,
                 policy_id=policy.id,
-                mode=rules["mode"],
-                rules=rules,
+                rules=parse_rules(rules),
                 actor="bench",
             )
             _, key = create_api_key(
@@ -213,7 +213,6 @@ async def _load(
 
 def engine_requests(requests: int, max_tokens: int, tenants: int) -> list[Any]:
     """The benchmark's requests as engine requests, with the same per-tenant policies."""
-    from core.policy import parse_rules
     from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams
 
     return [
