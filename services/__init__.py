@@ -1,1 +1,4 @@
-"""Infrastructure shared by the API and the workers that is neither the database nor the engine."""
+"""The service layer, between the data layer and its two callers (`core` <- `db` <- `services` <-
+`api`, `workers`): calibration runs, generations (queueing, waiting, their events in Redis), the
+statistics read model, and sending tasks. Routers and Celery tasks stay thin; HTTP and Celery
+live in them, never here."""
