@@ -19,6 +19,9 @@ from pydantic import (
 from core.policy import CategoryRule, PolicyMode, PolicyRules, parse_rules
 from core.sampling import DEFAULT as SAMPLING
 
+#: Why a version was made, kept in the database: any text but NUL, which PostgreSQL cannot store.
+Reason = Annotated[str, Field(max_length=1000, pattern=r"^[^\x00]*$")]
+
 
 class RulesIn(BaseModel):
     """A policy's rules as submitted; category names are checked by `rules()`, which names the
@@ -28,7 +31,7 @@ class RulesIn(BaseModel):
 
     mode: PolicyMode
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Reason | None = None
 
     def rules(self) -> PolicyRules:
         return parse_rules({"mode": self.mode, "categories": self.categories})
@@ -49,7 +52,7 @@ class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     version: int = Field(ge=1, le=2**31 - 1)  # a PostgreSQL integer
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Reason | None = None
 
 
 class VersionOut(BaseModel):

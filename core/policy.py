@@ -96,6 +96,8 @@ class CategoryRule(BaseModel):
     def _message_has_text(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("refusal_message must contain text (or be left out)")
+        if value is not None and "\x00" in value:  # a stored version could not hold it
+            raise ValueError("refusal_message must not contain NUL characters")
         return value
 
     @field_validator("max_threshold")

@@ -117,6 +117,12 @@ def test_rollback_reactivates_an_old_version(client: TestClient, tenant_a: Tenan
             },
             "categories.safety.refusal_message",
         ),
+        # PostgreSQL stores no NUL: refused as input, never a 500 at the insert.
+        ({"name": "p", "mode": "bias", "reason": "a\u0000b"}, "reason"),
+        (
+            {"name": "p", "mode": "bias", "categories": {"safety": {"refusal_message": "a\u0000"}}},
+            "categories.safety.refusal_message",
+        ),
     ],
 )
 def test_invalid_policy_is_422_naming_the_field_and_writes_nothing(
