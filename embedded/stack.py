@@ -51,9 +51,10 @@ class Interrupted(Exception):
 
 def serve(settings: Settings, options: ServeOptions) -> int:
     """Run the stack until a signal; 0 after an orderly stop, 2 when it cannot start."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s supervisor %(levelname)s %(message)s"
-    )
+    # The CLI's root logger shows warnings only (quiet Alembic); the supervisor's starts, stops and
+    # restarts are what an operator watches, so they always show.
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
     data_dir = settings.data_dir.resolve()
     supervisor = Supervisor(RunState(supervisor_pid=os.getpid()), state_path(data_dir))
 
