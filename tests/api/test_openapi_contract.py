@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 CONTRACT_REDIS = servers.redis_url(10)
 MAX_EXAMPLES = 12
-MAX_SECONDS = 150
+MAX_SECONDS = 120
 #: Checks that hold for any API: those the issue asks for (5xx, schemas, statuses) and more.
 CHECKS = [
     "not_a_server_error",

@@ -12,6 +12,7 @@ the whole rendered prompt (the pre-tokenizer splits at the same places).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -20,6 +21,10 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 #: (a message that contains one is still only text: placeholders are matched by index).
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
+#: `split_special_tokens` is applied by switching a flag on the shared Rust tokenizer for the
+#: call: two threads encoding at once (the worker's consumer threads) would see each other's
+#: setting, and a template marker could be split. One encoding at a time.
+_ENCODING = threading.Lock()
 
 
 def _text_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
@@ -31,6 +36,11 @@ def encode_prompt(
     tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]]
 ) -> list[int]:
     """Token ids of chat messages, through the chat template when the tokenizer has one."""
+    with _ENCODING:
+        return _encode(tokenizer, messages)
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]]) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
         text = "\n".join(m["content"] for m in messages)
         return list(tokenizer(text, split_special_tokens=True)["input_ids"])
