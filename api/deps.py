@@ -24,7 +24,7 @@ CLIENT: Final = "client"
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request. Writing routes commit explicitly (`session.commit()`) before
-    they send a task (`services.tasks.send_or_undo`); anything left uncommitted when the route
+    they send a task (`services.tasks.send_after_commit`); anything left uncommitted when the route
     ends is committed here, or rolled back if it raised."""
     session: Session = request.app.state.session_factory()
     try:

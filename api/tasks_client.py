@@ -14,7 +14,6 @@ from core.settings import Settings
 from services.tasks import NOT_QUEUED as NOT_QUEUED
 from services.tasks import BrokerUnavailable
 from services.tasks import TaskSender as TaskSender
-from services.tasks import send_or_undo as send_or_undo
 
 
 class CeleryTaskSender:

@@ -18,7 +18,7 @@ from db.repositories.policies import resolve_active_version
 from db.repositories.tenants import get_tenant
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
-from services.tasks import NOT_QUEUED, TaskSender, send_or_undo
+from services.tasks import TaskSender, send_after_commit
 
 
 class QuotaExceeded(Exception):
@@ -86,15 +86,17 @@ def queue_generation(
         api_key_id=caller.api_key_id,
         request_id=caller.request_id,
     )
-    session.commit()
-    args: list[object] = [str(row.id), True] if new.stream else [str(row.id)]
-    headers = {"request_id": caller.request_id}
-
-    def undo() -> None:
-        repo.mark_failed(session=session, generation_id=row.id, error=NOT_QUEUED)
-        session.commit()
-
-    send_or_undo(lambda: sender.send(GENERATE_TASK, args, headers=headers), undo)
+    args: list[Any] = [str(row.id), True] if new.stream else [str(row.id)]
+    send_after_commit(
+        session,
+        sender,
+        GENERATE_TASK,
+        args,
+        request_id=caller.request_id,
+        mark_failed=lambda error: repo.mark_failed(
+            session=session, generation_id=row.id, error=error
+        ),
+    )
     return row
 
 

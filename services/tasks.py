@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sqlalchemy.orm import Session
+
 #: The error of a row whose task the broker refused: final, so nothing waits for it.
 NOT_QUEUED = "not queued: the broker was unavailable"
 
@@ -20,11 +22,22 @@ class TaskSender(Protocol):
     ) -> None: ...
 
 
-def send_or_undo(send: Callable[[], None], undo: Callable[[], None]) -> None:
-    """Send a task whose row is committed; if the broker refuses it, `undo` marks the row final
-    (so nothing waits for a task that was never queued) and the caller gets 503."""
+def send_after_commit(
+    session: Session,
+    sender: TaskSender,
+    name: str,
+    args: list[Any],
+    *,
+    request_id: str,
+    mark_failed: Callable[[str], object],
+) -> None:
+    """Commit the row, then send its task (a worker must see the row). If the broker refuses,
+    `mark_failed(NOT_QUEUED)` makes the row final and commits it, so nothing waits for a task that
+    was never queued, and `BrokerUnavailable` reaches the caller (503)."""
+    session.commit()
     try:
-        send()
+        sender.send(name, args, headers={"request_id": request_id})
     except BrokerUnavailable:
-        undo()
+        mark_failed(NOT_QUEUED)
+        session.commit()
         raise

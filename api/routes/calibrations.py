@@ -25,13 +25,13 @@ from api.calibration_input import (
 from api.deps import Principal, SessionDep, TenantAdmin
 from api.errors import ApiError, is_json_content_type, validation_error
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
-from api.tasks_client import NOT_QUEUED, send_or_undo
 from core.calibration import InvalidTarget
 from core.queue import CALIBRATE_TASK
 from db.errors import PolicyNotFound
 from db.models import CalibrationRun
 from db.repositories import calibrations as runs
 from services import calibrations
+from services.tasks import send_after_commit
 
 router = APIRouter(
     prefix="/v1/calibrations", tags=["calibrations"], responses=errors(*AUTHENTICATED)
@@ -184,15 +184,14 @@ def _create(
         raise ApiError(404, "not_found", str(exc), field="policy") from None
     except InvalidTarget as exc:
         raise ApiError(422, "validation_error", exc.message, field=exc.field) from None
-    session.commit()
-    sender = request.app.state.task_sender
-    headers = {"request_id": request.state.request_id}
-
-    def undo() -> None:
-        runs.mark_run_failed(session=session, run_id=run.id, error=NOT_QUEUED)
-        session.commit()
-
-    send_or_undo(lambda: sender.send(CALIBRATE_TASK, [str(run.id)], headers=headers), undo)
+    send_after_commit(
+        session,
+        request.app.state.task_sender,
+        CALIBRATE_TASK,
+        [str(run.id)],
+        request_id=request.state.request_id,
+        mark_failed=lambda error: runs.mark_run_failed(session=session, run_id=run.id, error=error),
+    )
     session.refresh(run)
     return run
 
