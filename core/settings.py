@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     #: Redis: seconds before a message left unacknowledged by a dead worker is redelivered.
     visibility_timeout: float = Field(default=3600.0, gt=0)
     heartbeat_seconds: float = Field(default=30.0, gt=0)
+    #: How often beat looks for queued or running rows whose task message the broker lost.
+    lost_task_check_seconds: float = Field(default=30.0, gt=0)
+    #: A row younger than this is never taken for lost (its message may still be on its way).
+    lost_task_grace_seconds: float = Field(default=30.0, ge=0)
     #: Port of a worker's Prometheus endpoint (`RCS_WORKER_METRICS_PORT`); None: not exposed.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     #: Failed authentications one client address may make per minute before it gets 429.

@@ -35,6 +35,8 @@ from db.types import BigIntId, JSONType, PolicyRulesColumn, UTCDateTime, utcnow
 ROLES = ("platform_admin", "tenant_admin", "client")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+#: Rows still to do (the partial indexes of the lost-task check hold only these).
+UNFINISHED = text("status IN ('queued', 'running')")
 CALIBRATION_TARGET_KINDS = ("traffic", "labelled")
 CALIBRATION_SPLITS = ("calibration", "holdout")
 NAMING_CONVENTION = {
@@ -171,6 +173,7 @@ class Generation(CreatedAt, Base):
     __table_args__ = (
         CheckConstraint(_in("status", JOB_STATUSES), name="status"),
         Index("ix_generations_tenant_id_created_at", "tenant_id", "created_at"),
+        Index("ix_generations_unfinished_created_at", "created_at", postgresql_where=UNFINISHED),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -209,6 +212,9 @@ class CalibrationRun(CreatedAt, Base):
         CheckConstraint(_in("target_kind", CALIBRATION_TARGET_KINDS), name="target_kind"),
         CheckConstraint("holdout_fraction >= 0 AND holdout_fraction < 1", name="holdout"),
         Index("ix_calibration_runs_tenant_id_created_at", "tenant_id", "created_at"),
+        Index(
+            "ix_calibration_runs_unfinished_created_at", "created_at", postgresql_where=UNFINISHED
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

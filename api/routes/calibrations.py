@@ -31,7 +31,7 @@ from db.errors import PolicyNotFound
 from db.models import CalibrationRun
 from db.repositories import calibrations as runs
 from services import calibrations
-from services.tasks import send_after_commit
+from services.tasks import TaskMessage, send_after_commit
 
 router = APIRouter(
     prefix="/v1/calibrations", tags=["calibrations"], responses=errors(*AUTHENTICATED)
@@ -187,9 +187,9 @@ def _create(
     send_after_commit(
         session,
         request.app.state.task_sender,
-        CALIBRATE_TASK,
-        [str(run.id)],
-        request_id=request.state.request_id,
+        TaskMessage(
+            CALIBRATE_TASK, [str(run.id)], str(run.id), {"request_id": request.state.request_id}
+        ),
         mark_failed=lambda error: runs.mark_run_failed(session=session, run_id=run.id, error=error),
     )
     session.refresh(run)
