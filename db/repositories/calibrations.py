@@ -1,7 +1,7 @@
 """Calibration runs and their items (prompt, optional label, first-token summary).
 
 Runs are tenant-scoped for the API; workers load them by id. Status changes are guarded
-UPDATEs like generations': they return whether they moved the row.
+UPDATEs (`transitions`, like generations'): they return whether they moved the row.
 """
 
 from __future__ import annotations

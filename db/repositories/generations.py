@@ -1,6 +1,6 @@
 """Generation rows: created `queued` by the API, moved through their states by workers.
 
-State changes are single guarded UPDATEs (``WHERE status IN (...)``), so they are atomic and
+State changes are single guarded UPDATEs (`transitions`: ``WHERE status IN (...)``), atomic and
 idempotent: each returns whether it moved the row. A redelivered task finds its row final and
 must not count it again — record statistics only when `mark_succeeded` returns True.
 """
