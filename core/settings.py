@@ -34,6 +34,15 @@ class NotConfigured(RuntimeError):
     """A server URL is needed and none is configured (outside `rcs serve`'s embedded stack)."""
 
 
+def _required_url(url: str | None, variable: str, server: str) -> str:
+    """`url`, or `NotConfigured` naming the variable to set and the embedded server instead."""
+    if not url:
+        raise NotConfigured(
+            f"{variable} is not set: start `rcs serve` (embedded {server}) or set it"
+        )
+    return url
+
+
 def unwritable_reason(exc: OSError) -> str:
     """Why a folder cannot be written, in the words an operator searches for."""
     if exc.errno == errno.EROFS:
@@ -144,19 +153,11 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        if not self.database_url:
-            raise NotConfigured(
-                "DATABASE_URL is not set: start `rcs serve` (embedded PostgreSQL) or set it"
-            )
-        return self.database_url
+        return _required_url(self.database_url, "DATABASE_URL", "PostgreSQL")
 
     @property
     def celery_broker_url(self) -> str:
-        if not self.broker_url:
-            raise NotConfigured(
-                "REDIS_URL is not set: start `rcs serve` (embedded Redis) or set it"
-            )
-        return self.broker_url
+        return _required_url(self.broker_url, "REDIS_URL", "Redis")
 
     @property
     def models_dir(self) -> Path:

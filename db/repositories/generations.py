@@ -1,6 +1,6 @@
 """Generation rows: created `queued` by the API, moved through their states by workers.
 
-State changes are single guarded UPDATEs (``WHERE status IN (...)``), so they are atomic and
+State changes are single guarded UPDATEs (`transitions`: ``WHERE status IN (...)``), atomic and
 idempotent: each returns whether it moved the row. A redelivered task finds its row final and
 must not count it again — record statistics only when `mark_succeeded` returns True.
 """
@@ -12,16 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
-from db.models import FINAL_STATUSES, JOB_STATUSES, Generation
-from db.repositories.common import expire_cached
-from db.types import utcnow
-
-ACTIVE_STATUSES = tuple(s for s in JOB_STATUSES if s not in FINAL_STATUSES)
+from db.models import Generation
+from db.repositories.common import one_or_raise
+from db.repositories.transitions import finish, start
 
 
 def create_generation(
@@ -55,12 +53,10 @@ def get_generation(
     *, session: Session, tenant_id: uuid.UUID, generation_id: uuid.UUID
 ) -> Generation:
     """A tenant's generation by id; another tenant's is `GenerationNotFound` too."""
-    generation = session.scalar(
-        select(Generation).where(Generation.id == generation_id, Generation.tenant_id == tenant_id)
+    stmt = select(Generation).where(
+        Generation.id == generation_id, Generation.tenant_id == tenant_id
     )
-    if generation is None:
-        raise GenerationNotFound(generation_id)
-    return generation
+    return one_or_raise(session, stmt, GenerationNotFound(generation_id))
 
 
 def list_generations(
@@ -89,35 +85,9 @@ def load_generations(*, session: Session, generation_ids: Sequence[uuid.UUID]) -
     return list(rows)
 
 
-def _transition(
-    session: Session,
-    generation_id: uuid.UUID,
-    *,
-    from_statuses: Sequence[str],
-    values: dict[str, Any],
-    tenant_id: uuid.UUID | None = None,
-) -> bool:
-    stmt = update(Generation).where(
-        Generation.id == generation_id, Generation.status.in_(from_statuses)
-    )
-    if tenant_id is not None:
-        stmt = stmt.where(Generation.tenant_id == tenant_id)
-    moved = session.execute(
-        stmt.values(**values).returning(Generation.id),
-        execution_options={"synchronize_session": False},
-    ).all()
-    expire_cached(session, Generation, generation_id)
-    return len(moved) == 1
-
-
 def mark_running(*, session: Session, generation_id: uuid.UUID) -> bool:
     """queued -> running (stamps `started_at`). False if the row was not queued."""
-    return _transition(
-        session,
-        generation_id,
-        from_statuses=("queued",),
-        values={"status": "running", "started_at": utcnow()},
-    )
+    return start(session, Generation, generation_id)
 
 
 def mark_succeeded(
@@ -133,12 +103,12 @@ def mark_succeeded(
     completion_tokens: int | None = None,
 ) -> bool:
     """queued|running -> succeeded with the result. False if already final (do not count again)."""
-    return _transition(
+    return finish(
         session,
+        Generation,
         generation_id,
-        from_statuses=ACTIVE_STATUSES,
+        "succeeded",
         values={
-            "status": "succeeded",
             "output": output,
             "refused": refused,
             "refusal_category": refusal_category,
@@ -146,7 +116,6 @@ def mark_succeeded(
             "summary": summary,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
-            "finished_at": utcnow(),
             "error": None,
         },
     )
@@ -154,22 +123,11 @@ def mark_succeeded(
 
 def mark_failed(*, session: Session, generation_id: uuid.UUID, error: str) -> bool:
     """queued|running -> failed with an error message. False if already final."""
-    return _transition(
-        session,
-        generation_id,
-        from_statuses=ACTIVE_STATUSES,
-        values={"status": "failed", "error": error, "finished_at": utcnow()},
-    )
+    return finish(session, Generation, generation_id, "failed", values={"error": error})
 
 
 def mark_cancelled(
     *, session: Session, generation_id: uuid.UUID, tenant_id: uuid.UUID | None = None
 ) -> bool:
     """queued|running -> cancelled (scoped to `tenant_id` when given). False if already final."""
-    return _transition(
-        session,
-        generation_id,
-        from_statuses=ACTIVE_STATUSES,
-        values={"status": "cancelled", "finished_at": utcnow()},
-        tenant_id=tenant_id,
-    )
+    return finish(session, Generation, generation_id, "cancelled", tenant_id=tenant_id)
