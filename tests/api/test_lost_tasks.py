@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from api.tasks_client import CeleryTaskSender
-from core.queue import GENERATE_QUEUE
+from core.queue import CALIBRATE_QUEUE, GENERATE_QUEUE
 from core.settings import Settings
 from db.models import FINAL_STATUSES, Generation, RefusalStat
 from db.session import create_session_factory
@@ -91,6 +91,21 @@ def test_a_held_message_is_never_sent_again_and_a_lost_one_is(
         assert row is not None
         row.status = "cancelled"
     assert resend_lost(**resend, grace_seconds=0) == 0
+
+    # A calibration run's lost task comes back the same way.
+    body = {
+        "policy": "default",
+        "targets": {"safety": 0.4},
+        "prompts": [{"prompt": p} for p in "abcd"],
+    }
+    with TestClient(app) as client:
+        response = client.post("/v1/calibrations", json=body, headers=tenant_a.headers())
+    assert response.status_code == 202, response.text
+    run_id = response.json()["id"]
+    assert resend_lost(**resend, grace_seconds=0) == 0
+    broker.delete(CALIBRATE_QUEUE)
+    assert resend_lost(**resend, grace_seconds=0) == 1
+    assert sent[-1] == ("rcs.calibrate", [run_id], run_id)
 
 
 def test_lost_generations_are_decoded_and_counted_once(
