@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     autotune_min_samples: int = Field(default=200, ge=1)
     autotune_max_step: float = Field(default=0.05, gt=0, le=1)
     autotune_hysteresis: float = Field(default=0.02, ge=0, le=1)
+    #: Share of answered (`[respond]`) requests whose text is checked for a refusal (leaks).
+    leak_sample_share: float = Field(default=0.1, ge=0.0, le=1.0)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_calibration_prompts: int = Field(default=200_000, ge=1)
     #: Redis: seconds before a message left unacknowledged by a dead worker is redelivered.

@@ -57,6 +57,9 @@ def _totals_out(t: StatTotals) -> dict[str, Any]:
         "refusals": t.refusals,
         "rate": t.refusal_rate,
         "mean_p": t.mean_p,
+        "leak_checks": t.leak_checks,
+        "leaks": t.leaks,
+        "leak_rate": t.leak_rate,
     }
 
 

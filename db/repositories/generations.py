@@ -131,8 +131,11 @@ def mark_succeeded(
     summary: SummaryRow | None = None,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
+    leak: bool | None = None,
+    leak_phrase: str | None = None,
 ) -> bool:
-    """queued|running -> succeeded with the result. False if already final (do not count again)."""
+    """queued|running -> succeeded with the result (and, for a checked answer, the leak verdict).
+    False if already final (do not count again)."""
     return _transition(
         session,
         generation_id,
@@ -146,6 +149,8 @@ def mark_succeeded(
             "summary": summary,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
+            "leak": leak,
+            "leak_phrase": leak_phrase,
             "finished_at": utcnow(),
             "error": None,
         },

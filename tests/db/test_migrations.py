@@ -106,3 +106,39 @@ def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
     )
     downgrade(empty_pg_url, "0001")
     assert _policy_version_row(empty_pg_url, "SELECT mode FROM policy_versions") == ("bias",)
+
+
+def test_leak_counts_start_at_zero_on_existing_statistics(empty_pg_url: str) -> None:
+    """0003 adds the leak columns to rows written before it (0 checks) and drops them again."""
+    upgrade(empty_pg_url, "0002")
+    engine = create_db_engine(empty_pg_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
+                    "INSERT INTO policies (id, tenant_id, name) "
+                    "SELECT gen_random_uuid(), id, 'p' FROM tenants;"
+                    "INSERT INTO policy_versions (id, policy_id, version, rules, created_by)"
+                    " SELECT gen_random_uuid(), id, 1, '{\"mode\": \"bias\"}', 'system'"
+                    " FROM policies;"
+                    "INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+                    " bucket_start, requests, refusals, sum_p, histogram)"
+                    " SELECT p.tenant_id, v.id, 'safety', now(), 3, 1, 0.5, '[]'"
+                    " FROM policy_versions v JOIN policies p ON p.id = v.policy_id"
+                )
+            )
+    finally:
+        engine.dispose()
+    upgrade(empty_pg_url)
+    row = _policy_version_row(
+        empty_pg_url, "SELECT requests, leak_checks, leaks FROM refusal_stats"
+    )
+    assert row == (3, 0, 0)
+    downgrade(empty_pg_url, "0002")
+    columns = _policy_version_row(
+        empty_pg_url,
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_name = 'refusal_stats' AND column_name LIKE 'leak%'",
+    )
+    assert columns == (0,)

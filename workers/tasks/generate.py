@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
 from core.histogram import histogram_of
+from core.leaks import LeakCheck, check_answer
 from core.queue import GENERATE_TASK, INPUT_TOO_LONG
 from core.sampling import SamplingParams
 from core.settings import get_settings
@@ -38,7 +39,7 @@ from db.types import utcnow
 from services.generation_events import publish_final
 from workers.celery_app import app
 from workers.engine.types import GenerationRequest, GenerationResult, RowPolicy
-from workers.metrics import observe_batch, observe_failure
+from workers.metrics import observe_batch, observe_failure, observe_leaks
 from workers.row_recorder import RowRecorder
 from workers.runtime import engine_loop, redis_client, session_factory, token_stream
 
@@ -69,15 +70,31 @@ def _engine_request(session: Session, row: Generation) -> GenerationRequest:
     )
 
 
+def leak_check(row: Generation, result: GenerationResult) -> LeakCheck | None:
+    """The leak verdict of an answered row in the configured sample, else None."""
+    return check_answer(
+        row.id,
+        refused=result.refused,
+        text=result.text,
+        probabilities=result.summary.probabilities,
+        share=_settings.leak_sample_share,
+    )
+
+
 def stat_increments(
-    rows: Sequence[Generation], results: Sequence[GenerationResult]
+    rows: Sequence[Generation],
+    results: Sequence[GenerationResult],
+    checks: Sequence[LeakCheck | None] | None = None,
 ) -> list[StatIncrement]:
-    """Per row and category: one request, a refusal if emitted, p_c and its histogram bin."""
+    """Per row and category: one request, a refusal if emitted, p_c and its histogram bin, and
+    the row's leak check under the category it was counted for."""
     bucket = floor_to_bucket(utcnow())
     increments = []
-    for row, result in zip(rows, results, strict=True):
+    checks = checks if checks is not None else [None] * len(rows)
+    for row, result, check in zip(rows, results, checks, strict=True):
         p = np.asarray(result.summary.probabilities, dtype=np.float64)
         for c, name in enumerate(CATEGORIES):
+            checked = check is not None and check.category == name
             increments.append(
                 StatIncrement(
                     tenant_id=row.tenant_id,
@@ -88,6 +105,8 @@ def stat_increments(
                     refusals=int(result.decision == c),
                     sum_p=float(p[c]),
                     histogram=histogram_of(p[c : c + 1]),
+                    leak_checks=int(checked),
+                    leaks=int(checked and check is not None and check.leak),
                 )
             )
     return increments
@@ -138,6 +157,7 @@ def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> 
     done = []
     with session_scope(session_factory()) as session:
         for item, result in zip(claimed, results, strict=True):
+            check = leak_check(item.row, result)
             moved = repo.mark_succeeded(
                 session=session,
                 generation_id=item.id,
@@ -150,13 +170,17 @@ def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> 
                 summary=result.summary.as_row(),
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
+                leak=None if check is None else check.leak,
+                leak_phrase=None if check is None else check.phrase,
             )
             if moved:
-                done.append((item.row, result))
-        increment_stats(
-            session=session, increments=stat_increments([d[0] for d in done], [d[1] for d in done])
+                done.append((item.row, result, check))
+        increments = stat_increments(
+            [d[0] for d in done], [d[1] for d in done], [d[2] for d in done]
         )
-    return {row.id for row, _ in done}
+        increment_stats(session=session, increments=increments)
+    observe_leaks([d[2] for d in done])
+    return {d[0].id for d in done}
 
 
 def _notify(claimed: Sequence[Claimed]) -> None:
