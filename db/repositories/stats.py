@@ -262,3 +262,14 @@ def leak_totals(session: Session, query: StatsQuery) -> list[LeakTotals]:
         LeakTotals(version_id, category, int(checks), int(leaks))
         for version_id, category, checks, leaks in session.execute(stmt)
     ]
+
+
+def leak_counts_by_category(session: Session, *, since: datetime) -> dict[str, tuple[int, int]]:
+    """Every tenant's (checks, leaks) per category since `since`, for the tenant-agnostic
+    `/metrics` (no tenant or policy label ever leaves the database this way)."""
+    stmt = (
+        select(RefusalStat.category, func.sum(RefusalStat.leak_checks), func.sum(RefusalStat.leaks))
+        .where(RefusalStat.bucket_start >= since)
+        .group_by(RefusalStat.category)
+    )
+    return {c: (int(n), int(k)) for c, n, k in session.execute(stmt)}

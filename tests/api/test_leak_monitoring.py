@@ -102,3 +102,7 @@ def test_every_sampled_answer_is_checked_and_counted_under_its_nearest_category(
         expected[nearest] = expected.get(nearest, 0) + 1
     assert {c: int(n) for c, n in per_category.items() if n} == expected
     assert int(leaks or 0) == sum(1 for r in rows if r.leak)
+    # /metrics reads the last hour's counts from the statistics, with no tenant label.
+    metrics = live_client.get("/metrics").text
+    for category, count in expected.items():
+        assert f'rcs_leak_checks_last_hour{{category="{category}"}} {float(count)}' in metrics
