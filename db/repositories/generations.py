@@ -70,13 +70,26 @@ def list_generations(
     limit: int = 50,
     before: datetime | None = None,
     status: str | None = None,
+    refusal_category: str | None = None,
+    refused: bool | None = None,
+    policy_version_ids: Sequence[uuid.UUID] | None = None,
+    leak: bool | None = None,
 ) -> list[Generation]:
-    """A tenant's generations, newest first; `before` pages backwards by creation time."""
+    """A tenant's generations, newest first, narrowed by every filter given; `before` pages
+    backwards by creation time."""
     stmt = select(Generation).where(Generation.tenant_id == tenant_id)
     if before is not None:
         stmt = stmt.where(Generation.created_at < before)
     if status is not None:
         stmt = stmt.where(Generation.status == status)
+    if refusal_category is not None:
+        stmt = stmt.where(Generation.refusal_category == refusal_category)
+    if refused is not None:
+        stmt = stmt.where(Generation.refused.is_(refused))
+    if policy_version_ids is not None:
+        stmt = stmt.where(Generation.policy_version_id.in_(policy_version_ids))
+    if leak is not None:
+        stmt = stmt.where(Generation.leak.is_(leak))
     stmt = stmt.order_by(Generation.created_at.desc()).limit(limit)
     return list(session.scalars(stmt))
 
