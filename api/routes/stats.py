@@ -44,7 +44,7 @@ def _in_utc(value: datetime) -> datetime:
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_in_utc)]
 
 
-def _day_before(end: datetime) -> datetime:
+def day_before(end: datetime) -> datetime:
     try:
         return end - timedelta(days=1)
     except OverflowError:  # `end` in year 1: the range starts at the earliest time there is
@@ -78,7 +78,7 @@ def get_stats(
     end = end or utcnow()
     if start is None and end == EARLIEST:
         raise ApiError(422, "validation_error", "no time before end to read", field="end")
-    start = start or _day_before(end)
+    start = start or day_before(end)
     if start >= end:
         raise ApiError(422, "validation_error", "start must be before end", field="start")
     if bucket % BUCKET_SECONDS:

@@ -290,6 +290,12 @@ ROUTES: dict[tuple[str, str], Route] = {
         lambda w, s, k: Req(f"/v1/policies/{s.policy}/rollback", {"version": 1}),
         cross_tenant=True,
     ),
+    ("POST", "/v1/policies/{name}/preview"): Route(
+        (TA,),
+        200,
+        lambda w, s, k: Req(f"/v1/policies/{s.policy}/preview", {"rules": {"mode": "bias"}}),
+        cross_tenant=True,
+    ),
     ("POST", "/v1/policies/{name}/default"): Route(
         (TA,), 200, lambda w, s, k: Req(f"/v1/policies/{s.policy}/default"), cross_tenant=True
     ),
