@@ -24,12 +24,14 @@ def install_dashboard(app: FastAPI) -> None:
         leak_page,
         policy_editor,
         policy_pages,
+        preview,
         session,
     )
 
     for module in (
         session,
         policy_editor,
+        preview,
         policy_pages,
         category_pages,
         calibration_start,
