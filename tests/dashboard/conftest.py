@@ -27,6 +27,8 @@ from tests.api.conftest import (  # noqa: F401 - fixtures shared with the API te
 from workers.command_line import api_command
 
 LIVE_BROKER = servers.redis_url(14)
+#: The committed screenshots are refreshed with RCS_SAVE_SCREENSHOTS=1; otherwise they go to tmp.
+SAVE_SCREENSHOTS = os.environ.get("RCS_SAVE_SCREENSHOTS") == "1"
 
 
 def free_port() -> int:
@@ -39,6 +41,14 @@ def free_port() -> int:
 def client(api_settings: Settings) -> Iterator[TestClient]:  # noqa: F811
     with TestClient(create_app(api_settings, task_sender=RecordingSender())) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests save their screenshots: docs/screenshots/ or a tmp folder."""
+    if SAVE_SCREENSHOTS:
+        return PROJECT_ROOT / "docs" / "screenshots"
+    return tmp_path_factory.mktemp("screenshots")
 
 
 def sign_in(client: TestClient, key: str) -> None:
