@@ -102,6 +102,11 @@ def test_every_sampled_answer_is_checked_and_counted_under_its_nearest_category(
         expected[nearest] = expected.get(nearest, 0) + 1
     assert {c: int(n) for c, n in per_category.items() if n} == expected
     assert int(leaks or 0) == sum(1 for r in rows if r.leak)
+    # GET /v1/stats gives the same counts per category of the policy.
+    body = live_client.get("/v1/stats?policy=open", headers=tenant_a.headers()).json()
+    served = {c: v["leak_checks"] for c, v in body["categories"].items() if v["leak_checks"]}
+    assert served == expected
+    assert sum(v["leaks"] for v in body["categories"].values()) == int(leaks or 0)
     # /metrics reads the last hour's counts from the statistics, with no tenant label.
     metrics = live_client.get("/metrics").text
     for category, count in expected.items():
