@@ -17,7 +17,7 @@ from core.settings import Settings
 from db.models import Generation, RefusalStat
 from db.session import create_session_factory
 from tests.api.conftest import TenantKeys
-from tests.api.live import create_policy
+from tests.api.live import ALWAYS_ANSWER, create_policy
 from tests.worker_process import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
@@ -51,16 +51,7 @@ def test_every_sampled_answer_is_checked_and_counted_under_its_nearest_category(
     tmp_path: Path,
 ) -> None:
     # Every category off: every request is answered, and with a share of 1 every one is checked.
-    create_policy(
-        live_client,
-        tenant_a,
-        "open",
-        {
-            "mode": "bias",
-            "categories": {c: {"bias": "off"} for c in CATEGORIES},
-            "is_default": True,
-        },
-    )
+    create_policy(live_client, tenant_a, "open", {**ALWAYS_ANSWER, "is_default": True})
     worker = start_worker(
         {**worker_environment, "RCS_LEAK_SAMPLE_SHARE": "1"}, tmp_path / "worker.log", name="leaks"
     )

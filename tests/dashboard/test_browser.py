@@ -6,9 +6,7 @@ applies it. Saves one screenshot per view under docs/screenshots/.
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,17 +30,6 @@ from tests.dashboard.seed import (
 
 pytestmark = pytest.mark.integration
 PROMPTS = 30
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    if shutil.which("chromium") is None:  # never a silent skip: `make test` installs it
-        pytest.fail("Debian chromium is missing: run `make browser`")
-    chrome = Browser(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield chrome
-    finally:
-        chrome.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,7 @@ docs/screenshots/ with RCS_SAVE_SCREENSHOTS=1.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,17 +30,6 @@ from tests.dashboard.seed import seed_generations, seed_policy_and_stats
 pytestmark = pytest.mark.integration
 TRAFFIC = 400
 PROMPTS = 24
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    if shutil.which("chromium") is None:  # never a silent skip: `make test` installs it
-        pytest.fail("Debian chromium is missing: run `make browser`")
-    chrome = Browser(tmp_path_factory.mktemp("chromium-editing"))
-    try:
-        yield chrome
-    finally:
-        chrome.close()
 
 
 @pytest.fixture(scope="module")

@@ -320,24 +320,13 @@ def test_the_live_preview_replays_the_forms_rules_over_recent_traffic(
         policy = get_policy_by_name(session=session, tenant_id=admin.tenant_id, name="default")
         seed_generations(session, policy, n=200, seed=4)
     token = csrf_of(client)
-    strict = client.post(
-        "/dashboard/preview",
-        data={
-            **_rule_fields(**{"categories.safety.threshold": "0.05"}),
-            "replay_on": "default",
-            "window": "1h",
-            "csrf": token,
-        },
-    )
-    loose = client.post(
-        "/dashboard/preview",
-        data={
-            **_rule_fields(**{"categories.safety.threshold": "0.95"}),
-            "replay_on": "default",
-            "window": "1h",
-            "csrf": token,
-        },
-    )
+
+    def preview(threshold: str) -> Any:
+        form = _rule_fields(**{"categories.safety.threshold": threshold})
+        form.update(replay_on="default", window="1h", csrf=token)
+        return client.post("/dashboard/preview", data=form)
+
+    strict, loose = preview("0.05"), preview("0.95")
     assert strict.status_code == loose.status_code == 200
     a, b = strict.json(), loose.json()
     assert a["requests"] == b["requests"] == 200
@@ -346,13 +335,6 @@ def test_the_live_preview_replays_the_forms_rules_over_recent_traffic(
     assert safety_strict["served"] == safety_loose["served"]  # what was served does not move
     low, high = safety_strict["candidate"]["low"], safety_strict["candidate"]["high"]
     assert low <= safety_strict["candidate"]["rate"] <= high
-    invalid = client.post(
-        "/dashboard/preview",
-        data={
-            **_rule_fields(**{"categories.safety.threshold": "2"}),
-            "replay_on": "default",
-            "csrf": token,
-        },
-    )
+    invalid = preview("2")
     assert invalid.status_code == 422
     assert "categories.safety.threshold" in invalid.json()["errors"]

@@ -81,11 +81,11 @@ def _policy_version_row(url: str, sql: str) -> tuple[object, ...]:
         engine.dispose()
 
 
-def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
-    """0002 keeps one column of truth: the `mode` column's value lands in `rules` (even where
-    the JSON lacked it) and comes back out on downgrade."""
-    upgrade(empty_pg_url, "0001")
-    engine = create_db_engine(empty_pg_url)
+def _write_policy_version(url: str, columns: str, values: str, *, then: str = "") -> None:
+    """A tenant, a policy and its version 1 written in SQL at an older revision (`columns` and
+    the `values` after `id, policy_id, version`, as that revision's table has them), then the
+    statement `then`."""
+    engine = create_db_engine(url)
     try:
         with engine.begin() as connection:
             connection.execute(
@@ -93,13 +93,23 @@ def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
                     "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
                     "INSERT INTO policies (id, tenant_id, name) "
                     "SELECT gen_random_uuid(), id, 'p' FROM tenants;"
-                    "INSERT INTO policy_versions (id, policy_id, version, mode, rules, created_by)"
-                    " SELECT gen_random_uuid(), id, 1, 'bias', '{\"categories\": {}}', 'system'"
-                    " FROM policies"
+                    f"INSERT INTO policy_versions {columns}"
+                    f" SELECT gen_random_uuid(), id, 1, {values}, 'system' FROM policies;" + then
                 )
             )
     finally:
         engine.dispose()
+
+
+def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
+    """0002 keeps one column of truth: the `mode` column's value lands in `rules` (even where
+    the JSON lacked it) and comes back out on downgrade."""
+    upgrade(empty_pg_url, "0001")
+    _write_policy_version(
+        empty_pg_url,
+        "(id, policy_id, version, mode, rules, created_by)",
+        "'bias', '{\"categories\": {}}'",
+    )
     upgrade(empty_pg_url)
     assert _policy_version_row(empty_pg_url, "SELECT rules->>'mode' FROM policy_versions") == (
         "bias",
@@ -111,25 +121,15 @@ def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
 def test_leak_counts_start_at_zero_on_existing_statistics(empty_pg_url: str) -> None:
     """0003 adds the leak columns to rows written before it (0 checks) and drops them again."""
     upgrade(empty_pg_url, "0002")
-    engine = create_db_engine(empty_pg_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
-                    "INSERT INTO policies (id, tenant_id, name) "
-                    "SELECT gen_random_uuid(), id, 'p' FROM tenants;"
-                    "INSERT INTO policy_versions (id, policy_id, version, rules, created_by)"
-                    " SELECT gen_random_uuid(), id, 1, '{\"mode\": \"bias\"}', 'system'"
-                    " FROM policies;"
-                    "INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
-                    " bucket_start, requests, refusals, sum_p, histogram)"
-                    " SELECT p.tenant_id, v.id, 'safety', now(), 3, 1, 0.5, '[]'"
-                    " FROM policy_versions v JOIN policies p ON p.id = v.policy_id"
-                )
-            )
-    finally:
-        engine.dispose()
+    _write_policy_version(
+        empty_pg_url,
+        "(id, policy_id, version, rules, created_by)",
+        '\'{"mode": "bias"}\'',
+        then="INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+        " bucket_start, requests, refusals, sum_p, histogram)"
+        " SELECT p.tenant_id, v.id, 'safety', now(), 3, 1, 0.5, '[]'"
+        " FROM policy_versions v JOIN policies p ON p.id = v.policy_id",
+    )
     upgrade(empty_pg_url)
     row = _policy_version_row(
         empty_pg_url, "SELECT requests, leak_checks, leaks FROM refusal_stats"
