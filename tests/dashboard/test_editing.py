@@ -19,7 +19,7 @@ from core.settings import Settings
 from db.models import AuditEntry, CalibrationRun, Generation, Policy, PolicyVersion
 from db.repositories.policies import get_policy_by_name
 from db.session import create_session_factory, session_scope
-from tests.api.conftest import TenantKeys, make_tenant
+from tests.api.conftest import TenantKeys, make_tenant, set_policy
 from tests.dashboard.conftest import csrf_of, sign_in
 from tests.dashboard.seed import seed_generations
 
@@ -338,3 +338,45 @@ def test_the_live_preview_replays_the_forms_rules_over_recent_traffic(
     invalid = preview("2")
     assert invalid.status_code == 422
     assert "categories.safety.threshold" in invalid.json()["errors"]
+
+
+def test_dashboard_writes_never_reach_another_tenants_rows(
+    client: TestClient, admin: TenantKeys, api_settings: Settings
+) -> None:
+    other = make_tenant(api_settings, f"o-{uuid.uuid4().hex[:8]}")
+    with session_scope(create_session_factory(api_settings.sqlalchemy_url)) as session:
+        seed_generations(
+            session,
+            get_policy_by_name(session=session, tenant_id=other.tenant_id, name="default"),
+            n=20,
+            seed=5,
+        )
+    set_policy(client, other, "theirs", {"mode": "threshold"})
+    their_key = next(
+        k["id"]
+        for k in client.get("/v1/keys", headers=other.headers()).json()
+        if k["name"] == "client"
+    )
+    token = csrf_of(client)
+    revoke = client.post(f"/dashboard/keys/{their_key}/revoke", data={"csrf": token})
+    assert revoke.status_code == 404
+    assert client.get("/v1/models", headers=other.headers("client")).status_code == 200
+    assert client.get("/dashboard/policies/theirs/edit").status_code == 404
+    edit = client.post("/dashboard/policies/theirs/edit", data={**_rule_fields(), "csrf": token})
+    assert edit.status_code == 404
+    form = {**_rule_fields(), "replay_on": "theirs", "csrf": token}
+    assert client.post("/dashboard/preview", data=form).status_code == 404
+    upload = json.dumps({"prompt": "hi"}).encode()
+    started = client.post(
+        "/dashboard/new/calibration",
+        data={"csrf": token, "policy": "theirs", "targets.safety": "0.2"},
+        files={"file": ("p.jsonl", upload, "text/plain")},
+    )
+    assert started.status_code == 404
+    assert "theirs" in (_error_next_to(started.text, "policy") or "")
+    # Their traffic is not in this tenant's lists or in its preview of its own default policy.
+    assert "No generations match" in client.get("/dashboard/generations").text
+    own = client.post("/dashboard/preview", data={**form, "replay_on": "default"}).json()
+    assert own["requests"] == 0
+    versions = client.get("/v1/policies/theirs/versions", headers=other.headers()).json()
+    assert len(versions) == 1
