@@ -2,10 +2,12 @@
 
     .venv/bin/python -m bench.refusal_text
 
-Two hand-written sets in tests/data: `refusal_text_labelled.jsonl` (the development set the
-patterns were written against) and `refusal_text_heldout.jsonl` (written after the patterns were
-frozen, never tuned on). Each answer is scored by `core.refusal_text` and by the phrase list it
-replaced (the baseline, kept here only to compare). Saves bench/results/refusal-text.json.
+Three hand-written sets in tests/data: `refusal_text_labelled.jsonl` (the development set the
+first patterns were written against), `refusal_text_heldout.jsonl` (written once those were
+frozen; its misses then guided the second version) and `refusal_text_heldout2.jsonl` (written
+before the second version, measured once after it, never tuned on). Each answer is scored by
+`core.refusal_text` and by the phrase list it replaced (the baseline, kept here only to
+compare). Saves bench/results/refusal-text.json.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from core.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 DATA = PROJECT_ROOT / "tests" / "data"
-SETS = {"development": "refusal_text_labelled.jsonl", "held-out": "refusal_text_heldout.jsonl"}
+SETS = {
+    "development": "refusal_text_labelled.jsonl",
+    "held-out": "refusal_text_heldout.jsonl",
+    "held-out 2": "refusal_text_heldout2.jsonl",
+}
 #: The detector before this change (workers/training/after_token.py): single words and phrases.
 BASELINE = re.compile(
     r"\b(can't|cannot|can not|unable to|not able to|won't|isn't true|is not true|not the case|"

@@ -39,6 +39,23 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
         ("declines", r"\bso I (?:won't|will not)\b"),
         ("declines", r"\bI(?:'m| am) not (?:comfortable|going to)\b|\bI(?:'d| would) rather not\b"),
         ("declines", r"\bnot possible for me\b"),
+        # "I can't" + any verb, but not the idioms that praise or insist ("I can't wait").
+        (
+            "declines",
+            r"\bI (?:can(?:no|')t|can not)\s+(?!(?:recommend|wait|believe|stress|emphasi[sz]e|"
+            r"overstate|thank|imagine|stop|get enough|help but)\b)[a-z]+\b",
+        ),
+        (
+            "declines",
+            r"\b(?:isn't|is not|not) something I(?:'ll| will| can|'m able to| am able to)? "
+            r"(?:do|help with|provide|write|create)\b"
+            r"|\b(?:irresponsible|inappropriate|not appropriate) for me\b",
+        ),
+        (
+            "declines",
+            r"\bI (?:have to|must|need to|'ll have to) (?:say no|pass|refuse)\b"
+            r"|\bI(?:'d| would) prefer not to\b|\bbeyond what I can do\b",
+        ),
         (
             "no access",
             r"\bI (?:don't|do not) have (?:access|the ability|real-time|live|current|up-to-date)\b",
@@ -61,7 +78,7 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
         ),
         (
             "not a person",
-            r"\bI (?:don't|do not) have (?:personal |any )?(?:opinions|feelings|preferences|emotions|experiences|a (?:body|family|favou?rite|childhood|home))\b",
+            r"\bI (?:don't|do not) have (?:personal |any )?(?:opinions|feelings|preferences|emotions|experiences|a (?:physical (?:form|body)|body|family|favou?rite|childhood|home))\b",
         ),
         ("not a person", r"\bI (?:don't|do not) (?:experience|feel) emotions\b"),
         (
@@ -74,13 +91,16 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
             "false premise",
             r"\b(?:the|your|this|that) question (?:assumes|rests on|starts from|is based on|doesn't hold|does not hold)\b",
         ),
-        ("false premise", r"\bwhich never happened\b"),
+        ("false premise", r"\bwhich never happened\b|^(?:that|this|it) never happened\b"),
         (
             "unknowable",
             r"\b(?:no one|nobody|no-one) (?:knows|can (?:know|predict|say for (?:sure|certain)))\b(?![^.!?]*,\s*but\b)",
         ),
         ("unknowable", r"\b(?:it is|it's) impossible to (?:know|predict|say|tell)\b"),
-        ("unknowable", r"\bthere is no way to (?:know|tell|predict)\b"),
+        (
+            "unknowable",
+            r"\bthere(?:'s| is) no (?:reliable |sure |certain )?way (?:for anyone )?to (?:know|tell|predict)\b",
+        ),
         (
             "unclear",
             r"\bcould you (?:please )?(?:clarify|rephrase|give me more|share more|tell me (?:more|which|what))\b",
@@ -89,6 +109,7 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
             "unclear",
             r"\b(?:I (?:don't|do not) understand (?:the|your|what)|I(?:'m| am) not sure what you (?:mean|are referring))\b",
         ),
+        ("unclear", r"\bI (?:don't|do not) know what (?:you mean|[^.?!]{1,40} means)\b"),
         ("unclear", r"\b(?:your|the) (?:question|request) is (?:unclear|ambiguous|incomplete)\b"),
         ("unclear", r"\bI need more (?:information|details|context)\b"),
         ("unclear", r"\bcouldn't make sense of\b"),
