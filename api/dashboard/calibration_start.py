@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
 from api.calibration_input import CalibrationIn, CalibrationOptions, parse_jsonl
@@ -33,7 +34,7 @@ DEFAULT_VALUES: dict[str, Any] = {"target_kind": "traffic", "holdout_fraction": 
 def _form_page(
     request: Request,
     viewer: Viewer,
-    session: Any,
+    session: Session,
     values: dict[str, Any],
     errors: dict[str, str],
     *,

@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from api.dashboard.auth import ViewerDep
 from api.dashboard.render import error_page, page
@@ -36,7 +36,7 @@ class VersionChoice:
     label: str
 
 
-def version_choices(session: Any, tenant_id: uuid.UUID) -> list[VersionChoice]:
+def version_choices(session: Session, tenant_id: uuid.UUID) -> list[VersionChoice]:
     out: list[VersionChoice] = []
     for policy in policy_repo.list_policies(session=session, tenant_id=tenant_id):
         versions = policy_repo.list_versions(

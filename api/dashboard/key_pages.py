@@ -14,6 +14,7 @@ from urllib.parse import quote_plus
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from api.dashboard.auth import Viewer, ViewerDep, check_csrf
 from api.dashboard.render import page
@@ -30,7 +31,7 @@ ROLES = (CLIENT, TENANT_ADMIN)
 def _keys_page(
     request: Request,
     viewer: Viewer,
-    session: Any,
+    session: Session,
     *,
     status_code: int = 200,
     **context: Any,

@@ -8,11 +8,11 @@ the version it was opened on, like `If-Match`).
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote, quote_plus
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from api.dashboard.auth import Viewer, ViewerDep, check_csrf
 from api.dashboard.policy_form import (
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 def _editor(
     request: Request,
     viewer: Viewer,
-    session: Any,
+    session: Session,
     form: PolicyForm,
     *,
     policy: Policy | None,
@@ -98,7 +98,7 @@ async def create_policy(request: Request, viewer: ViewerDep, session: SessionDep
     )
 
 
-def _policy(session: Any, viewer: Viewer, name: str) -> Policy | None:
+def _policy(session: Session, viewer: Viewer, name: str) -> Policy | None:
     try:
         return repo.get_policy_by_name(
             session=session, tenant_id=viewer.require_tenant(), name=name

@@ -20,7 +20,7 @@ from starlette.datastructures import FormData
 from api.errors import field_path
 from api.schemas import PolicyIn, PolicyUpdate
 from core.categories import CATEGORIES
-from core.policy import BIAS_OFF, CategoryRule, InvalidPolicy, PolicyRules, to_json
+from core.policy import BIAS_OFF, InvalidPolicy, PolicyRules, to_json
 
 #: The windows of stored traffic the editor's what-if preview can replay.
 PREVIEW_WINDOWS: dict[str, timedelta] = {
@@ -125,8 +125,3 @@ def parse_policy_form(form: FormData | Mapping[str, Any], *, creating: bool) -> 
     except InvalidPolicy as exc:
         shown.errors[exc.field] = exc.message
     return Parsed(None, None, shown)
-
-
-def rule_fields() -> tuple[str, ...]:
-    """Every field of a category rule, in the order the editor lays them out."""
-    return tuple(CategoryRule.model_fields)
