@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,16 @@ def score(rows: list[tuple[str, bool]], detect: Callable[[str], bool]) -> dict[s
     }
 
 
+def microseconds_per_answer(texts: list[str], detect: Callable[[str], object]) -> float:
+    """Mean time of one check over `texts`, repeated until it has run for about a second."""
+    rounds, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 1.0:
+        for text in texts:
+            detect(text)
+        rounds += 1
+    return (time.perf_counter() - started) / (rounds * len(texts)) * 1e6
+
+
 def main() -> None:
     report: dict[str, Any] = {}
     for name, file in SETS.items():
@@ -74,6 +85,11 @@ def main() -> None:
                 f"precision={r['precision']:.3f} recall={r['recall']:.3f} "
                 f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']})"
             )
+    texts = [text for file in SETS.values() for text, _ in load(DATA / file)]
+    ours = microseconds_per_answer(texts, refuses_in_text)
+    old = microseconds_per_answer(texts, BASELINE.search)
+    report["cost"] = {"detector_us": ours, "baseline_us": old, "ratio": ours / old}
+    print(f"cost per answer: detector {ours:.1f} us, baseline {old:.1f} us ({ours / old:.1f}x)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "refusal-text.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
