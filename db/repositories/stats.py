@@ -1,4 +1,7 @@
-"""Refusal statistics: per tenant, policy version, category and time bucket.
+"""Refusal statistics: per tenant, policy version, category, time bucket and role.
+
+A row is live (the decisions served) or shadow (the decisions a policy's shadow version would
+have made on the same requests); every reader selects one of the two (`StatsQuery.shadow`).
 
 `increment_stats` adds counts, sums and histograms into bucket rows, creating them as needed.
 It works on PostgreSQL and SQLite with three statements for a whole batch: insert the missing
@@ -24,12 +27,13 @@ from db.models import HISTOGRAM_BINS, RefusalStat
 BUCKET_SECONDS = 60
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-StatKey = tuple[uuid.UUID, uuid.UUID, str, datetime]
+StatKey = tuple[uuid.UUID, uuid.UUID, str, datetime, bool]
 _KEY_COLUMNS = (
     RefusalStat.tenant_id,
     RefusalStat.policy_version_id,
     RefusalStat.category,
     RefusalStat.bucket_start,
+    RefusalStat.shadow,
 )
 
 
@@ -53,10 +57,17 @@ class StatIncrement:
     refusals: int = 0
     sum_p: float = 0.0
     histogram: Sequence[int] = ()
+    shadow: bool = False
 
     @property
     def key(self) -> StatKey:
-        return (self.tenant_id, self.policy_version_id, self.category, self.bucket_start)
+        return (
+            self.tenant_id,
+            self.policy_version_id,
+            self.category,
+            self.bucket_start.astimezone(UTC),
+            self.shadow,
+        )
 
 
 @dataclass
@@ -104,7 +115,7 @@ def _merge(increments: Iterable[StatIncrement]) -> dict[StatKey, StatTotals]:
             len(inc.histogram) != HISTOGRAM_BINS or any(int(c) < 0 for c in inc.histogram)
         ):
             raise InvalidStats(f"histogram must be {HISTOGRAM_BINS} non-negative counts")
-        key = (*inc.key[:3], inc.bucket_start.astimezone(UTC))
+        key = inc.key
         total = merged.setdefault(key, StatTotals(inc.category, key[3]))
         total.requests += inc.requests
         total.refusals += inc.refusals
@@ -123,7 +134,7 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     merged = _merge(increments)
     if not merged:
         return 0
-    keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3]))
+    keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3], k[4]))
     insert = postgresql.insert
     empty = [0] * HISTOGRAM_BINS
     rows = [
@@ -132,6 +143,7 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
             "policy_version_id": k[1],
             "category": k[2],
             "bucket_start": k[3],
+            "shadow": k[4],
             "requests": 0,
             "refusals": 0,
             "sum_p": 0.0,
@@ -151,7 +163,8 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
         .execution_options(populate_existing=True)
     ).all()
     for row in locked:
-        total = merged[(row.tenant_id, row.policy_version_id, row.category, row.bucket_start)]
+        key = (row.tenant_id, row.policy_version_id, row.category, row.bucket_start, row.shadow)
+        total = merged[key]
         row.requests += total.requests
         row.refusals += total.refusals
         row.sum_p += total.sum_p
@@ -163,18 +176,21 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
 @dataclass(frozen=True)
 class StatsQuery:
     """Which statistics to read: a tenant's buckets in [start, end) (no end: up to now), of the
-    given policy versions and categories (None: all of them)."""
+    given policy versions and categories (None: all of them), live or shadow."""
 
     tenant_id: uuid.UUID
     start: datetime
     end: datetime | None = None
     policy_version_ids: Sequence[uuid.UUID] | None = None
     categories: Sequence[str] | None = None
+    shadow: bool = False
 
 
 def _rows(session: Session, query: StatsQuery) -> Sequence[RefusalStat]:
     stmt = select(RefusalStat).where(
-        RefusalStat.tenant_id == query.tenant_id, RefusalStat.bucket_start >= query.start
+        RefusalStat.tenant_id == query.tenant_id,
+        RefusalStat.bucket_start >= query.start,
+        RefusalStat.shadow.is_(query.shadow),
     )
     if query.end is not None:
         stmt = stmt.where(RefusalStat.bucket_start < query.end)
