@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: The standard normal quantile of a two-sided 95% interval.
+#: The standard normal quantiles of two-sided 95% and 99.9% intervals.
 Z_95 = 1.959963984540054
+Z_999 = 3.2905267314919255
 
 
 @dataclass(frozen=True)

@@ -122,9 +122,16 @@ class Policy(CreatedAt, Base):
         ForeignKey("policy_versions.id", use_alter=True, ondelete="SET NULL")
     )
     is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: A version decided on every request beside the active one, never enforced.
+    shadow_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("policy_versions.id", use_alter=True, ondelete="SET NULL")
+    )
 
     active_version: Mapped[PolicyVersion | None] = relationship(
         foreign_keys=[active_version_id], post_update=True
+    )
+    shadow_version: Mapped[PolicyVersion | None] = relationship(
+        foreign_keys=[shadow_version_id], post_update=True
     )
 
 
@@ -183,6 +190,10 @@ class Generation(CreatedAt, Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     policy_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("policy_versions.id"))
+    #: The policy's shadow version when the request was queued, decided from its summary too.
+    shadow_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("policy_versions.id", ondelete="SET NULL")
+    )
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="SET NULL")
     )
@@ -262,7 +273,8 @@ class CalibrationItem(Base):
 
 
 class RefusalStat(Base):
-    """Per tenant, policy version, category and time bucket: counts and a score histogram."""
+    """Per tenant, policy version, category, time bucket and role (live or shadow): counts and a
+    score histogram. Shadow rows count what a shadow version would have decided."""
 
     __tablename__ = "refusal_stats"
     __table_args__ = (
@@ -271,6 +283,7 @@ class RefusalStat(Base):
             "policy_version_id",
             "category",
             "bucket_start",
+            "shadow",
             name="uq_refusal_stats_key",
         ),
         Index("ix_refusal_stats_tenant_id_bucket_start", "tenant_id", "bucket_start"),
@@ -283,6 +296,7 @@ class RefusalStat(Base):
     )
     category: Mapped[str] = mapped_column(String(32))
     bucket_start: Mapped[datetime]
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     requests: Mapped[int] = mapped_column(Integer, default=0)
     refusals: Mapped[int] = mapped_column(Integer, default=0)
     sum_p: Mapped[float] = mapped_column(Float, default=0.0)

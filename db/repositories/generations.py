@@ -34,11 +34,13 @@ def create_generation(
     params: dict[str, Any] | None = None,
     api_key_id: uuid.UUID | None = None,
     request_id: str | None = None,
+    shadow_version_id: uuid.UUID | None = None,
 ) -> Generation:
     """A new `queued` generation; send its task only after the transaction commits."""
     generation = Generation(
         tenant_id=tenant_id,
         policy_version_id=policy_version_id,
+        shadow_version_id=shadow_version_id,
         api_key_id=api_key_id,
         model=model,
         messages=messages,

@@ -1,4 +1,7 @@
-"""Refusal statistics: per tenant, policy version, category and time bucket.
+"""Refusal statistics: per tenant, policy version, category, time bucket and role.
+
+A row is live (the decisions served) or shadow (the decisions a policy's shadow version would
+have made on the same requests); every reader selects one of the two (`StatsQuery.shadow`).
 
 `increment_stats` adds counts, sums and histograms into bucket rows, creating them as needed.
 It works on PostgreSQL and SQLite with three statements for a whole batch: insert the missing
@@ -27,12 +30,13 @@ BUCKET_SECONDS = 60
 Ts = TypeVarTuple("Ts")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-StatKey = tuple[uuid.UUID, uuid.UUID, str, datetime]
+StatKey = tuple[uuid.UUID, uuid.UUID, str, datetime, bool]
 _KEY_COLUMNS = (
     RefusalStat.tenant_id,
     RefusalStat.policy_version_id,
     RefusalStat.category,
     RefusalStat.bucket_start,
+    RefusalStat.shadow,
 )
 
 
@@ -58,10 +62,17 @@ class StatIncrement:
     histogram: Sequence[int] = ()
     leak_checks: int = 0
     leaks: int = 0
+    shadow: bool = False
 
     @property
     def key(self) -> StatKey:
-        return (self.tenant_id, self.policy_version_id, self.category, self.bucket_start)
+        return (
+            self.tenant_id,
+            self.policy_version_id,
+            self.category,
+            self.bucket_start.astimezone(UTC),
+            self.shadow,
+        )
 
 
 @dataclass
@@ -120,7 +131,7 @@ def _merge(increments: Iterable[StatIncrement]) -> dict[StatKey, StatTotals]:
             len(inc.histogram) != HISTOGRAM_BINS or any(int(c) < 0 for c in inc.histogram)
         ):
             raise InvalidStats(f"histogram must be {HISTOGRAM_BINS} non-negative counts")
-        key = (*inc.key[:3], inc.bucket_start.astimezone(UTC))
+        key = inc.key
         total = merged.setdefault(key, StatTotals(inc.category, key[3]))
         total.requests += inc.requests
         total.refusals += inc.refusals
@@ -141,7 +152,7 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     merged = _merge(increments)
     if not merged:
         return 0
-    keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3]))
+    keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3], k[4]))
     insert = postgresql.insert
     empty = [0] * HISTOGRAM_BINS
     rows = [
@@ -150,6 +161,7 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
             "policy_version_id": k[1],
             "category": k[2],
             "bucket_start": k[3],
+            "shadow": k[4],
             "requests": 0,
             "refusals": 0,
             "sum_p": 0.0,
@@ -171,7 +183,8 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
         .execution_options(populate_existing=True)
     ).all()
     for row in locked:
-        total = merged[(row.tenant_id, row.policy_version_id, row.category, row.bucket_start)]
+        key = (row.tenant_id, row.policy_version_id, row.category, row.bucket_start, row.shadow)
+        total = merged[key]
         row.requests += total.requests
         row.refusals += total.refusals
         row.sum_p += total.sum_p
@@ -185,19 +198,22 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
 @dataclass(frozen=True)
 class StatsQuery:
     """Which statistics to read: a tenant's buckets in [start, end) (no end: up to now), of the
-    given policy versions and categories (None: all of them)."""
+    given policy versions and categories (None: all of them), live or shadow."""
 
     tenant_id: uuid.UUID
     start: datetime
     end: datetime | None = None
     policy_version_ids: Sequence[uuid.UUID] | None = None
     categories: Sequence[str] | None = None
+    shadow: bool = False
 
 
 def _selected(stmt: Select[*Ts], query: StatsQuery) -> Select[*Ts]:
-    """`stmt` narrowed to the rows the query selects."""
+    """`stmt` narrowed to the rows the query selects (live or shadow ones)."""
     stmt = stmt.where(
-        RefusalStat.tenant_id == query.tenant_id, RefusalStat.bucket_start >= query.start
+        RefusalStat.tenant_id == query.tenant_id,
+        RefusalStat.bucket_start >= query.start,
+        RefusalStat.shadow.is_(query.shadow),
     )
     if query.end is not None:
         stmt = stmt.where(RefusalStat.bucket_start < query.end)
@@ -269,7 +285,7 @@ def leak_counts_by_category(session: Session, *, since: datetime) -> dict[str, t
     `/metrics` (no tenant or policy label ever leaves the database this way)."""
     stmt = (
         select(RefusalStat.category, func.sum(RefusalStat.leak_checks), func.sum(RefusalStat.leaks))
-        .where(RefusalStat.bucket_start >= since)
+        .where(RefusalStat.bucket_start >= since, RefusalStat.shadow.is_(False))
         .group_by(RefusalStat.category)
     )
     return {c: (int(n), int(k)) for c, n, k in session.execute(stmt)}

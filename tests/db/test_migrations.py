@@ -119,8 +119,8 @@ def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
 
 
 def test_leak_counts_start_at_zero_on_existing_statistics(empty_pg_url: str) -> None:
-    """0003 adds the leak columns to rows written before it (0 checks) and drops them again."""
-    upgrade(empty_pg_url, "0002")
+    """0004 adds the leak columns to rows written before it (0 checks) and drops them again."""
+    upgrade(empty_pg_url, "0003")
     _write_policy_version(
         empty_pg_url,
         "(id, policy_id, version, rules, created_by)",
@@ -135,7 +135,7 @@ def test_leak_counts_start_at_zero_on_existing_statistics(empty_pg_url: str) -> 
         empty_pg_url, "SELECT requests, leak_checks, leaks FROM refusal_stats"
     )
     assert row == (3, 0, 0)
-    downgrade(empty_pg_url, "0002")
+    downgrade(empty_pg_url, "0003")
     columns = _policy_version_row(
         empty_pg_url,
         "SELECT count(*) FROM information_schema.columns"

@@ -4,8 +4,8 @@
 version, category and bucket, like every other count); `generations` keeps each checked row's
 verdict and the matched phrase, so an admin can open the examples. Existing rows read 0 checks.
 
-Revision ID: 0003_leaks
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02 06:00:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_leaks"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
