@@ -26,12 +26,14 @@ def install_dashboard(app: FastAPI) -> None:
         policy_pages,
         preview,
         session,
+        shadow_page,
     )
 
     for module in (
         session,
         policy_editor,
         preview,
+        shadow_page,
         policy_pages,
         category_pages,
         calibration_start,

@@ -124,7 +124,8 @@ def edit_policy_form(
 async def save_version(
     request: Request, name: str, viewer: ViewerDep, session: SessionDep
 ) -> Response:
-    """A new immutable version of the policy's rules, activated at once (audited)."""
+    """A new immutable version of the policy's rules, activated at once, or set as the policy's
+    shadow (`as_shadow`); audited either way."""
     form = await request.form()
     check_csrf(viewer, str(form.get("csrf", "")))
     policy = _policy(session, viewer, name)
@@ -136,6 +137,20 @@ async def save_version(
     parsed.form.values["expected_version"] = expected
     if parsed.body is None or parsed.rules is None:
         return _editor(request, viewer, session, parsed.form, policy=policy, status_code=422)
+    if form.get("as_shadow") == "1":
+        shadow = repo.set_shadow(
+            session=session,
+            tenant_id=policy.tenant_id,
+            policy_id=policy.id,
+            rules=parsed.rules,
+            actor=viewer.actor,
+            reason=parsed.body.reason,
+        )
+        session.commit()
+        notice = quote_plus(f"Saved v{shadow.version} as the shadow: decided, not enforced")
+        return RedirectResponse(
+            f"/dashboard/policies/{quote(name)}/shadow?notice={notice}", status_code=303
+        )
     try:
         version = repo.create_version(
             session=session,

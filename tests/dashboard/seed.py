@@ -253,3 +253,34 @@ def seed_generations(
     increment_stats(session=session, increments=increments)
     session.flush()
     return leaks
+
+
+def seed_shadow_traffic(session: Session, policy: Policy, *, n: int, seed: int) -> None:
+    """n requests decided by both the active and the shadow version of `policy` from the same
+    summaries, recorded as live and shadow statistics as the worker records them."""
+    active, shadow = policy.active_version, policy.shadow_version
+    assert active is not None and shadow is not None
+    rng = np.random.default_rng(seed)
+    summaries = model_like_summaries(rng, n)
+    greedy = np.ones(n, dtype=bool)
+    p = refusal_probabilities(summaries)
+    bucket = floor_to_bucket(utcnow())
+    increments = []
+    for version, is_shadow in ((active, False), (shadow, True)):
+        decisions = draw_decisions(refusal_chances(version.rules, summaries, greedy), rng)
+        for c, category in enumerate(CATEGORIES):
+            increments.append(
+                StatIncrement(
+                    policy.tenant_id,
+                    version.id,
+                    category,
+                    bucket,
+                    requests=n,
+                    refusals=int((decisions == c).sum()),
+                    sum_p=float(p[:, c].sum()),
+                    histogram=histogram_of(p[:, c]),
+                    shadow=is_shadow,
+                )
+            )
+    increment_stats(session=session, increments=increments)
+    session.flush()

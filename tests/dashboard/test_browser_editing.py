@@ -16,16 +16,18 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from sqlalchemy import select
 
 from core.categories import CATEGORIES
 from core.settings import Settings
+from db.models import Policy, Tenant
 from db.repositories import calibrations as runs
 from db.repositories.policies import get_policy_by_name
 from db.session import create_session_factory, session_scope
 from tests.api.conftest import make_tenant
 from tests.dashboard.cdp import Browser
 from tests.dashboard.conftest import LIVE_BROKER
-from tests.dashboard.seed import seed_generations, seed_policy_and_stats
+from tests.dashboard.seed import seed_generations, seed_policy_and_stats, seed_shadow_traffic
 
 pytestmark = pytest.mark.integration
 TRAFFIC = 400
@@ -140,6 +142,36 @@ def test_moving_a_threshold_updates_the_preview_and_saving_makes_a_version(
     assert browser.eval("location.pathname") == "/dashboard/policies/main"
     assert browser.text("#active-version") == "v4"
     assert "Saved v4" in (browser.text("#notice") or "")
+
+
+def test_a_shadow_saved_from_the_editor_is_shown_against_live_and_promoted(
+    browser: Browser, screenshots: Path, live_server: str, api_settings: Settings
+) -> None:
+    browser.goto(f"{live_server}/dashboard/policies/main/edit")
+    _wait_preview(browser, 0)
+    # v4 refuses safety from p >= 0.05; try 0.3 in shadow before enforcing it.
+    _set(browser, "#rule-safety input.slider[data-mirror='categories.safety.threshold']", "0.3")
+    browser.fill("#f-reason", "safety back to 0.3, in shadow first")
+    browser.click("#save-shadow")
+    assert browser.eval("location.pathname") == "/dashboard/policies/main/shadow"
+    assert browser.text("#live-version") == "v4" and browser.text("#shadow-version") == "v5"
+    with session_scope(create_session_factory(api_settings.sqlalchemy_url)) as session:
+        tenant = browser.eval("document.querySelector('#tenant-name').textContent")
+        policy = session.scalars(
+            select(Policy)
+            .join(Tenant, Tenant.id == Policy.tenant_id)
+            .where(Tenant.name == tenant, Policy.name == "main")
+        ).one()
+        seed_shadow_traffic(session, policy, n=TRAFFIC, seed=12)
+    browser.goto(f"{live_server}/dashboard/policies/main/shadow")
+    live = float(browser.eval("document.querySelector('#shadow-safety').dataset.live"))
+    shadow = float(browser.eval("document.querySelector('#shadow-safety').dataset.shadow"))
+    assert shadow < live
+    _shot(browser, screenshots, "shadow")
+    browser.click("#promote")
+    assert browser.eval("location.pathname") == "/dashboard/policies/main"
+    assert browser.text("#active-version") == "v5"
+    assert "none" in (browser.text("#shadow-link") or "")
 
 
 def test_a_new_policy_is_created_from_the_editor(

@@ -21,7 +21,7 @@ from db.repositories.policies import get_policy_by_name
 from db.session import create_session_factory, session_scope
 from tests.api.conftest import TenantKeys, make_tenant, set_policy
 from tests.dashboard.conftest import csrf_of, sign_in
-from tests.dashboard.seed import seed_generations
+from tests.dashboard.seed import seed_generations, seed_shadow_traffic
 
 pytestmark = pytest.mark.integration
 
@@ -380,3 +380,42 @@ def test_dashboard_writes_never_reach_another_tenants_rows(
     assert own["requests"] == 0
     versions = client.get("/v1/policies/theirs/versions", headers=other.headers()).json()
     assert len(versions) == 1
+
+
+def test_a_shadow_saved_from_the_editor_is_compared_then_promoted_in_one_audited_step(
+    client: TestClient, admin: TenantKeys, api_settings: Settings
+) -> None:
+    token = csrf_of(client)
+    assert "no shadow version" in client.get("/dashboard/policies/default/shadow").text
+    form = _rule_fields(**{"categories.safety.threshold": "0.1"})
+    form.update(as_shadow="1", expected_version="1", reason="try stricter", csrf=token)
+    saved = client.post("/dashboard/policies/default/edit", data=form, follow_redirects=False)
+    assert (
+        saved.status_code == 303
+        and "/dashboard/policies/default/shadow" in saved.headers["location"]
+    )
+    policy = client.get("/v1/policies/default", headers=admin.headers()).json()
+    assert policy["active_version"]["version"] == 1  # the shadow is not enforced
+    with session_scope(create_session_factory(api_settings.sqlalchemy_url)) as session:
+        found = get_policy_by_name(session=session, tenant_id=admin.tenant_id, name="default")
+        assert found.shadow_version is not None and found.shadow_version.version == 2
+        seed_shadow_traffic(session, found, n=300, seed=6)
+    html = client.get("/dashboard/policies/default/shadow").text
+    found_rows = re.findall(
+        r'<tr id="shadow-([a-z]+)" data-live="([0-9.]*)" data-shadow="([0-9.]*)"', html
+    )
+    rows = {c: (live, shadow) for c, live, shadow in found_rows}
+    assert set(rows) == set(CATEGORIES)
+    assert float(rows["safety"][1]) > float(rows["safety"][0])  # threshold 0.1 refuses more
+    assert "v1</b>" in html and "v2</b>" in html
+    url = "/dashboard/policies/default/shadow/promote"
+    assert client.post(url, data={"expected_version": "1"}).status_code == 403
+    stale = client.post(url, data={"expected_version": "7", "csrf": token})
+    assert stale.status_code == 409
+    promoted = client.post(url, data={"expected_version": "1", "csrf": token})
+    assert promoted.status_code == 200 and "v2 is now active" in promoted.text
+    policy = client.get("/v1/policies/default", headers=admin.headers()).json()
+    assert policy["active_version"]["version"] == 2
+    assert len(_audit(api_settings, admin.tenant_id, "policy.shadow.set")) == 1
+    assert len(_audit(api_settings, admin.tenant_id, "policy.shadow.promote")) == 1
+    assert "no shadow version" in client.get("/dashboard/policies/default/shadow").text
