@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
-from urllib.parse import quote_plus
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.dashboard.auth import Viewer, ViewerDep, check_csrf
-from api.dashboard.render import page
+from api.dashboard.render import done, page
 from api.deps import CLIENT, TENANT_ADMIN, SessionDep
 from api.errors import field_path
 from api.routes.admin import KeyIn
@@ -112,5 +111,4 @@ def revoke_key(
         message = "This is the tenant's last admin key: create another admin key first."
         return _keys_page(request, viewer, session, status_code=409, error=message)
     session.commit()
-    notice = quote_plus(f"Revoked {key.name} ({key.prefix})")
-    return RedirectResponse(f"/dashboard/keys?notice={notice}", status_code=303)
+    return done("/dashboard/keys", f"Revoked {key.name} ({key.prefix})")

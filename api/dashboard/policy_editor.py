@@ -8,10 +8,8 @@ the version it was opened on, like `If-Match`).
 
 from __future__ import annotations
 
-from urllib.parse import quote, quote_plus
-
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from api.dashboard.auth import Viewer, ViewerDep, check_csrf
@@ -21,7 +19,7 @@ from api.dashboard.policy_form import (
     form_of_rules,
     parse_policy_form,
 )
-from api.dashboard.render import error_page, page
+from api.dashboard.render import done, error_page, page, policy_path
 from api.deps import SessionDep
 from api.schemas import PolicyIn
 from core.categories import CATEGORIES
@@ -92,10 +90,7 @@ async def create_policy(request: Request, viewer: ViewerDep, session: SessionDep
         parsed.form.errors["name"] = str(exc)
         return _editor(request, viewer, session, parsed.form, policy=None, status_code=409)
     session.commit()
-    notice = quote_plus(f"Created {policy.name} (v1 active)")
-    return RedirectResponse(
-        f"/dashboard/policies/{quote(policy.name)}?notice={notice}", status_code=303
-    )
+    return done(policy_path(policy.name), f"Created {policy.name} (v1 active)")
 
 
 def _policy(session: Session, viewer: Viewer, name: str) -> Policy | None:
@@ -147,10 +142,8 @@ async def save_version(
             reason=parsed.body.reason,
         )
         session.commit()
-        notice = quote_plus(f"Saved v{shadow.version} as the shadow: decided, not enforced")
-        return RedirectResponse(
-            f"/dashboard/policies/{quote(name)}/shadow?notice={notice}", status_code=303
-        )
+        notice = f"Saved v{shadow.version} as the shadow: decided, not enforced"
+        return done(policy_path(name, "/shadow"), notice)
     try:
         version = repo.create_version(
             session=session,
@@ -174,5 +167,4 @@ async def save_version(
             request, viewer, session, parsed.form, policy=policy, status_code=409, error=message
         )
     session.commit()
-    notice = quote_plus(f"Saved v{version.version}; it is now active")
-    return RedirectResponse(f"/dashboard/policies/{quote(name)}?notice={notice}", status_code=303)
+    return done(policy_path(name), f"Saved v{version.version}; it is now active")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Annotated
-from urllib.parse import quote, quote_plus
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from api.dashboard.auth import ViewerDep, check_csrf
-from api.dashboard.render import error_page, page
+from api.dashboard.render import done, error_page, page, policy_path
 from api.dashboard.series import RANGES
 from api.deps import SessionDep
 from core.categories import CATEGORIES
@@ -115,8 +114,7 @@ def promote(
         return error_page(request, viewer, 409, "Cannot promote the shadow", str(exc))
     session.commit()
     version = policy.active_version.version if policy.active_version else "?"
-    notice = quote_plus(f"Shadow promoted: v{version} is now active")
-    return RedirectResponse(f"/dashboard/policies/{quote(name)}?notice={notice}", status_code=303)
+    return done(policy_path(name), f"Shadow promoted: v{version} is now active")
 
 
 @router.post("/{name}/shadow/clear")
@@ -139,5 +137,4 @@ def clear(
         session.rollback()
         return error_page(request, viewer, 404, "Policy not found", str(exc))
     session.commit()
-    notice = quote_plus("The shadow version is no longer decided")
-    return RedirectResponse(f"/dashboard/policies/{quote(name)}?notice={notice}", status_code=303)
+    return done(policy_path(name), "The shadow version is no longer decided")
