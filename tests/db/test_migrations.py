@@ -106,3 +106,46 @@ def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
     )
     downgrade(empty_pg_url, "0001")
     assert _policy_version_row(empty_pg_url, "SELECT mode FROM policy_versions") == ("bias",)
+
+
+def test_statistics_stay_live_and_shadow_rows_go_on_downgrade(empty_pg_url: str) -> None:
+    """0003 keys statistics by role: existing rows become live, a shadow row may share the
+    live key, and downgrading drops shadow rows so the old key stays unique."""
+    upgrade(empty_pg_url, "0002")
+    engine = create_db_engine(empty_pg_url)
+    histogram = "'[" + ", ".join(["0"] * 64) + "]'"
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
+                    "INSERT INTO policies (id, tenant_id, name) "
+                    "SELECT gen_random_uuid(), id, 'p' FROM tenants;"
+                    "INSERT INTO policy_versions (id, policy_id, version, rules, created_by)"
+                    " SELECT gen_random_uuid(), id, 1, '{\"mode\": \"bias\"}', 'system'"
+                    " FROM policies;"
+                    "INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+                    " bucket_start, requests, refusals, sum_p, histogram)"
+                    " SELECT p.tenant_id, v.id, 'safety', '2026-01-01T00:00Z', 10, 3, 2.5,"
+                    f" {histogram} FROM policy_versions v JOIN policies p ON v.policy_id = p.id"
+                )
+            )
+        upgrade(empty_pg_url)
+        with engine.begin() as connection:
+            assert connection.execute(text("SELECT shadow FROM refusal_stats")).all() == [(False,)]
+            connection.execute(
+                text(
+                    "INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+                    " bucket_start, shadow, requests, refusals, sum_p, histogram)"
+                    " SELECT tenant_id, policy_version_id, category, bucket_start, true, 10, 9,"
+                    " 2.5, histogram FROM refusal_stats"
+                )
+            )
+        downgrade(empty_pg_url, "0002")
+        with engine.begin() as connection:
+            rows = connection.execute(text("SELECT requests, refusals FROM refusal_stats")).all()
+            assert rows == [(10, 3)]
+    finally:
+        engine.dispose()
+    upgrade(empty_pg_url)
+    assert _schema_diff(empty_pg_url) == []
