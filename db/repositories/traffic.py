@@ -39,14 +39,11 @@ def _float_column(expression: str) -> str:
     return f"string_agg(float8send({expression}), ''::bytea)"
 
 
-_S = [f"coalesce((summary->'s'->>{c})::float8, '-Infinity')" for c in range(N_CATEGORIES)]
 _CATEGORY_ARRAY = "ARRAY[" + ", ".join(f"'{c}'" for c in CATEGORIES) + "]::text[]"
 _COLUMNS = [
-    *(_float_column(s) for s in _S),
-    _float_column("(summary->>'m')::float8"),
-    _float_column("(summary->>'l1')::float8"),
-    _float_column("(summary->>'lt')::float8"),
-    _float_column("(summary->>'temperature')::float8"),
+    # A category the model has no token for is stored as null: -inf.
+    *(_float_column(f"coalesce(x.s[{c + 1}], '-Infinity')") for c in range(N_CATEGORIES)),
+    *(_float_column(f"x.{name}") for name in ("m", "l1", "lt", "temperature")),
     # A row without a stored temperature took the default: greedy (core.sampling).
     "string_agg(int2send((coalesce((params->>'temperature')::float8, 0) = 0)::int::int2),"
     " ''::bytea)",
@@ -54,13 +51,16 @@ _COLUMNS = [
     f"{_CATEGORY_ARRAY}, refusal_category::text), 0) - 1)::int2), ''::bytea)",
     "count(*)",
 ]
+# jsonb_to_record parses each summary once (about a third faster than one `->>` per number).
 _WINDOW_QUERY = text(
     f"SELECT {', '.join(_COLUMNS)} FROM ("  # built from constants only
     " SELECT summary, params, refusal_category FROM generations"
     " WHERE tenant_id = :tenant_id AND created_at >= :start AND created_at < :end"
     " AND status = 'succeeded' AND summary IS NOT NULL"
     " AND policy_version_id = ANY(:version_ids)"
-    " LIMIT :limit) AS window_rows"
+    " LIMIT :limit) AS window_rows,"
+    " jsonb_to_record(summary) AS x(s float8[], m float8, l1 float8, lt float8,"
+    " temperature float8)"
 )
 
 

@@ -37,12 +37,14 @@ CANDIDATE = {
 
 
 def model_like_summaries(rng: np.random.Generator, n: int) -> tuple[Summaries, np.ndarray]:
-    """n summaries whose own category's refusal logit stands out for 40% of them; a third of the
-    rows were sampled at temperature 0.7, the rest greedy."""
+    """n summaries whose own category's refusal logit stands out for 40% of them (humanizing
+    missing from a tenth); a third of the rows were sampled at temperature 0.7, the rest
+    greedy."""
     s = rng.normal(-4.0, 2.0, (n, N_CATEGORIES))
     own = rng.integers(0, N_CATEGORIES, n)
     refusing = rng.random(n) < 0.4
     s[refusing, own[refusing]] += rng.normal(6.0, 3.0, int(refusing.sum()))
+    s[rng.random(n) < 0.1, 3] = -np.inf  # stored as null, as for a model without that token
     m = rng.normal(1.0, 1.0, n)
     greedy = rng.random(n) >= 1 / 3
     temperature = np.where(greedy, 1.0, 0.7)

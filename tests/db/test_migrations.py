@@ -142,3 +142,40 @@ def test_leak_counts_start_at_zero_on_existing_statistics(empty_pg_url: str) -> 
         " WHERE table_name = 'refusal_stats' AND column_name LIKE 'leak%'",
     )
     assert columns == (0,)
+
+
+def test_statistics_stay_live_and_shadow_rows_go_on_downgrade(empty_pg_url: str) -> None:
+    """0003 keys statistics by role: existing rows become live, a shadow row may share the
+    live key, and downgrading drops shadow rows so the old key stays unique."""
+    upgrade(empty_pg_url, "0002")
+    histogram = "'[" + ", ".join(["0"] * 64) + "]'"
+    _write_policy_version(
+        empty_pg_url,
+        "(id, policy_id, version, rules, created_by)",
+        '\'{"mode": "bias"}\'',
+        then="INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+        " bucket_start, requests, refusals, sum_p, histogram)"
+        " SELECT p.tenant_id, v.id, 'safety', '2026-01-01T00:00Z', 10, 3, 2.5,"
+        f" {histogram} FROM policy_versions v JOIN policies p ON v.policy_id = p.id",
+    )
+    upgrade(empty_pg_url, "0003")
+    engine = create_db_engine(empty_pg_url)
+    try:
+        with engine.begin() as connection:
+            assert connection.execute(text("SELECT shadow FROM refusal_stats")).all() == [(False,)]
+            connection.execute(
+                text(
+                    "INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+                    " bucket_start, shadow, requests, refusals, sum_p, histogram)"
+                    " SELECT tenant_id, policy_version_id, category, bucket_start, true, 10, 9,"
+                    " 2.5, histogram FROM refusal_stats"
+                )
+            )
+        downgrade(empty_pg_url, "0002")
+        with engine.begin() as connection:
+            rows = connection.execute(text("SELECT requests, refusals FROM refusal_stats")).all()
+            assert rows == [(10, 3)]
+    finally:
+        engine.dispose()
+    upgrade(empty_pg_url)
+    assert _schema_diff(empty_pg_url) == []
