@@ -15,7 +15,16 @@ from api.final_notifications import generation_events
 from api.metrics import observe_request
 from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
-from api.routes import admin, calibrations, generations, openai_compat, ops, policies, stats
+from api.routes import (
+    admin,
+    calibrations,
+    generations,
+    openai_compat,
+    ops,
+    policies,
+    policy_preview,
+    stats,
+)
 from api.tasks_client import CeleryTaskSender, TaskSender
 from core.logs import configure_json_logging, request_id_var
 from core.settings import Settings, get_settings
@@ -67,7 +76,16 @@ def create_app(
         response.headers[REQUEST_ID_HEADER] = request.state.request_id
         return response
 
-    for module in (ops, policies, generations, openai_compat, calibrations, stats, admin):
+    for module in (
+        ops,
+        policies,
+        policy_preview,
+        generations,
+        openai_compat,
+        calibrations,
+        stats,
+        admin,
+    ):
         app.include_router(module.router)
     install_dashboard(app)
     install_openapi(app, [CalibrationIn, CalibrationUpload])

@@ -69,7 +69,15 @@ class PolicyOut(BaseModel):
     name: str
     is_default: bool
     active_version: VersionOut | None
+    #: Decided on every request from the same first-token summary, never enforced.
+    shadow_version: VersionOut | None = None
     created_at: datetime
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: Reason | None = None
 
 
 MAX_PROMPT_CHARS = 32_000

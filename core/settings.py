@@ -100,8 +100,11 @@ class Settings(BaseSettings):
     #: The auto-tuner reads this much recent traffic of the active version.
     autotune_window_seconds: int = Field(default=3600, ge=60)
     autotune_min_samples: int = Field(default=200, ge=1)
-    autotune_max_step: float = Field(default=0.05, gt=0, le=1)
+    #: The most one auto-tuning move may change a category's refusal rate (a share of traffic).
+    autotune_max_rate_step: float = Field(default=0.25, gt=0, le=1)
     autotune_hysteresis: float = Field(default=0.02, ge=0, le=1)
+    #: Share of answered (`[respond]`) requests whose text is checked for a refusal (leaks).
+    leak_sample_share: float = Field(default=0.1, ge=0.0, le=1.0)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_calibration_prompts: int = Field(default=200_000, ge=1)
     #: Redis: seconds before a message left unacknowledged by a dead worker is redelivered.

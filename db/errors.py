@@ -79,6 +79,13 @@ class LastAdminKey(Conflict):
         )
 
 
+class NoShadowVersion(Conflict):
+    """The policy has no shadow version to promote."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"policy {name!r} has no shadow version")
+
+
 class NoActiveVersion(Conflict):
     """A policy without an active version cannot serve requests."""
 

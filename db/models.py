@@ -124,9 +124,16 @@ class Policy(CreatedAt, Base):
         ForeignKey("policy_versions.id", use_alter=True, ondelete="SET NULL")
     )
     is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: A version decided on every request beside the active one, never enforced.
+    shadow_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("policy_versions.id", use_alter=True, ondelete="SET NULL")
+    )
 
     active_version: Mapped[PolicyVersion | None] = relationship(
         foreign_keys=[active_version_id], post_update=True
+    )
+    shadow_version: Mapped[PolicyVersion | None] = relationship(
+        foreign_keys=[shadow_version_id], post_update=True
     )
 
 
@@ -174,11 +181,22 @@ class Generation(CreatedAt, Base):
         CheckConstraint(_in("status", JOB_STATUSES), name="status"),
         Index("ix_generations_tenant_id_created_at", "tenant_id", "created_at"),
         Index("ix_generations_unfinished_created_at", "created_at", postgresql_where=UNFINISHED),
+        # The leak examples an admin opens: few rows, read newest first.
+        Index(
+            "ix_generations_leaks",
+            "tenant_id",
+            "created_at",
+            postgresql_where=text("leak"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     policy_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("policy_versions.id"))
+    #: The policy's shadow version when the request was queued, decided from its summary too.
+    shadow_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("policy_versions.id", ondelete="SET NULL")
+    )
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="SET NULL")
     )
@@ -201,6 +219,10 @@ class Generation(CreatedAt, Base):
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))
+    #: Leak monitoring of answered rows: None when not sampled, else whether the answer's text
+    #: reads as a refusal (`core.refusal_text`), with the phrase that matched.
+    leak: Mapped[bool | None] = mapped_column(Boolean)
+    leak_phrase: Mapped[str | None] = mapped_column(String(200))
 
 
 class CalibrationRun(CreatedAt, Base):
@@ -257,7 +279,8 @@ class CalibrationItem(Base):
 
 
 class RefusalStat(Base):
-    """Per tenant, policy version, category and time bucket: counts and a score histogram."""
+    """Per tenant, policy version, category, time bucket and role (live or shadow): counts and a
+    score histogram. Shadow rows count what a shadow version would have decided."""
 
     __tablename__ = "refusal_stats"
     __table_args__ = (
@@ -266,6 +289,7 @@ class RefusalStat(Base):
             "policy_version_id",
             "category",
             "bucket_start",
+            "shadow",
             name="uq_refusal_stats_key",
         ),
         Index("ix_refusal_stats_tenant_id_bucket_start", "tenant_id", "bucket_start"),
@@ -278,9 +302,14 @@ class RefusalStat(Base):
     )
     category: Mapped[str] = mapped_column(String(32))
     bucket_start: Mapped[datetime]
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     requests: Mapped[int] = mapped_column(Integer, default=0)
     refusals: Mapped[int] = mapped_column(Integer, default=0)
     sum_p: Mapped[float] = mapped_column(Float, default=0.0)
+    #: Answered requests whose text was checked for a refusal (leak monitoring), counted under
+    #: the category they came nearest to refusing as, and those that read as a refusal.
+    leak_checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    leaks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: HISTOGRAM_BINS counts of the first-token refusal score, in fixed log-odds bins.
     histogram: Mapped[list[Any]] = mapped_column(JSONType)
 

@@ -80,6 +80,7 @@ def queue_generation(
         session=session,
         tenant_id=caller.tenant_id,
         policy_version_id=version.id,
+        shadow_version_id=version.policy.shadow_version_id,
         model=model,
         messages=new.messages,
         params=new.params,

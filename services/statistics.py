@@ -21,7 +21,12 @@ from db.repositories import audit
 from db.repositories import policies as policy_repo
 from db.repositories.stats import StatsQuery, StatTotals, floor_to_bucket, read_buckets
 
-ACTIVATING_ACTIONS = ("policy.create", "policy.version.create", "policy.activate")
+ACTIVATING_ACTIONS = (
+    "policy.create",
+    "policy.version.create",
+    "policy.activate",
+    "policy.shadow.promote",
+)
 
 
 @dataclass

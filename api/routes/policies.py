@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
+from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
-from api.schemas import PolicyIn, PolicyOut, PolicyUpdate, RollbackIn, VersionOut
+from api.schemas import (
+    PolicyIn,
+    PolicyOut,
+    PolicyUpdate,
+    PromoteIn,
+    RollbackIn,
+    RulesIn,
+    VersionOut,
+)
 from core.policy import to_json
 from db.errors import PolicyVersionNotFound
 from db.models import Policy, PolicyVersion
@@ -30,12 +39,13 @@ def version_out(version: PolicyVersion) -> VersionOut:
 
 
 def policy_out(policy: Policy) -> PolicyOut:
-    active = policy.active_version
+    active, shadow = policy.active_version, policy.shadow_version
     return PolicyOut(
         id=policy.id,
         name=policy.name,
         is_default=policy.is_default,
         active_version=version_out(active) if active is not None else None,
+        shadow_version=version_out(shadow) if shadow is not None else None,
         created_at=policy.created_at,
     )
 
@@ -43,6 +53,14 @@ def policy_out(policy: Policy) -> PolicyOut:
 def _with_etag(response: Response, policy: Policy) -> None:
     if policy.active_version is not None:
         response.headers["ETag"] = f'"{policy.active_version.version}"'
+
+
+def _committed(session: Session, response: Response, policy: Policy) -> PolicyOut:
+    """Commit the change and answer the policy as it now is, with its ETag."""
+    session.commit()
+    session.refresh(policy)
+    _with_etag(response, policy)
+    return policy_out(policy)
 
 
 def _if_match(value: str | None) -> int | None:
@@ -140,10 +158,7 @@ def update_policy(
         repo.mark_default(
             session=session, tenant_id=tenant_id, policy_id=policy.id, actor=principal.actor
         )
-    session.commit()
-    session.refresh(policy)
-    _with_etag(response, policy)
-    return policy_out(policy)
+    return _committed(session, response, policy)
 
 
 @router.get("/{name}/versions", responses=errors(404))
@@ -175,10 +190,7 @@ def rollback(
     except PolicyVersionNotFound:  # the policy exists; the body names a version it never had
         message = f"policy {name!r} has no version {body.version}"
         raise ApiError(422, "validation_error", message, field="version") from None
-    session.commit()
-    session.refresh(policy)
-    _with_etag(response, policy)
-    return policy_out(policy)
+    return _committed(session, response, policy)
 
 
 @router.post("/{name}/default", responses=errors(404))
@@ -190,3 +202,60 @@ def make_default(name: str, principal: TenantAdmin, session: SessionDep) -> Poli
     )
     session.commit()
     return policy_out(policy)
+
+
+@router.put("/{name}/shadow", responses=errors(*JSON_BODY, 404))
+def set_shadow(
+    name: str, body: RulesIn, principal: TenantAdmin, session: SessionDep, response: Response
+) -> PolicyOut:
+    """A new version decided on every request beside the active one, never enforced (audited);
+    it replaces any shadow the policy had."""
+    tenant_id = principal.require_tenant()
+    rules = body.rules()
+    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    repo.set_shadow(
+        session=session,
+        tenant_id=tenant_id,
+        policy_id=policy.id,
+        rules=rules,
+        actor=principal.actor,
+        reason=body.reason,
+    )
+    return _committed(session, response, policy)
+
+
+@router.delete("/{name}/shadow", responses=errors(404))
+def clear_shadow(name: str, principal: TenantAdmin, session: SessionDep) -> PolicyOut:
+    """Stop deciding the shadow version (audited); its statistics stay."""
+    tenant_id = principal.require_tenant()
+    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = repo.clear_shadow(
+        session=session, tenant_id=tenant_id, policy_id=policy.id, actor=principal.actor
+    )
+    session.commit()
+    return policy_out(policy)
+
+
+@router.post("/{name}/shadow/promote", responses=errors(*JSON_BODY, 404, 409))
+def promote_shadow(
+    name: str,
+    principal: TenantAdmin,
+    session: SessionDep,
+    response: Response,
+    body: PromoteIn | None = None,
+    if_match: Annotated[str | None, Header()] = None,
+) -> PolicyOut:
+    """Make the shadow version the active one in one step (audited); 409 without a shadow, or
+    when `If-Match` names a stale active version."""
+    tenant_id = principal.require_tenant()
+    expected = _if_match(if_match)
+    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = repo.promote_shadow(
+        session=session,
+        tenant_id=tenant_id,
+        policy_id=policy.id,
+        actor=principal.actor,
+        reason=body.reason if body is not None else None,
+        expected_active_version=expected,
+    )
+    return _committed(session, response, policy)

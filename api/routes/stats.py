@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -13,10 +14,11 @@ from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError
 from api.openapi import AUTHENTICATED, errors
 from core.categories import CATEGORIES
+from core.intervals import wilson_interval
 from db.errors import PolicyNotFound
 from db.repositories.stats import BUCKET_SECONDS, StatsQuery, StatTotals
 from db.types import utcnow
-from services.statistics import category_stats, policy_version_ids
+from services.statistics import CategoryStats, category_stats, policy_version_ids
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"], responses=errors(*AUTHENTICATED))
 MAX_POINTS = 10_000
@@ -44,7 +46,7 @@ def _in_utc(value: datetime) -> datetime:
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_in_utc)]
 
 
-def _day_before(end: datetime) -> datetime:
+def day_before(end: datetime) -> datetime:
     try:
         return end - timedelta(days=1)
     except OverflowError:  # `end` in year 1: the range starts at the earliest time there is
@@ -52,11 +54,23 @@ def _day_before(end: datetime) -> datetime:
 
 
 def _totals_out(t: StatTotals) -> dict[str, Any]:
+    interval = wilson_interval(t.refusals, t.requests)
     return {
         "requests": t.requests,
         "refusals": t.refusals,
         "rate": t.refusal_rate,
+        "interval": None if interval is None else {"low": interval.low, "high": interval.high},
         "mean_p": t.mean_p,
+        "leak_checks": t.leak_checks,
+        "leaks": t.leaks,
+        "leak_rate": t.leak_rate,
+    }
+
+
+def _series_out(s: CategoryStats) -> dict[str, Any]:
+    return {
+        **_totals_out(s.totals),
+        "buckets": [{"start": b.bucket_start, **_totals_out(b)} for b in s.buckets],
     }
 
 
@@ -70,12 +84,14 @@ def get_stats(
     policy: str | None = None,
     category: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
-    """Requests, refusals and rate per category over [start, end) in `bucket`-second buckets."""
+    """Requests, refusals and rate (with its 95% Wilson interval) per category over [start, end)
+    in `bucket`-second buckets; `shadow` holds the same for the decisions of shadow versions
+    (on the same requests, never enforced)."""
     tenant_id = principal.require_tenant()
     end = end or utcnow()
     if start is None and end == EARLIEST:
         raise ApiError(422, "validation_error", "no time before end to read", field="end")
-    start = start or _day_before(end)
+    start = start or day_before(end)
     if start >= end:
         raise ApiError(422, "validation_error", "start must be before end", field="start")
     if bucket % BUCKET_SECONDS:
@@ -101,17 +117,14 @@ def get_stats(
         except PolicyNotFound as exc:
             raise ApiError(404, "not_found", str(exc), field="policy") from None
     query = StatsQuery(tenant_id, start, end, version_ids, category or CATEGORIES)
-    stats = category_stats(session, query, bucket_seconds=bucket)
+    live = category_stats(session, query, bucket_seconds=bucket)
+    shadow = category_stats(session, replace(query, shadow=True), bucket_seconds=bucket)
     return {
         "start": start,
         "end": end,
         "bucket_seconds": bucket,
         "policy": policy,
         "categories": {
-            c: {
-                **_totals_out(s.totals),
-                "buckets": [{"start": b.bucket_start, **_totals_out(b)} for b in s.buckets],
-            }
-            for c, s in stats.items()
+            c: {**_series_out(s), "shadow": _series_out(shadow[c])} for c, s in live.items()
         },
     }

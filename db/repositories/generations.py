@@ -32,11 +32,13 @@ def create_generation(
     params: dict[str, Any] | None = None,
     api_key_id: uuid.UUID | None = None,
     request_id: str | None = None,
+    shadow_version_id: uuid.UUID | None = None,
 ) -> Generation:
     """A new `queued` generation; send its task only after the transaction commits."""
     generation = Generation(
         tenant_id=tenant_id,
         policy_version_id=policy_version_id,
+        shadow_version_id=shadow_version_id,
         api_key_id=api_key_id,
         model=model,
         messages=messages,
@@ -66,13 +68,26 @@ def list_generations(
     limit: int = 50,
     before: datetime | None = None,
     status: str | None = None,
+    refusal_category: str | None = None,
+    refused: bool | None = None,
+    policy_version_ids: Sequence[uuid.UUID] | None = None,
+    leak: bool | None = None,
 ) -> list[Generation]:
-    """A tenant's generations, newest first; `before` pages backwards by creation time."""
+    """A tenant's generations, newest first, narrowed by every filter given; `before` pages
+    backwards by creation time."""
     stmt = select(Generation).where(Generation.tenant_id == tenant_id)
     if before is not None:
         stmt = stmt.where(Generation.created_at < before)
     if status is not None:
         stmt = stmt.where(Generation.status == status)
+    if refusal_category is not None:
+        stmt = stmt.where(Generation.refusal_category == refusal_category)
+    if refused is not None:
+        stmt = stmt.where(Generation.refused.is_(refused))
+    if policy_version_ids is not None:
+        stmt = stmt.where(Generation.policy_version_id.in_(policy_version_ids))
+    if leak is not None:
+        stmt = stmt.where(Generation.leak.is_(leak))
     stmt = stmt.order_by(Generation.created_at.desc()).limit(limit)
     return list(session.scalars(stmt))
 
@@ -101,8 +116,11 @@ def mark_succeeded(
     summary: SummaryRow | None = None,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
+    leak: bool | None = None,
+    leak_phrase: str | None = None,
 ) -> bool:
-    """queued|running -> succeeded with the result. False if already final (do not count again)."""
+    """queued|running -> succeeded with the result (and, for a checked answer, the leak verdict).
+    False if already final (do not count again)."""
     return finish(
         session,
         Generation,
@@ -116,6 +134,8 @@ def mark_succeeded(
             "summary": summary,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
+            "leak": leak,
+            "leak_phrase": leak_phrase,
             "error": None,
         },
     )

@@ -1,7 +1,8 @@
 """Policies and their immutable versions, always scoped to one tenant.
 
 Every change makes a new `PolicyVersion`; activation and rollback only move the policy's
-`active_version_id`. Changes lock the policy row (``SELECT ... FOR UPDATE`` on PostgreSQL) so
+`active_version_id`; a shadow version (decided on every request, never enforced) is a version
+the policy's `shadow_version_id` points at, set, cleared or promoted to active. Changes lock the policy row (``SELECT ... FOR UPDATE`` on PostgreSQL) so
 concurrent writers get consecutive version numbers, and every change writes an audit entry.
 """
 
@@ -17,6 +18,7 @@ from core.policy import PolicyRules, to_json
 from db.errors import (
     AlreadyExists,
     NoActiveVersion,
+    NoShadowVersion,
     PolicyNotFound,
     PolicyVersionNotFound,
     StaleVersion,
@@ -61,6 +63,18 @@ def get_policy(
     if for_update:
         stmt = stmt.with_for_update()
     return one_or_raise(session, stmt, PolicyNotFound(policy_id))
+
+
+def _locked(
+    session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, expected_active: int | None
+) -> tuple[Policy, int | None]:
+    """The policy, locked for a change, and its active version number; `StaleVersion` when
+    `expected_active` is given and differs."""
+    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    active = _version_number(session, policy.active_version_id)
+    if expected_active is not None and expected_active != active:
+        raise StaleVersion(expected_active, active)
+    return policy, active
 
 
 def get_policy_by_name(*, session: Session, tenant_id: uuid.UUID, name: str) -> Policy:
@@ -168,10 +182,7 @@ def create_version(
     With `expected_active_version`, raises `StaleVersion` if the policy's active version number
     differs (someone changed it since the caller read it).
     """
-    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
-    active_before = _version_number(session, policy.active_version_id)
-    if expected_active_version is not None and expected_active_version != active_before:
-        raise StaleVersion(expected_active_version, active_before)
+    policy, active_before = _locked(session, tenant_id, policy_id, expected_active_version)
     version = _add_version(
         session, policy, rules=rules, actor=actor, reason=reason, activate=activate
     )
@@ -248,10 +259,7 @@ def activate_version(
     expected_active_version: int | None = None,
 ) -> Policy:
     """Make an existing version the active one (apply a proposal, or roll back); audited."""
-    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
-    active_before = _version_number(session, policy.active_version_id)
-    if expected_active_version is not None and expected_active_version != active_before:
-        raise StaleVersion(expected_active_version, active_before)
+    policy, active_before = _locked(session, tenant_id, policy_id, expected_active_version)
     target = get_version(session=session, tenant_id=tenant_id, policy_id=policy_id, version=version)
     policy.active_version = target
     session.flush()
@@ -293,6 +301,87 @@ def rollback_policy(
         actor=actor,
         reason=reason or "rollback",
     )
+
+
+def set_shadow(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_id: uuid.UUID,
+    rules: PolicyRules,
+    actor: str,
+    reason: str | None = None,
+) -> PolicyVersion:
+    """A new version (not activated) that becomes the policy's shadow; audited."""
+    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    before = _version_number(session, policy.shadow_version_id)
+    version = _add_version(session, policy, rules=rules, actor=actor, reason=reason, activate=False)
+    policy.shadow_version = version
+    session.flush()
+    _audit(
+        session,
+        policy,
+        actor=actor,
+        action="policy.shadow.set",
+        before={"shadow_version": before},
+        after={
+            "shadow_version": version.version,
+            "mode": rules.mode,
+            "rules": to_json(rules),
+            "reason": reason,
+        },
+    )
+    return version
+
+
+def clear_shadow(
+    *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, actor: str
+) -> Policy:
+    """Stop deciding the shadow version (a no-op without one); audited when one was set."""
+    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    before = _version_number(session, policy.shadow_version_id)
+    if before is None:
+        return policy
+    policy.shadow_version = None
+    session.flush()
+    _audit(
+        session,
+        policy,
+        actor=actor,
+        action="policy.shadow.clear",
+        before={"shadow_version": before},
+        after={"shadow_version": None},
+    )
+    return policy
+
+
+def promote_shadow(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_id: uuid.UUID,
+    actor: str,
+    reason: str | None = None,
+    expected_active_version: int | None = None,
+) -> Policy:
+    """Make the shadow version the active one and clear the shadow, in one audited step;
+    `NoShadowVersion` without one, `StaleVersion` when the active version moved."""
+    policy, active_before = _locked(session, tenant_id, policy_id, expected_active_version)
+    shadow = policy.shadow_version
+    if shadow is None:
+        raise NoShadowVersion(policy.name)
+    policy.active_version = shadow
+    policy.shadow_version = None
+    session.flush()
+    _audit(
+        session,
+        policy,
+        actor=actor,
+        action="policy.shadow.promote",
+        before={"active_version": active_before, "shadow_version": shadow.version},
+        after={"active_version": shadow.version, "shadow_version": None, "reason": reason},
+    )
+    return policy
 
 
 def mark_default(

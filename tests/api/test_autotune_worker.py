@@ -5,8 +5,10 @@ centre shifts twice); each round refuses the requests at or above the active thr
 that round's statistics (requests, refusals, sum of p, log-odds histogram) into `refusal_stats`
 as the generate task would, and then sends the real `rcs.autotune` task to a worker. Claim
 checked: after each shift the achieved rate is back within hysteresis + sampling noise of the
-target within 10 rounds (the largest shift needs the threshold to move 0.6 at 0.08 per round),
-and the threshold then stops moving (no oscillation).
+target within 10 rounds (the first-wave tuner, 0.08 of threshold per round, needed them all for
+the largest shift, 0.6 of threshold; the tuner now moves straight to the window's threshold when
+the evidence is strong, bounded to 0.25 of refusal rate a move), and the threshold then stops
+moving (no oscillation).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def tuner_worker(
         data_dir=tmp_path_factory.mktemp("tuner"),
         secret=TEST_SECRET,
         RCS_AUTOTUNE_MIN_SAMPLES="500",
-        RCS_AUTOTUNE_MAX_STEP="0.08",
+        RCS_AUTOTUNE_MAX_RATE_STEP="0.25",
         RCS_AUTOTUNE_HYSTERESIS=str(HYSTERESIS),
         needs_model=False,
         RCS_PRELOAD_MODEL="false",

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from core.policy import DEFAULT_POLICY_NAME, parse_rules
+from core.policy import DEFAULT_POLICY_NAME, MODEL_DECISION, parse_rules
 from core.settings import Settings
 from core.summary import Summaries
 from db.models import ApiKey, Generation, Policy, PolicyVersion
@@ -40,7 +40,7 @@ from db.repositories.calibrations import (
     store_summaries,
 )
 from db.repositories.generations import create_generation, mark_running, mark_succeeded
-from db.repositories.policies import create_policy, get_policy_by_name
+from db.repositories.policies import create_policy, get_policy_by_name, set_shadow
 from db.repositories.stats import StatIncrement, increment_stats
 from db.repositories.tenants import (
     create_api_key,
@@ -97,6 +97,21 @@ class World:
                 api_key_id=key_id,
             )
             return row.id
+
+    def with_shadow(self, side: Side) -> str:
+        """`side`'s policy name, after giving the policy a shadow version to promote (made by
+        `HARNESS`, unless it has one)."""
+        with session_scope(self.factory) as session:
+            policy = get_policy_by_name(session=session, tenant_id=side.tenant_id, name=side.policy)
+            if policy.shadow_version_id is None:
+                set_shadow(
+                    session=session,
+                    tenant_id=side.tenant_id,
+                    policy_id=policy.id,
+                    rules=MODEL_DECISION,
+                    actor=HARNESS,
+                )
+        return side.policy
 
     def new_run(self, side: Side, *, finished: bool) -> uuid.UUID:
         """A calibration run of `side`: queued, or finished with scored items and a proposal."""
@@ -265,6 +280,8 @@ def _generation(suffix: str) -> Build:
 
 
 PUBLIC: tuple[str, ...] = ()
+#: The actor of what the test itself sets up in a tenant (not a caller's doing).
+HARNESS = "isolation-harness"
 MEMBERS = (TA, CL)
 UPDATE = {"mode": "bias", "categories": {"safety": {"bias": 1.0}}}
 
@@ -289,6 +306,27 @@ ROUTES: dict[tuple[str, str], Route] = {
         (TA,),
         200,
         lambda w, s, k: Req(f"/v1/policies/{s.policy}/rollback", {"version": 1}),
+        cross_tenant=True,
+    ),
+    ("POST", "/v1/policies/{name}/preview"): Route(
+        (TA,),
+        200,
+        lambda w, s, k: Req(f"/v1/policies/{s.policy}/preview", {"rules": {"mode": "bias"}}),
+        cross_tenant=True,
+    ),
+    ("PUT", "/v1/policies/{name}/shadow"): Route(
+        (TA,),
+        200,
+        lambda w, s, k: Req(f"/v1/policies/{s.policy}/shadow", UPDATE),
+        cross_tenant=True,
+    ),
+    ("DELETE", "/v1/policies/{name}/shadow"): Route(
+        (TA,), 200, lambda w, s, k: Req(f"/v1/policies/{s.policy}/shadow"), cross_tenant=True
+    ),
+    ("POST", "/v1/policies/{name}/shadow/promote"): Route(
+        (TA,),
+        200,
+        lambda w, s, k: Req(f"/v1/policies/{w.with_shadow(s)}/shadow/promote"),
         cross_tenant=True,
     ),
     ("POST", "/v1/policies/{name}/default"): Route(
@@ -509,13 +547,14 @@ def test_role_and_tenant_matrix_over_every_route(app_client: TestClient, world: 
 
 def assert_b_untouched(w: World) -> None:
     """Nothing A tried changed B: its two policies still at version 1 (its `default` and its
-    own), no revoked key, no cancelled generation."""
+    own; besides any shadow the harness gave B to promote, which stays its only shadow), no
+    revoked key, no cancelled generation."""
     with w.factory() as session:
         versions = session.scalar(
             select(func.count())
             .select_from(PolicyVersion)
             .join(Policy, PolicyVersion.policy_id == Policy.id)
-            .where(Policy.tenant_id == w.b.tenant_id)
+            .where(Policy.tenant_id == w.b.tenant_id, PolicyVersion.created_by != HARNESS)
         )
         assert versions == 2
         revoked = session.scalars(
@@ -530,6 +569,8 @@ def assert_b_untouched(w: World) -> None:
         assert statuses <= {"queued"}  # B's generations (if any) were never cancelled
         policy = get_policy_by_name(session=session, tenant_id=w.b.tenant_id, name=w.b.policy)
         assert policy.is_default and policy.active_version_id == w.b.version_id
+        shadow = policy.shadow_version
+        assert shadow is None or shadow.created_by == HARNESS
 
 
 def test_lists_never_contain_another_tenants_items(app_client: TestClient, world: World) -> None:

@@ -1,24 +1,26 @@
 """The auto-tuner: a beat task that nudges `auto_tune` thresholds back toward their targets.
 
 For each active threshold-mode policy, it reads the last window of the active version's
-histograms and asks `core.autotune.propose_threshold` (minimum samples, bounded step,
-hysteresis, policy bounds). Any change becomes a new policy version by the auto-tuner, with the
+requests and refusals and of every version's score histograms, and asks `core.autotune.propose_threshold` (minimum samples, the observed rate's
+Wilson interval, hysteresis, a move bounded in refusal rate, policy bounds). Any change becomes a new policy version by the auto-tuner, with the
 figures in its reason and an audit entry.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from core.autotune import TuneDecision, TuneGuards, propose_threshold
+from core.histogram import HISTOGRAM_BINS
 from core.queue import AUTOTUNE_TASK
 from core.settings import get_settings
 from db.actors import AUTO_TUNER
 from db.models import Policy
-from db.repositories.policies import all_active_policies, create_version
+from db.repositories.policies import all_active_policies, create_version, list_versions
 from db.repositories.stats import StatsQuery, category_totals
 from db.session import session_scope
 from db.types import utcnow
@@ -32,7 +34,7 @@ def guards() -> TuneGuards:
     s = get_settings()
     return TuneGuards(
         min_samples=s.autotune_min_samples,
-        max_step=s.autotune_max_step,
+        max_rate_step=s.autotune_max_rate_step,
         hysteresis=s.autotune_hysteresis,
     )
 
@@ -57,12 +59,18 @@ def tune_policy(
         policy.tenant_id, since, policy_version_ids=[version.id], categories=[*tuned]
     )
     totals = category_totals(session, query)
+    # Scores do not depend on the rules: every version's histogram of the window counts.
+    every_version = list_versions(session=session, tenant_id=policy.tenant_id, policy_id=policy.id)
+    scores = category_totals(
+        session, replace(query, policy_version_ids=[v.id for v in every_version])
+    )
     decisions = []
     for name, rule in tuned.items():
         t = totals.get(name)
+        pooled = scores.get(name)
         decisions.append(
             propose_threshold(
-                t.histogram if t else [],
+                t.histogram if t else [0] * HISTOGRAM_BINS,
                 current=rule.threshold,
                 target=float(rule.target_rate or 0.0),
                 requests=t.requests if t else 0,
@@ -71,6 +79,7 @@ def tune_policy(
                 min_threshold=rule.min_threshold,
                 max_threshold=rule.max_threshold,
                 category=name,
+                pooled=pooled.histogram if pooled else None,
             )
         )
     changed = [d for d in decisions if d.changed]

@@ -4,8 +4,9 @@ The worker runs Celery's thread pool (`worker_pool = "threads"`, one consumer th
 request it holds). A task claims its row, hands the request to the process's single
 `EngineLoop` (which admits it between decode steps, fairly across tenants, and decodes it
 alongside every other running row), waits for the row's result, has it written with its
-statistics (`RowRecorder`: one transaction for all rows finished meanwhile), after which waiters
-are notified through Redis, and returns. With `acks_late`
+statistics (`RowRecorder`: one transaction for all rows finished meanwhile; a row queued while
+its policy had a shadow version also counts the shadow's decision, taken from the same
+first-token summary), after which waiters are notified through Redis, and returns. With `acks_late`
 the message is acknowledged only after that, so a worker killed at any moment leaves it to be
 redelivered; the `mark_succeeded` guard makes a redelivered row count once.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,7 +26,10 @@ from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
 from core.histogram import histogram_of
+from core.leaks import LeakCheck, check_answer
+from core.policy import PolicyRules
 from core.queue import GENERATE_TASK, INPUT_TOO_LONG
+from core.replay import draw_decisions, refusal_chances
 from core.sampling import SamplingParams
 from core.settings import get_settings
 from db.models import Generation, Tenant
@@ -37,14 +41,20 @@ from db.session import session_scope
 from db.types import utcnow
 from services.generation_events import publish_final
 from workers.celery_app import app
-from workers.engine.types import GenerationRequest, GenerationResult, RowPolicy
-from workers.metrics import observe_batch, observe_failure
+from workers.engine.types import (
+    GenerationRequest,
+    GenerationResult,
+    RowPolicy,
+    stack_summaries,
+)
+from workers.metrics import observe_batch, observe_failure, observe_leaks
 from workers.row_recorder import RowRecorder
 from workers.runtime import engine_loop, redis_client, session_factory, token_stream
 
 log = logging.getLogger(__name__)
 _settings = get_settings()
 _policy_cache: dict[uuid.UUID, RowPolicy] = {}
+_rules_cache: dict[uuid.UUID, PolicyRules] = {}
 _share_cache: dict[uuid.UUID, tuple[float, float]] = {}
 #: A tenant's admission share is re-read this often (seconds).
 SHARE_CACHE_SECONDS = 30.0
@@ -60,6 +70,25 @@ def _row_policy(session: Session, version_id: uuid.UUID) -> RowPolicy:
     return cached
 
 
+def _version_rules(session: Session, version_id: uuid.UUID) -> PolicyRules:
+    """A version's rules, cached by id (versions are immutable)."""
+    cached = _rules_cache.get(version_id)
+    if cached is None:
+        cached = load_version(session=session, version_id=version_id).rules
+        _rules_cache[version_id] = cached
+    return cached
+
+
+def shadow_decision(rules: PolicyRules, row: Generation, result: GenerationResult) -> int:
+    """What the shadow rules decide for a row, from the same first-token summary (no model
+    work): core's rules, with a sampled bias-mode row drawn from a generator seeded by the row's
+    id (so a redelivered row draws the same)."""
+    greedy = np.array([SamplingParams.from_params(row.params or {}).temperature == 0.0])
+    chances = refusal_chances(rules, stack_summaries([result.summary]), greedy)
+    rng = np.random.default_rng(row.id.int)
+    return int(draw_decisions(chances, rng)[0])
+
+
 def _engine_request(session: Session, row: Generation) -> GenerationRequest:
     return GenerationRequest(
         prompt=row.messages,
@@ -69,27 +98,54 @@ def _engine_request(session: Session, row: Generation) -> GenerationRequest:
     )
 
 
+def leak_check(row: Generation, result: GenerationResult) -> LeakCheck | None:
+    """The leak verdict of an answered row in the configured sample, else None."""
+    return check_answer(
+        row.id,
+        refused=result.refused,
+        text=result.text,
+        probabilities=result.summary.probabilities,
+        share=_settings.leak_sample_share,
+    )
+
+
 def stat_increments(
-    rows: Sequence[Generation], results: Sequence[GenerationResult]
+    rows: Sequence[Generation],
+    results: Sequence[GenerationResult],
+    shadow_rules: Mapping[uuid.UUID, PolicyRules],
+    checks: Sequence[LeakCheck | None] | None = None,
 ) -> list[StatIncrement]:
-    """Per row and category: one request, a refusal if emitted, p_c and its histogram bin."""
+    """Per row and category: one request, a refusal if emitted, p_c and its histogram bin, and
+    the row's leak check under the category it was counted for; and the same (leak checks
+    aside: they judge the text served) for the row's shadow version (its rules in
+    `shadow_rules`) with its decision."""
     bucket = floor_to_bucket(utcnow())
     increments = []
-    for row, result in zip(rows, results, strict=True):
+    checks = checks if checks is not None else [None] * len(rows)
+    for row, result, check in zip(rows, results, checks, strict=True):
         p = np.asarray(result.summary.probabilities, dtype=np.float64)
-        for c, name in enumerate(CATEGORIES):
-            increments.append(
-                StatIncrement(
-                    tenant_id=row.tenant_id,
-                    policy_version_id=row.policy_version_id,
-                    category=name,
-                    bucket_start=bucket,
-                    requests=1,
-                    refusals=int(result.decision == c),
-                    sum_p=float(p[c]),
-                    histogram=histogram_of(p[c : c + 1]),
+        decided = [(row.policy_version_id, result.decision, False)]
+        if row.shadow_version_id is not None:
+            rules = shadow_rules[row.shadow_version_id]
+            decided.append((row.shadow_version_id, shadow_decision(rules, row, result), True))
+        for version_id, decision, shadow in decided:
+            for c, name in enumerate(CATEGORIES):
+                checked = not shadow and check is not None and check.category == name
+                increments.append(
+                    StatIncrement(
+                        tenant_id=row.tenant_id,
+                        policy_version_id=version_id,
+                        category=name,
+                        bucket_start=bucket,
+                        requests=1,
+                        refusals=int(decision == c),
+                        sum_p=float(p[c]),
+                        histogram=histogram_of(p[c : c + 1]),
+                        leak_checks=int(checked),
+                        leaks=int(checked and check is not None and check.leak),
+                        shadow=shadow,
+                    )
                 )
-            )
     return increments
 
 
@@ -138,6 +194,7 @@ def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> 
     done = []
     with session_scope(session_factory()) as session:
         for item, result in zip(claimed, results, strict=True):
+            check = leak_check(item.row, result)
             moved = repo.mark_succeeded(
                 session=session,
                 generation_id=item.id,
@@ -150,13 +207,22 @@ def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> 
                 summary=result.summary.as_row(),
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
+                leak=None if check is None else check.leak,
+                leak_phrase=None if check is None else check.phrase,
             )
             if moved:
-                done.append((item.row, result))
-        increment_stats(
-            session=session, increments=stat_increments([d[0] for d in done], [d[1] for d in done])
+                done.append((item.row, result, check))
+        shadows = {
+            row.shadow_version_id: _version_rules(session, row.shadow_version_id)
+            for row, _, _ in done
+            if row.shadow_version_id is not None
+        }
+        increments = stat_increments(
+            [d[0] for d in done], [d[1] for d in done], shadows, [d[2] for d in done]
         )
-    return {row.id for row, _ in done}
+        increment_stats(session=session, increments=increments)
+    observe_leaks([d[2] for d in done])
+    return {d[0].id for d in done}
 
 
 def _notify(claimed: Sequence[Claimed]) -> None:
