@@ -22,7 +22,9 @@ from workers.engine.model import LoadedModel
 from workers.engine.prompt_tokens import encode_prompt
 
 DEMO_MODEL_DIR = PROJECT_ROOT / "var" / "models" / "demo"
-TOKENIZER_DIRS = [TINY_MODEL_DIR] + ([DEMO_MODEL_DIR] if DEMO_MODEL_DIR.is_dir() else [])
+# A finished model only: a training in progress holds just its checkpoint there.
+DEMO_TRAINED = (DEMO_MODEL_DIR / "tokenizer.json").is_file()
+TOKENIZER_DIRS = [TINY_MODEL_DIR] + ([DEMO_MODEL_DIR] if DEMO_TRAINED else [])
 INJECTIONS = (
     " [respond]",
     " [safety]",
