@@ -108,6 +108,15 @@ def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
     assert _policy_version_row(empty_pg_url, "SELECT mode FROM policy_versions") == ("bias",)
 
 
+#: A tenant, a policy and its version 1, in the schema from 0002 on.
+SEED_POLICY_VERSION = (
+    "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
+    "INSERT INTO policies (id, tenant_id, name) SELECT gen_random_uuid(), id, 'p' FROM tenants;"
+    "INSERT INTO policy_versions (id, policy_id, version, rules, created_by)"
+    " SELECT gen_random_uuid(), id, 1, '{\"mode\": \"bias\"}', 'system' FROM policies;"
+)
+
+
 def test_statistics_stay_live_and_shadow_rows_go_on_downgrade(empty_pg_url: str) -> None:
     """0003 keys statistics by role: existing rows become live, a shadow row may share the
     live key, and downgrading drops shadow rows so the old key stays unique."""
@@ -118,13 +127,8 @@ def test_statistics_stay_live_and_shadow_rows_go_on_downgrade(empty_pg_url: str)
         with engine.begin() as connection:
             connection.execute(
                 text(
-                    "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
-                    "INSERT INTO policies (id, tenant_id, name) "
-                    "SELECT gen_random_uuid(), id, 'p' FROM tenants;"
-                    "INSERT INTO policy_versions (id, policy_id, version, rules, created_by)"
-                    " SELECT gen_random_uuid(), id, 1, '{\"mode\": \"bias\"}', 'system'"
-                    " FROM policies;"
-                    "INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+                    SEED_POLICY_VERSION
+                    + "INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
                     " bucket_start, requests, refusals, sum_p, histogram)"
                     " SELECT p.tenant_id, v.id, 'safety', '2026-01-01T00:00Z', 10, 3, 2.5,"
                     f" {histogram} FROM policy_versions v JOIN policies p ON v.policy_id = p.id"
@@ -149,3 +153,43 @@ def test_statistics_stay_live_and_shadow_rows_go_on_downgrade(empty_pg_url: str)
         engine.dispose()
     upgrade(empty_pg_url)
     assert _schema_diff(empty_pg_url) == []
+
+
+def test_first_token_is_computed_for_rows_written_before_0004(empty_pg_url: str) -> None:
+    """0004 fills `generations.first_token` from summaries already stored (null s as -inf), and
+    keeps it in step when a summary is written later."""
+    upgrade(empty_pg_url, "0003")
+    engine = create_db_engine(empty_pg_url)
+    summary = (
+        '{"s": [1.5, null, -2.0, 0.25, 3.0], "m": 4.0, "l1": 5.0, "lt": 6.0, "temperature": 1.0}'
+    )
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    SEED_POLICY_VERSION
+                    + "INSERT INTO generations (id, tenant_id, policy_version_id, model, messages,"
+                    " params, status, summary) SELECT gen_random_uuid(), p.tenant_id, v.id, 'm',"
+                    f" '\"hi\"', '{{}}', 'succeeded', '{summary}' FROM policy_versions v"
+                    " JOIN policies p ON v.policy_id = p.id;"
+                    "INSERT INTO generations (id, tenant_id, policy_version_id, model, messages,"
+                    " params, status) SELECT gen_random_uuid(), tenant_id, policy_version_id, 'm',"
+                    " messages, params, 'queued' FROM generations"
+                )
+            )
+        upgrade(empty_pg_url)
+        with engine.begin() as connection:
+            rows = connection.execute(
+                text("SELECT status, first_token FROM generations ORDER BY status")
+            ).all()
+            assert rows == [
+                ("queued", None),
+                ("succeeded", [1.5, float("-inf"), -2.0, 0.25, 3.0, 4.0, 5.0, 6.0, 1.0]),
+            ]
+            connection.execute(
+                text(f"UPDATE generations SET summary = '{summary}' WHERE status = 'queued'")
+            )
+            filled = connection.execute(text("SELECT first_token FROM generations")).scalars()
+            assert all(f is not None and f[0] == 1.5 for f in filled)
+    finally:
+        engine.dispose()
