@@ -14,23 +14,9 @@ from api.dashboard.render import STATIC_DIR, error_page
 
 def install_dashboard(app: FastAPI) -> None:
     """Mount the dashboard's pages and static files and its sign-in redirects on `app`."""
-    from api.dashboard import (
-        audit_page,
-        calibration_pages,
-        category_pages,
-        policy_pages,
-        session,
-        shadow_page,
-    )
+    from api.dashboard import audit_page, calibration_pages, category_pages, policy_pages, session
 
-    for module in (
-        session,
-        policy_pages,
-        category_pages,
-        shadow_page,
-        calibration_pages,
-        audit_page,
-    ):
+    for module in (session, policy_pages, category_pages, calibration_pages, audit_page):
         app.include_router(module.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
 
