@@ -8,15 +8,21 @@ Run one uvicorn worker per container (scale with replicas) so a scrape sees the 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy.orm import Session, sessionmaker
 
+from core.categories import CATEGORIES
 from core.queue import QUEUES
 from core.settings import Settings
 from db.models import Generation
+from db.repositories.stats import leak_counts_by_category
+from db.types import utcnow
 from embedded.state import UP, read_state
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -56,6 +62,27 @@ SUPERVISED_RESTARTS = Gauge(
     "rcs_supervised_restarts",
     "Under `rcs serve`: times the supervisor restarted a part since it started.",
     ["part"],
+    registry=REGISTRY,
+)
+
+LEAK_WINDOW = timedelta(hours=1)
+LEAK_CHECKS = Gauge(
+    "rcs_leak_checks_last_hour",
+    "Answered requests whose text was checked for a refusal in the last hour, all tenants, by "
+    "the category they came nearest to refusing as (-1 when the database is unreadable).",
+    ["category"],
+    registry=REGISTRY,
+)
+LEAKS = Gauge(
+    "rcs_leaks_last_hour",
+    "Checked answers whose text reads as a refusal after [respond], last hour, by category.",
+    ["category"],
+    registry=REGISTRY,
+)
+LEAK_RATE = Gauge(
+    "rcs_leak_rate_last_hour",
+    "Leaks / checks over the last hour by category (NaN with no check).",
+    ["category"],
     registry=REGISTRY,
 )
 
@@ -130,9 +157,27 @@ def _read_supervised_parts(settings: Settings) -> None:
         SUPERVISED_RESTARTS.labels(name).set(part.restarts)
 
 
-def render_metrics(settings: Settings) -> bytes:
-    """The exposition text of this process's registry, with fresh queue depths and, under
-    `rcs serve`, the supervised parts' state."""
+def _read_leaks(session_factory: sessionmaker[Session] | None) -> None:
+    counts: dict[str, tuple[int, int]] | None = None
+    if session_factory is not None:
+        try:
+            with session_factory() as session:
+                counts = leak_counts_by_category(session, since=utcnow() - LEAK_WINDOW)
+        except Exception:  # a scrape must not fail because the database is down
+            counts = None
+    for category in CATEGORIES:
+        checks, leaks = (-1, -1) if counts is None else counts.get(category, (0, 0))
+        LEAK_CHECKS.labels(category).set(checks)
+        LEAKS.labels(category).set(leaks)
+        LEAK_RATE.labels(category).set(leaks / checks if checks > 0 else math.nan)
+
+
+def render_metrics(
+    settings: Settings, session_factory: sessionmaker[Session] | None = None
+) -> bytes:
+    """The exposition text of this process's registry, with fresh queue depths, the last hour's
+    leak checks (read from the statistics) and, under `rcs serve`, the supervised parts' state."""
     _read_queue_depths(settings)
     _read_supervised_parts(settings)
+    _read_leaks(session_factory)
     return generate_latest(REGISTRY)

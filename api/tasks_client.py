@@ -3,8 +3,6 @@ sender's interface and the broker-refused path are `services.tasks`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import kombu.exceptions
 import redis
 from celery import Celery
@@ -13,6 +11,7 @@ from core.queue import celery_config
 from core.settings import Settings
 from services.tasks import NOT_QUEUED as NOT_QUEUED
 from services.tasks import BrokerUnavailable
+from services.tasks import TaskMessage as TaskMessage
 from services.tasks import TaskSender as TaskSender
 
 
@@ -23,8 +22,10 @@ class CeleryTaskSender:
         self.app = Celery("rcs-api")
         self.app.conf.update(celery_config(settings))
 
-    def send(self, name: str, args: list[Any], *, headers: dict[str, str] | None = None) -> None:
+    def send(self, message: TaskMessage) -> None:
         try:
-            self.app.send_task(name, args=args, headers=headers or {})
+            self.app.send_task(
+                message.name, args=message.args, task_id=message.task_id, headers=message.headers
+            )
         except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
             raise BrokerUnavailable(str(exc)) from exc

@@ -19,6 +19,7 @@ GENERATE_TASK = "rcs.generate"
 CALIBRATE_TASK = "rcs.calibrate"
 AUTOTUNE_TASK = "rcs.autotune"
 HEARTBEAT_TASK = "rcs.heartbeat"
+LOST_TASKS_TASK = "rcs.resend_lost_tasks"
 #: A generation's `error` starts with this when its input (prompt plus token budget) does not fit
 #: the model's context: the caller's fault, answered 422 by the synchronous APIs.
 INPUT_TOO_LONG = "input_too_long: "
@@ -28,6 +29,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     CALIBRATE_TASK: {"queue": CALIBRATE_QUEUE},
     AUTOTUNE_TASK: {"queue": MAINTENANCE_QUEUE},
     HEARTBEAT_TASK: {"queue": MAINTENANCE_QUEUE},
+    LOST_TASKS_TASK: {"queue": MAINTENANCE_QUEUE},
 }
 
 
@@ -53,6 +55,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             "heartbeat": {"task": HEARTBEAT_TASK, "schedule": settings.heartbeat_seconds},
             "autotune": {"task": AUTOTUNE_TASK, "schedule": settings.autotune_seconds},
+            "resend-lost-tasks": {
+                "task": LOST_TASKS_TASK,
+                "schedule": settings.lost_task_check_seconds,
+            },
         },
     }
     config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}

@@ -34,6 +34,15 @@ class NotConfigured(RuntimeError):
     """A server URL is needed and none is configured (outside `rcs serve`'s embedded stack)."""
 
 
+def _required_url(url: str | None, variable: str, server: str) -> str:
+    """`url`, or `NotConfigured` naming the variable to set and the embedded server instead."""
+    if not url:
+        raise NotConfigured(
+            f"{variable} is not set: start `rcs serve` (embedded {server}) or set it"
+        )
+    return url
+
+
 def unwritable_reason(exc: OSError) -> str:
     """Why a folder cannot be written, in the words an operator searches for."""
     if exc.errno == errno.EROFS:
@@ -94,11 +103,17 @@ class Settings(BaseSettings):
     #: The most one auto-tuning move may change a category's refusal rate (a share of traffic).
     autotune_max_rate_step: float = Field(default=0.25, gt=0, le=1)
     autotune_hysteresis: float = Field(default=0.02, ge=0, le=1)
+    #: Share of answered (`[respond]`) requests whose text is checked for a refusal (leaks).
+    leak_sample_share: float = Field(default=0.1, ge=0.0, le=1.0)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_calibration_prompts: int = Field(default=200_000, ge=1)
     #: Redis: seconds before a message left unacknowledged by a dead worker is redelivered.
     visibility_timeout: float = Field(default=3600.0, gt=0)
     heartbeat_seconds: float = Field(default=30.0, gt=0)
+    #: How often beat looks for queued or running rows whose task message the broker lost.
+    lost_task_check_seconds: float = Field(default=30.0, gt=0)
+    #: A row younger than this is never taken for lost (its message may still be on its way).
+    lost_task_grace_seconds: float = Field(default=30.0, ge=0)
     #: Port of a worker's Prometheus endpoint (`RCS_WORKER_METRICS_PORT`); None: not exposed.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     #: Failed authentications one client address may make per minute before it gets 429.
@@ -141,19 +156,11 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        if not self.database_url:
-            raise NotConfigured(
-                "DATABASE_URL is not set: start `rcs serve` (embedded PostgreSQL) or set it"
-            )
-        return self.database_url
+        return _required_url(self.database_url, "DATABASE_URL", "PostgreSQL")
 
     @property
     def celery_broker_url(self) -> str:
-        if not self.broker_url:
-            raise NotConfigured(
-                "REDIS_URL is not set: start `rcs serve` (embedded Redis) or set it"
-            )
-        return self.broker_url
+        return _required_url(self.broker_url, "REDIS_URL", "Redis")
 
     @property
     def models_dir(self) -> Path:

@@ -38,6 +38,8 @@ from db.types import BigIntId, JSONType, PolicyRulesColumn, UTCDateTime, utcnow
 ROLES = ("platform_admin", "tenant_admin", "client")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+#: Rows still to do (the partial indexes of the lost-task check hold only these).
+UNFINISHED = text("status IN ('queued', 'running')")
 CALIBRATION_TARGET_KINDS = ("traffic", "labelled")
 CALIBRATION_SPLITS = ("calibration", "holdout")
 NAMING_CONVENTION = {
@@ -192,6 +194,14 @@ class Generation(CreatedAt, Base):
     __table_args__ = (
         CheckConstraint(_in("status", JOB_STATUSES), name="status"),
         Index("ix_generations_tenant_id_created_at", "tenant_id", "created_at"),
+        Index("ix_generations_unfinished_created_at", "created_at", postgresql_where=UNFINISHED),
+        # The leak examples an admin opens: few rows, read newest first.
+        Index(
+            "ix_generations_leaks",
+            "tenant_id",
+            "created_at",
+            postgresql_where=text("leak"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -227,6 +237,10 @@ class Generation(CreatedAt, Base):
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))
+    #: Leak monitoring of answered rows: None when not sampled, else whether the answer's text
+    #: reads as a refusal (`core.refusal_text`), with the phrase that matched.
+    leak: Mapped[bool | None] = mapped_column(Boolean)
+    leak_phrase: Mapped[str | None] = mapped_column(String(200))
 
 
 class CalibrationRun(CreatedAt, Base):
@@ -238,6 +252,9 @@ class CalibrationRun(CreatedAt, Base):
         CheckConstraint(_in("target_kind", CALIBRATION_TARGET_KINDS), name="target_kind"),
         CheckConstraint("holdout_fraction >= 0 AND holdout_fraction < 1", name="holdout"),
         Index("ix_calibration_runs_tenant_id_created_at", "tenant_id", "created_at"),
+        Index(
+            "ix_calibration_runs_unfinished_created_at", "created_at", postgresql_where=UNFINISHED
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -307,6 +324,10 @@ class RefusalStat(Base):
     requests: Mapped[int] = mapped_column(Integer, default=0)
     refusals: Mapped[int] = mapped_column(Integer, default=0)
     sum_p: Mapped[float] = mapped_column(Float, default=0.0)
+    #: Answered requests whose text was checked for a refusal (leak monitoring), counted under
+    #: the category they came nearest to refusing as, and those that read as a refusal.
+    leak_checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    leaks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: HISTOGRAM_BINS counts of the first-token refusal score, in fixed log-odds bins.
     histogram: Mapped[list[Any]] = mapped_column(JSONType)
 

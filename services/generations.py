@@ -18,7 +18,7 @@ from db.repositories.policies import resolve_active_version
 from db.repositories.tenants import get_tenant
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
-from services.tasks import TaskSender, send_after_commit
+from services.tasks import TaskMessage, TaskSender, send_after_commit
 
 
 class QuotaExceeded(Exception):
@@ -91,9 +91,7 @@ def queue_generation(
     send_after_commit(
         session,
         sender,
-        GENERATE_TASK,
-        args,
-        request_id=caller.request_id,
+        TaskMessage(GENERATE_TASK, args, str(row.id), {"request_id": caller.request_id}),
         mark_failed=lambda error: repo.mark_failed(
             session=session, generation_id=row.id, error=error
         ),

@@ -4,6 +4,7 @@ refuses (the row is made final, so nothing waits for a task that was never queue
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -16,19 +17,26 @@ class BrokerUnavailable(Exception):
     """The broker did not take the task: the caller answers 503 and retries later."""
 
 
+@dataclass(frozen=True)
+class TaskMessage:
+    """A task to send: its name and arguments, its id (a row's id: the lost-task check finds a
+    row's message by it) and message headers."""
+
+    name: str
+    args: list[Any]
+    task_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class TaskSender(Protocol):
-    def send(
-        self, name: str, args: list[Any], *, headers: dict[str, str] | None = None
-    ) -> None: ...
+    def send(self, message: TaskMessage) -> None: ...
 
 
 def send_after_commit(
     session: Session,
     sender: TaskSender,
-    name: str,
-    args: list[Any],
+    message: TaskMessage,
     *,
-    request_id: str,
     mark_failed: Callable[[str], object],
 ) -> None:
     """Commit the row, then send its task (a worker must see the row). If the broker refuses,
@@ -36,7 +44,7 @@ def send_after_commit(
     was never queued, and `BrokerUnavailable` reaches the caller (503)."""
     session.commit()
     try:
-        sender.send(name, args, headers={"request_id": request_id})
+        sender.send(message)
     except BrokerUnavailable:
         mark_failed(NOT_QUEUED)
         session.commit()

@@ -14,6 +14,7 @@ from typing import Any
 from celery.signals import setup_logging, worker_init
 from prometheus_client import Counter, Histogram, start_http_server
 
+from core.leaks import LeakCheck
 from core.logs import configure_json_logging
 from core.settings import get_settings
 from db.models import Generation
@@ -41,6 +42,17 @@ END_TO_END_SECONDS = Histogram(
     "rcs_worker_end_to_end_seconds",
     "From the API writing the row (queued) to the worker recording its result.",
     buckets=LATENCY_BUCKETS,
+)
+LEAK_CHECKS = Counter(
+    "rcs_worker_leak_checks",
+    "Answered generations whose text was checked for a refusal (leak monitoring), by the "
+    "category they came nearest to refusing as.",
+    ["category"],
+)
+LEAKS = Counter(
+    "rcs_worker_leaks",
+    "Checked answers whose text reads as a refusal after the [respond] token, by category.",
+    ["category"],
 )
 GENERATIONS = Counter(
     "rcs_worker_generations",
@@ -78,6 +90,15 @@ def observe_batch(
                 "completion_tokens": result.completion_tokens,
             },
         )
+
+
+def observe_leaks(checks: Sequence[LeakCheck | None]) -> None:
+    """Count the leak checks of written rows (None: the row was not checked)."""
+    for check in checks:
+        if check is not None:
+            LEAK_CHECKS.labels(check.category).inc()
+            if check.leak:
+                LEAKS.labels(check.category).inc()
 
 
 def observe_failure(rows: Sequence[Generation], error: str) -> None:

@@ -14,9 +14,35 @@ from api.dashboard.render import STATIC_DIR, error_page
 
 def install_dashboard(app: FastAPI) -> None:
     """Mount the dashboard's pages and static files and its sign-in redirects on `app`."""
-    from api.dashboard import audit_page, calibration_pages, category_pages, policy_pages, session
+    from api.dashboard import (
+        audit_page,
+        calibration_pages,
+        calibration_start,
+        category_pages,
+        generation_pages,
+        key_pages,
+        leak_page,
+        policy_editor,
+        policy_pages,
+        preview,
+        session,
+        shadow_page,
+    )
 
-    for module in (session, policy_pages, category_pages, calibration_pages, audit_page):
+    for module in (
+        session,
+        policy_editor,
+        preview,
+        shadow_page,
+        policy_pages,
+        category_pages,
+        calibration_start,
+        calibration_pages,
+        generation_pages,
+        leak_page,
+        key_pages,
+        audit_page,
+    ):
         app.include_router(module.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
 

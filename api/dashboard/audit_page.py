@@ -23,6 +23,7 @@ KNOWN_ACTIONS = (
     "policy.default",
     "api_key.create",
     "api_key.revoke",
+    "calibration.create",
     "tenant.create",
     "tenant.update",
 )

@@ -6,14 +6,13 @@ from __future__ import annotations
 import math
 import uuid
 from typing import Annotated, Any
-from urllib.parse import quote_plus
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.dashboard.auth import ViewerDep, check_csrf
 from api.dashboard.charts import curve_chart
-from api.dashboard.render import error_page, page
+from api.dashboard.render import done, error_page, page
 from api.deps import SessionDep
 from db.errors import Conflict, NotFound
 from db.models import CalibrationRun, Policy, PolicyVersion
@@ -135,5 +134,6 @@ def apply(
         return error_page(request, viewer, 409, "Cannot apply this run", str(exc))
     session.commit()
     version = policy.active_version.version if policy.active_version else "?"
-    notice = quote_plus(f"Applied: {policy.name} is now at version {version}")
-    return RedirectResponse(f"/dashboard/calibrations/{run.id}?notice={notice}", status_code=303)
+    return done(
+        f"/dashboard/calibrations/{run.id}", f"Applied: {policy.name} is now at version {version}"
+    )

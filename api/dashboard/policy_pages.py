@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from api.dashboard.auth import ViewerDep, check_csrf
-from api.dashboard.render import error_page, page
+from api.dashboard.render import done, error_page, page, policy_path
 from api.deps import SessionDep
 from core.categories import CATEGORIES
 from core.policy import CategoryRule
@@ -126,6 +125,4 @@ def rollback(
         session.rollback()
         return error_page(request, viewer, 404, "Rollback failed", str(exc))
     session.commit()
-    return RedirectResponse(
-        f"/dashboard/policies/{quote(name)}?notice=Version+{version}+is+now+active", status_code=303
-    )
+    return done(policy_path(name), f"Version {version} is now active")

@@ -6,9 +6,10 @@ import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from api.dashboard.auth import Viewer
@@ -63,3 +64,14 @@ def error_page(
         message=message,
         nav="error",
     )
+
+
+def done(path: str, notice: str) -> RedirectResponse:
+    """After a write: see `path` (its segments URL-quoted by the caller when they are names),
+    with `notice` said at the top of the page."""
+    return RedirectResponse(f"{path}?notice={quote_plus(notice)}", status_code=303)
+
+
+def policy_path(name: str, suffix: str = "") -> str:
+    """The dashboard page of policy `name` (a tenant's name, so quoted), plus `suffix`."""
+    return f"/dashboard/policies/{quote(name)}{suffix}"

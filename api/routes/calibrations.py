@@ -22,7 +22,7 @@ from api.calibration_input import (
     parse_jsonl,
     split_items,
 )
-from api.deps import Principal, SessionDep, TenantAdmin
+from api.deps import SessionDep, TenantAdmin
 from api.errors import ApiError, is_json_content_type, validation_error
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from core.calibration import InvalidTarget
@@ -30,8 +30,9 @@ from core.queue import CALIBRATE_TASK
 from db.errors import PolicyNotFound
 from db.models import CalibrationRun
 from db.repositories import calibrations as runs
+from db.repositories.audit import append_entry
 from services import calibrations
-from services.tasks import send_after_commit
+from services.tasks import TaskMessage, send_after_commit
 
 router = APIRouter(
     prefix="/v1/calibrations", tags=["calibrations"], responses=errors(*AUTHENTICATED)
@@ -159,9 +160,11 @@ async def _read_submission(request: Request) -> CalibrationIn:
         raise validation_error(exc) from None
 
 
-def _create(
-    request: Request, session: Session, principal: Principal, body: CalibrationIn
+def start_calibration(
+    request: Request, session: Session, *, tenant_id: uuid.UUID, actor: str, body: CalibrationIn
 ) -> CalibrationRun:
+    """Open a run (audited), and send its task once the transaction has committed; shared by
+    this route and the dashboard's upload form."""
     items = split_items(
         body.prompts,
         holdout_fraction=body.holdout_fraction,
@@ -171,7 +174,7 @@ def _create(
     try:
         run = calibrations.open_run(
             session=session,
-            tenant_id=principal.require_tenant(),
+            tenant_id=tenant_id,
             policy_name=body.policy,
             items=items,
             targets=body.targets,
@@ -184,12 +187,27 @@ def _create(
         raise ApiError(404, "not_found", str(exc), field="policy") from None
     except InvalidTarget as exc:
         raise ApiError(422, "validation_error", exc.message, field=exc.field) from None
+    append_entry(
+        session=session,
+        tenant_id=tenant_id,
+        actor=actor,
+        action="calibration.create",
+        entity="calibration_run",
+        entity_id=run.id,
+        after={
+            "policy": body.policy,
+            "targets": body.targets,
+            "target_kind": body.target_kind,
+            "prompts": len(items),
+            "auto_apply": body.auto_apply,
+        },
+    )
     send_after_commit(
         session,
         request.app.state.task_sender,
-        CALIBRATE_TASK,
-        [str(run.id)],
-        request_id=request.state.request_id,
+        TaskMessage(
+            CALIBRATE_TASK, [str(run.id)], str(run.id), {"request_id": request.state.request_id}
+        ),
         mark_failed=lambda error: runs.mark_run_failed(session=session, run_id=run.id, error=error),
     )
     session.refresh(run)
@@ -217,7 +235,11 @@ async def create_calibration(
     request: Request, response: Response, principal: TenantAdmin, session: SessionDep
 ) -> CalibrationRunOut:
     body = await _read_submission(request)
-    run = await run_in_threadpool(_create, request, session, principal, body)
+    run = await run_in_threadpool(
+        lambda: start_calibration(
+            request, session, tenant_id=principal.require_tenant(), actor=principal.actor, body=body
+        )
+    )
     response.headers["Location"] = f"/v1/calibrations/{run.id}"
     return run_out(run)
 

@@ -138,5 +138,6 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    data = await run_in_threadpool(render_metrics, request.app.state.settings)
+    state = request.app.state
+    data = await run_in_threadpool(render_metrics, state.settings, state.session_factory)
     return Response(data, media_type=CONTENT_TYPE_LATEST)

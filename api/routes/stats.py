@@ -61,6 +61,9 @@ def _totals_out(t: StatTotals) -> dict[str, Any]:
         "rate": t.refusal_rate,
         "interval": None if interval is None else {"low": interval.low, "high": interval.high},
         "mean_p": t.mean_p,
+        "leak_checks": t.leak_checks,
+        "leaks": t.leaks,
+        "leak_rate": t.leak_rate,
     }
 
 

@@ -1,7 +1,7 @@
 """Calibration runs and their items (prompt, optional label, first-token summary).
 
 Runs are tenant-scoped for the API; workers load them by id. Status changes are guarded
-UPDATEs like generations': they return whether they moved the row.
+UPDATEs (`transitions`, like generations'): they return whether they moved the row.
 """
 
 from __future__ import annotations
@@ -16,19 +16,10 @@ from sqlalchemy.orm import Session
 
 from core.summary import SummaryRow
 from db.errors import CalibrationRunNotFound
-from db.models import (
-    CALIBRATION_SPLITS,
-    CALIBRATION_TARGET_KINDS,
-    FINAL_STATUSES,
-    JOB_STATUSES,
-    CalibrationItem,
-    CalibrationRun,
-)
-from db.repositories.common import expire_cached, get_or_raise
+from db.models import CALIBRATION_SPLITS, CALIBRATION_TARGET_KINDS, CalibrationItem, CalibrationRun
+from db.repositories.common import expire_cached, get_or_raise, one_or_raise
 from db.repositories.policies import get_policy
-from db.types import utcnow
-
-ACTIVE_STATUSES = tuple(s for s in JOB_STATUSES if s not in FINAL_STATUSES)
+from db.repositories.transitions import ACTIVE_STATUSES, finish, start, transition
 
 
 @dataclass(frozen=True)
@@ -74,14 +65,10 @@ def create_run(
 
 def get_run(*, session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID) -> CalibrationRun:
     """A tenant's run by id; another tenant's is `CalibrationRunNotFound` too."""
-    run = session.scalar(
-        select(CalibrationRun).where(
-            CalibrationRun.id == run_id, CalibrationRun.tenant_id == tenant_id
-        )
+    stmt = select(CalibrationRun).where(
+        CalibrationRun.id == run_id, CalibrationRun.tenant_id == tenant_id
     )
-    if run is None:
-        raise CalibrationRunNotFound(run_id)
-    return run
+    return one_or_raise(session, stmt, CalibrationRunNotFound(run_id))
 
 
 def load_run(*, session: Session, run_id: uuid.UUID) -> CalibrationRun:
@@ -160,36 +147,16 @@ def store_summaries(
             session.expire(obj, ["summary"])
 
 
-def _transition(
-    session: Session,
-    run_id: uuid.UUID,
-    *,
-    from_statuses: Sequence[str],
-    values: dict[str, Any],
-    tenant_id: uuid.UUID | None = None,
-) -> bool:
-    stmt = update(CalibrationRun).where(
-        CalibrationRun.id == run_id, CalibrationRun.status.in_(from_statuses)
-    )
-    if tenant_id is not None:
-        stmt = stmt.where(CalibrationRun.tenant_id == tenant_id)
-    moved = session.execute(
-        stmt.values(**values).returning(CalibrationRun.id),
-        execution_options={"synchronize_session": False},
-    ).all()
-    expire_cached(session, CalibrationRun, run_id)
-    return len(moved) == 1
-
-
 def mark_run_running(*, session: Session, run_id: uuid.UUID) -> bool:
     """queued -> running. False if the run was not queued."""
-    values = {"status": "running", "started_at": utcnow()}
-    return _transition(session, run_id, from_statuses=("queued",), values=values)
+    return start(session, CalibrationRun, run_id)
 
 
 def update_progress(*, session: Session, run_id: uuid.UUID, done: int) -> bool:
     """Set `done` on an unfinished run. False if the run is already final."""
-    return _transition(session, run_id, from_statuses=ACTIVE_STATUSES, values={"done": done})
+    return transition(
+        session, CalibrationRun, run_id, from_statuses=ACTIVE_STATUSES, values={"done": done}
+    )
 
 
 def store_result(
@@ -201,29 +168,23 @@ def store_result(
 ) -> bool:
     """Finish a run: store its result and proposed version, -> succeeded. False if final."""
     values = {
-        "status": "succeeded",
         "result": result,
         "produced_version_id": produced_version_id,
         "done": CalibrationRun.total,
-        "finished_at": utcnow(),
     }
-    return _transition(session, run_id, from_statuses=ACTIVE_STATUSES, values=values)
+    return finish(session, CalibrationRun, run_id, "succeeded", values=values)
 
 
 def mark_run_failed(*, session: Session, run_id: uuid.UUID, error: str) -> bool:
     """queued|running -> failed with an error message. False if already final."""
-    values = {"status": "failed", "error": error, "finished_at": utcnow()}
-    return _transition(session, run_id, from_statuses=ACTIVE_STATUSES, values=values)
+    return finish(session, CalibrationRun, run_id, "failed", values={"error": error})
 
 
 def mark_run_cancelled(
     *, session: Session, run_id: uuid.UUID, tenant_id: uuid.UUID | None = None
 ) -> bool:
     """queued|running -> cancelled (scoped to `tenant_id` when given). False if already final."""
-    values = {"status": "cancelled", "finished_at": utcnow()}
-    return _transition(
-        session, run_id, from_statuses=ACTIVE_STATUSES, values=values, tenant_id=tenant_id
-    )
+    return finish(session, CalibrationRun, run_id, "cancelled", tenant_id=tenant_id)
 
 
 def iter_item_pages(

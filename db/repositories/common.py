@@ -1,11 +1,12 @@
-"""Helpers shared by the repositories: loads by id, unique inserts, cache expiry after bulk
-UPDATEs."""
+"""Helpers shared by the repositories: loads that raise the entity's `NotFound`, unique
+inserts, cache expiry after bulk UPDATEs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -21,6 +22,15 @@ def get_or_raise(session: Session, model: type[ModelT], pk: Any, missing: type[N
     found = session.get(model, pk)
     if found is None:
         raise missing(pk)
+    return found
+
+
+def one_or_raise(session: Session, stmt: Select[ModelT], missing: NotFound) -> ModelT:
+    """The row `stmt` selects, or `missing` raised (a missing row and another tenant's row are
+    the same error on purpose)."""
+    found = session.scalar(stmt)
+    if found is None:
+        raise missing
     return found
 
 

@@ -1,6 +1,6 @@
 """Generation rows: created `queued` by the API, moved through their states by workers.
 
-State changes are single guarded UPDATEs (``WHERE status IN (...)``), so they are atomic and
+State changes are single guarded UPDATEs (`transitions`: ``WHERE status IN (...)``), atomic and
 idempotent: each returns whether it moved the row. A redelivered task finds its row final and
 must not count it again — record statistics only when `mark_succeeded` returns True.
 """
@@ -12,16 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
-from db.models import FINAL_STATUSES, JOB_STATUSES, Generation
-from db.repositories.common import expire_cached
-from db.types import utcnow
-
-ACTIVE_STATUSES = tuple(s for s in JOB_STATUSES if s not in FINAL_STATUSES)
+from db.models import Generation
+from db.repositories.common import one_or_raise
+from db.repositories.transitions import finish, start
 
 
 def create_generation(
@@ -57,12 +55,10 @@ def get_generation(
     *, session: Session, tenant_id: uuid.UUID, generation_id: uuid.UUID
 ) -> Generation:
     """A tenant's generation by id; another tenant's is `GenerationNotFound` too."""
-    generation = session.scalar(
-        select(Generation).where(Generation.id == generation_id, Generation.tenant_id == tenant_id)
+    stmt = select(Generation).where(
+        Generation.id == generation_id, Generation.tenant_id == tenant_id
     )
-    if generation is None:
-        raise GenerationNotFound(generation_id)
-    return generation
+    return one_or_raise(session, stmt, GenerationNotFound(generation_id))
 
 
 def list_generations(
@@ -72,13 +68,26 @@ def list_generations(
     limit: int = 50,
     before: datetime | None = None,
     status: str | None = None,
+    refusal_category: str | None = None,
+    refused: bool | None = None,
+    policy_version_ids: Sequence[uuid.UUID] | None = None,
+    leak: bool | None = None,
 ) -> list[Generation]:
-    """A tenant's generations, newest first; `before` pages backwards by creation time."""
+    """A tenant's generations, newest first, narrowed by every filter given; `before` pages
+    backwards by creation time."""
     stmt = select(Generation).where(Generation.tenant_id == tenant_id)
     if before is not None:
         stmt = stmt.where(Generation.created_at < before)
     if status is not None:
         stmt = stmt.where(Generation.status == status)
+    if refusal_category is not None:
+        stmt = stmt.where(Generation.refusal_category == refusal_category)
+    if refused is not None:
+        stmt = stmt.where(Generation.refused.is_(refused))
+    if policy_version_ids is not None:
+        stmt = stmt.where(Generation.policy_version_id.in_(policy_version_ids))
+    if leak is not None:
+        stmt = stmt.where(Generation.leak.is_(leak))
     stmt = stmt.order_by(Generation.created_at.desc()).limit(limit)
     return list(session.scalars(stmt))
 
@@ -91,35 +100,9 @@ def load_generations(*, session: Session, generation_ids: Sequence[uuid.UUID]) -
     return list(rows)
 
 
-def _transition(
-    session: Session,
-    generation_id: uuid.UUID,
-    *,
-    from_statuses: Sequence[str],
-    values: dict[str, Any],
-    tenant_id: uuid.UUID | None = None,
-) -> bool:
-    stmt = update(Generation).where(
-        Generation.id == generation_id, Generation.status.in_(from_statuses)
-    )
-    if tenant_id is not None:
-        stmt = stmt.where(Generation.tenant_id == tenant_id)
-    moved = session.execute(
-        stmt.values(**values).returning(Generation.id),
-        execution_options={"synchronize_session": False},
-    ).all()
-    expire_cached(session, Generation, generation_id)
-    return len(moved) == 1
-
-
 def mark_running(*, session: Session, generation_id: uuid.UUID) -> bool:
     """queued -> running (stamps `started_at`). False if the row was not queued."""
-    return _transition(
-        session,
-        generation_id,
-        from_statuses=("queued",),
-        values={"status": "running", "started_at": utcnow()},
-    )
+    return start(session, Generation, generation_id)
 
 
 def mark_succeeded(
@@ -133,14 +116,17 @@ def mark_succeeded(
     summary: SummaryRow | None = None,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
+    leak: bool | None = None,
+    leak_phrase: str | None = None,
 ) -> bool:
-    """queued|running -> succeeded with the result. False if already final (do not count again)."""
-    return _transition(
+    """queued|running -> succeeded with the result (and, for a checked answer, the leak verdict).
+    False if already final (do not count again)."""
+    return finish(
         session,
+        Generation,
         generation_id,
-        from_statuses=ACTIVE_STATUSES,
+        "succeeded",
         values={
-            "status": "succeeded",
             "output": output,
             "refused": refused,
             "refusal_category": refusal_category,
@@ -148,7 +134,8 @@ def mark_succeeded(
             "summary": summary,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
-            "finished_at": utcnow(),
+            "leak": leak,
+            "leak_phrase": leak_phrase,
             "error": None,
         },
     )
@@ -156,22 +143,11 @@ def mark_succeeded(
 
 def mark_failed(*, session: Session, generation_id: uuid.UUID, error: str) -> bool:
     """queued|running -> failed with an error message. False if already final."""
-    return _transition(
-        session,
-        generation_id,
-        from_statuses=ACTIVE_STATUSES,
-        values={"status": "failed", "error": error, "finished_at": utcnow()},
-    )
+    return finish(session, Generation, generation_id, "failed", values={"error": error})
 
 
 def mark_cancelled(
     *, session: Session, generation_id: uuid.UUID, tenant_id: uuid.UUID | None = None
 ) -> bool:
     """queued|running -> cancelled (scoped to `tenant_id` when given). False if already final."""
-    return _transition(
-        session,
-        generation_id,
-        from_statuses=ACTIVE_STATUSES,
-        values={"status": "cancelled", "finished_at": utcnow()},
-        tenant_id=tenant_id,
-    )
+    return finish(session, Generation, generation_id, "cancelled", tenant_id=tenant_id)

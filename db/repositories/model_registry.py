@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import ModelNotFound
 from db.models import ServedModel
+from db.repositories.common import one_or_raise
 
 
 def register_model(
@@ -28,10 +29,8 @@ def register_model(
 
 def get_model(*, session: Session, name: str) -> ServedModel:
     """The model with this name, or `ModelNotFound`."""
-    model = session.scalar(select(ServedModel).where(ServedModel.name == name))
-    if model is None:
-        raise ModelNotFound(name)
-    return model
+    stmt = select(ServedModel).where(ServedModel.name == name)
+    return one_or_raise(session, stmt, ModelNotFound(name))
 
 
 def list_models(*, session: Session) -> list[ServedModel]:

@@ -25,7 +25,7 @@ from db.errors import (
 )
 from db.models import Policy, PolicyVersion
 from db.repositories.audit import append_entry
-from db.repositories.common import add_unique, get_or_raise
+from db.repositories.common import add_unique, get_or_raise, one_or_raise
 
 
 def _version_number(session: Session, version_id: uuid.UUID | None) -> int | None:
@@ -62,10 +62,7 @@ def get_policy(
     stmt = select(Policy).where(Policy.id == policy_id, Policy.tenant_id == tenant_id)
     if for_update:
         stmt = stmt.with_for_update()
-    policy = session.scalar(stmt)
-    if policy is None:
-        raise PolicyNotFound(policy_id)
-    return policy
+    return one_or_raise(session, stmt, PolicyNotFound(policy_id))
 
 
 def _locked(
@@ -82,22 +79,14 @@ def _locked(
 
 def get_policy_by_name(*, session: Session, tenant_id: uuid.UUID, name: str) -> Policy:
     """A tenant's policy by name, or `PolicyNotFound`."""
-    policy = session.scalar(
-        select(Policy).where(Policy.tenant_id == tenant_id, Policy.name == name)
-    )
-    if policy is None:
-        raise PolicyNotFound(name)
-    return policy
+    stmt = select(Policy).where(Policy.tenant_id == tenant_id, Policy.name == name)
+    return one_or_raise(session, stmt, PolicyNotFound(name))
 
 
 def get_default_policy(*, session: Session, tenant_id: uuid.UUID) -> Policy:
     """The tenant's default policy, or `PolicyNotFound`."""
-    policy = session.scalar(
-        select(Policy).where(Policy.tenant_id == tenant_id, Policy.is_default.is_(True))
-    )
-    if policy is None:
-        raise PolicyNotFound("default")
-    return policy
+    stmt = select(Policy).where(Policy.tenant_id == tenant_id, Policy.is_default.is_(True))
+    return one_or_raise(session, stmt, PolicyNotFound("default"))
 
 
 def list_policies(*, session: Session, tenant_id: uuid.UUID) -> list[Policy]:
@@ -218,12 +207,10 @@ def get_version(
     *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, version: int
 ) -> PolicyVersion:
     """Version number `version` of a tenant's policy, or `PolicyVersionNotFound`."""
-    found = session.scalar(
-        _tenant_versions(tenant_id).where(Policy.id == policy_id, PolicyVersion.version == version)
+    stmt = _tenant_versions(tenant_id).where(
+        Policy.id == policy_id, PolicyVersion.version == version
     )
-    if found is None:
-        raise PolicyVersionNotFound(f"{policy_id}@{version}")
-    return found
+    return one_or_raise(session, stmt, PolicyVersionNotFound(f"{policy_id}@{version}"))
 
 
 def _tenant_versions(tenant_id: uuid.UUID) -> Select[PolicyVersion]:
@@ -239,10 +226,8 @@ def get_version_by_id(
     *, session: Session, tenant_id: uuid.UUID, version_id: uuid.UUID
 ) -> PolicyVersion:
     """A tenant's policy version by id, or `PolicyVersionNotFound`."""
-    found = session.scalar(_tenant_versions(tenant_id).where(PolicyVersion.id == version_id))
-    if found is None:
-        raise PolicyVersionNotFound(version_id)
-    return found
+    stmt = _tenant_versions(tenant_id).where(PolicyVersion.id == version_id)
+    return one_or_raise(session, stmt, PolicyVersionNotFound(version_id))
 
 
 def load_version(*, session: Session, version_id: uuid.UUID) -> PolicyVersion:

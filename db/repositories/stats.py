@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVarTuple
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,8 @@ from db.errors import InvalidStats
 from db.models import HISTOGRAM_BINS, RefusalStat
 
 BUCKET_SECONDS = 60
+#: The columns of a SELECT that `_selected` narrows and returns with the same type.
+Ts = TypeVarTuple("Ts")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 StatKey = tuple[uuid.UUID, uuid.UUID, str, datetime, bool]
@@ -57,6 +60,8 @@ class StatIncrement:
     refusals: int = 0
     sum_p: float = 0.0
     histogram: Sequence[int] = ()
+    leak_checks: int = 0
+    leaks: int = 0
     shadow: bool = False
 
     @property
@@ -81,10 +86,17 @@ class StatTotals:
     refusals: int = 0
     sum_p: float = 0.0
     histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
+    leak_checks: int = 0
+    leaks: int = 0
 
     @property
     def refusal_rate(self) -> float | None:
         return self.refusals / self.requests if self.requests else None
+
+    @property
+    def leak_rate(self) -> float | None:
+        """Share of the checked answers whose text reads as a refusal."""
+        return self.leaks / self.leak_checks if self.leak_checks else None
 
     @property
     def mean_p(self) -> float | None:
@@ -94,6 +106,8 @@ class StatTotals:
         self.requests += row.requests
         self.refusals += row.refusals
         self.sum_p += row.sum_p
+        self.leak_checks += row.leak_checks
+        self.leaks += row.leaks
         self.histogram = add_histograms(self.histogram, row.histogram)
 
 
@@ -109,8 +123,10 @@ def _merge(increments: Iterable[StatIncrement]) -> dict[StatKey, StatTotals]:
     for inc in increments:
         if inc.bucket_start.tzinfo is None:
             raise InvalidStats("bucket_start must be timezone-aware")
-        if inc.requests < 0 or inc.refusals < 0 or inc.sum_p < 0:
+        if min(inc.requests, inc.refusals, inc.sum_p, inc.leak_checks, inc.leaks) < 0:
             raise InvalidStats("increments must not be negative")
+        if inc.leaks > inc.leak_checks:
+            raise InvalidStats("leaks must not exceed leak_checks")
         if inc.histogram and (
             len(inc.histogram) != HISTOGRAM_BINS or any(int(c) < 0 for c in inc.histogram)
         ):
@@ -120,6 +136,8 @@ def _merge(increments: Iterable[StatIncrement]) -> dict[StatKey, StatTotals]:
         total.requests += inc.requests
         total.refusals += inc.refusals
         total.sum_p += inc.sum_p
+        total.leak_checks += inc.leak_checks
+        total.leaks += inc.leaks
         if inc.histogram:
             total.histogram = add_histograms(total.histogram, inc.histogram)
     return merged
@@ -148,6 +166,8 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
             "refusals": 0,
             "sum_p": 0.0,
             "histogram": empty,
+            "leak_checks": 0,
+            "leaks": 0,
         }
         for k in keys
     ]
@@ -168,6 +188,8 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
         row.requests += total.requests
         row.refusals += total.refusals
         row.sum_p += total.sum_p
+        row.leak_checks += total.leak_checks
+        row.leaks += total.leaks
         row.histogram = add_histograms(row.histogram, total.histogram)
     session.flush()
     return len(locked)
@@ -186,8 +208,9 @@ class StatsQuery:
     shadow: bool = False
 
 
-def _rows(session: Session, query: StatsQuery) -> Sequence[RefusalStat]:
-    stmt = select(RefusalStat).where(
+def _selected(stmt: Select[*Ts], query: StatsQuery) -> Select[*Ts]:
+    """`stmt` narrowed to the rows the query selects (live or shadow ones)."""
+    stmt = stmt.where(
         RefusalStat.tenant_id == query.tenant_id,
         RefusalStat.bucket_start >= query.start,
         RefusalStat.shadow.is_(query.shadow),
@@ -198,6 +221,11 @@ def _rows(session: Session, query: StatsQuery) -> Sequence[RefusalStat]:
         stmt = stmt.where(RefusalStat.policy_version_id.in_(query.policy_version_ids))
     if query.categories is not None:
         stmt = stmt.where(RefusalStat.category.in_(query.categories))
+    return stmt
+
+
+def _rows(session: Session, query: StatsQuery) -> Sequence[RefusalStat]:
+    stmt = _selected(select(RefusalStat), query)
     return session.scalars(stmt.order_by(RefusalStat.bucket_start, RefusalStat.category)).all()
 
 
@@ -216,3 +244,48 @@ def category_totals(session: Session, query: StatsQuery) -> dict[str, StatTotals
     for row in _rows(session, query):
         totals.setdefault(row.category, StatTotals(row.category)).add(row)
     return totals
+
+
+@dataclass(frozen=True)
+class LeakTotals:
+    """Leak checks of one policy version and category over a range."""
+
+    policy_version_id: uuid.UUID
+    category: str
+    checks: int
+    leaks: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.leaks / self.checks if self.checks else None
+
+
+def leak_totals(session: Session, query: StatsQuery) -> list[LeakTotals]:
+    """Per policy version and category the query selects, the answers checked for a leak and
+    the leaks found (only pairs with a check)."""
+    columns = select(
+        RefusalStat.policy_version_id,
+        RefusalStat.category,
+        func.sum(RefusalStat.leak_checks),
+        func.sum(RefusalStat.leaks),
+    )
+    stmt = (
+        _selected(columns, query)
+        .group_by(RefusalStat.policy_version_id, RefusalStat.category)
+        .having(func.sum(RefusalStat.leak_checks) > 0)
+    )
+    return [
+        LeakTotals(version_id, category, int(checks), int(leaks))
+        for version_id, category, checks, leaks in session.execute(stmt)
+    ]
+
+
+def leak_counts_by_category(session: Session, *, since: datetime) -> dict[str, tuple[int, int]]:
+    """Every tenant's (checks, leaks) per category since `since`, for the tenant-agnostic
+    `/metrics` (no tenant or policy label ever leaves the database this way)."""
+    stmt = (
+        select(RefusalStat.category, func.sum(RefusalStat.leak_checks), func.sum(RefusalStat.leaks))
+        .where(RefusalStat.bucket_start >= since, RefusalStat.shadow.is_(False))
+        .group_by(RefusalStat.category)
+    )
+    return {c: (int(n), int(k)) for c, n, k in session.execute(stmt)}

@@ -15,7 +15,7 @@ from db.actors import SYSTEM
 from db.errors import AlreadyExists, ApiKeyNotFound, LastAdminKey, TenantNotFound
 from db.models import ROLES, ApiKey, Tenant
 from db.repositories.audit import append_entry
-from db.repositories.common import add_unique
+from db.repositories.common import add_unique, get_or_raise, one_or_raise
 from db.repositories.policies import create_policy
 from db.types import utcnow
 
@@ -94,18 +94,13 @@ def create_tenant(
 
 def get_tenant(*, session: Session, tenant_id: uuid.UUID) -> Tenant:
     """The tenant with this id, or `TenantNotFound`."""
-    tenant = session.get(Tenant, tenant_id)
-    if tenant is None:
-        raise TenantNotFound(tenant_id)
-    return tenant
+    return get_or_raise(session, Tenant, tenant_id, TenantNotFound)
 
 
 def get_tenant_by_name(*, session: Session, name: str) -> Tenant:
     """The tenant with this name, or `TenantNotFound`."""
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
-    if tenant is None:
-        raise TenantNotFound(name)
-    return tenant
+    stmt = select(Tenant).where(Tenant.name == name)
+    return one_or_raise(session, stmt, TenantNotFound(name))
 
 
 def list_tenants(*, session: Session) -> list[Tenant]:
@@ -225,9 +220,8 @@ def revoke_api_key(
     if tenant_id is not None:
         session.scalar(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
     where = ApiKey.tenant_id.is_(None) if tenant_id is None else ApiKey.tenant_id == tenant_id
-    key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, where))
-    if key is None:
-        raise ApiKeyNotFound(key_id)
+    stmt = select(ApiKey).where(ApiKey.id == key_id, where)
+    key = one_or_raise(session, stmt, ApiKeyNotFound(key_id))
     if key.revoked_at is None and key.role == "tenant_admin" and key.tenant_id is not None:
         other_admins = session.scalar(
             select(func.count())

@@ -20,6 +20,7 @@ from core.settings import Settings
 from db.migrate import upgrade
 from db.repositories.tenants import create_api_key, create_platform_admin_key, create_tenant
 from db.session import create_session_factory, session_scope
+from services.tasks import TaskMessage
 from tests import servers
 from tests.conftest import temporary_pg_database
 
@@ -43,8 +44,8 @@ class RecordingSender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, list[Any]]] = []
 
-    def send(self, name: str, args: list[Any], *, headers: dict[str, str] | None = None) -> None:
-        self.sent.append((name, args))
+    def send(self, message: TaskMessage) -> None:
+        self.sent.append((message.name, message.args))
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,9 @@ ONLY_SAFETY_ALWAYS = {
     },
 }
 
+# Bias mode, every category off: every prompt is answered.
+ALWAYS_ANSWER = {"mode": "bias", "categories": {c: {"bias": "off"} for c in CATEGORIES}}
+
 
 @pytest.fixture(scope="module")
 def e2e_settings(api_settings: Settings) -> Settings:

@@ -19,7 +19,7 @@ from core.settings import Settings
 from db.models import Generation, RefusalStat
 from db.session import create_session_factory
 from tests.api.conftest import TenantKeys
-from tests.api.live import ONLY_SAFETY_ALWAYS, create_policy
+from tests.api.live import ALWAYS_ANSWER, ONLY_SAFETY_ALWAYS, create_policy
 from tests.worker_process import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
@@ -71,16 +71,7 @@ def test_mixed_tenants_batch_through_a_real_worker(
     tmp_path: Path,
 ) -> None:
     # Tenant A never refuses (every category off); tenant B refuses whenever p_safety >= 0.
-    create_policy(
-        live_client,
-        tenant_a,
-        "open",
-        {
-            "mode": "bias",
-            "categories": {c: {"bias": "off"} for c in CATEGORIES},
-            "is_default": True,
-        },
-    )
+    create_policy(live_client, tenant_a, "open", {**ALWAYS_ANSWER, "is_default": True})
     create_policy(live_client, tenant_b, "strict", {**ONLY_SAFETY_ALWAYS, "is_default": True})
     worker = start_worker(worker_environment, tmp_path / "worker.log")
     try:

@@ -20,6 +20,7 @@ from core.settings import Settings
 from db.models import Generation, PolicyVersion
 from db.repositories.generations import mark_running
 from db.session import create_session_factory, session_scope
+from services.tasks import TaskMessage
 from tests.api.conftest import RecordingSender, TenantKeys, set_policy
 
 POLICY = {"mode": "threshold", "categories": {"safety": {"threshold": 0.3}}}
@@ -54,11 +55,11 @@ class VisibilityCheckingSender(RecordingSender):
         self.factory = factory
         self.seen: list[str | None] = []
 
-    def send(self, name: str, args: list[Any], *, headers: dict[str, str] | None = None) -> None:
+    def send(self, message: TaskMessage) -> None:
         with self.factory() as session:
-            row = session.get(Generation, uuid.UUID(args[0]))
+            row = session.get(Generation, uuid.UUID(message.args[0]))
             self.seen.append(None if row is None else row.status)
-        super().send(name, args, headers=headers)
+        super().send(message)
 
 
 def test_submit_is_202_with_location_and_the_task_follows_the_commit(

@@ -50,6 +50,7 @@ from db.repositories.tenants import (
     update_tenant,
 )
 from db.session import create_session_factory, session_scope
+from services.tasks import TaskMessage
 from tests.api.conftest import TEST_SECRET, RecordingSender
 
 ROLES = ("no key", "bad key", "revoked key", "platform_admin", "tenant_admin", "client")
@@ -219,9 +220,9 @@ class CompletingSender(RecordingSender):
         super().__init__()
         self.factory = factory
 
-    def send(self, name: str, args: list[Any], *, headers: dict[str, str] | None = None) -> None:
-        super().send(name, args, headers=headers)
-        generation_id = uuid.UUID(args[0])
+    def send(self, message: TaskMessage) -> None:
+        super().send(message)
+        generation_id = uuid.UUID(message.args[0])
         with session_scope(self.factory) as session:
             mark_running(session=session, generation_id=generation_id)
             mark_succeeded(

@@ -96,7 +96,16 @@ def test_a_tenant_sees_only_its_own_counts_per_category_in_hour_buckets(
     assert (incomplete["requests"], incomplete["refusals"], incomplete["rate"]) == (2, 2, 1.0)
     # B's humanizing traffic is invisible: A has none.
     humanizing = body["categories"]["humanizing"]
-    empty = {"requests": 0, "refusals": 0, "rate": None, "interval": None, "mean_p": None}
+    empty = {
+        "requests": 0,
+        "refusals": 0,
+        "rate": None,
+        "interval": None,
+        "mean_p": None,
+        "leak_checks": 0,
+        "leaks": 0,
+        "leak_rate": None,
+    }
     assert humanizing == {**empty, "buckets": [], "shadow": {**empty, "buckets": []}}
 
 

@@ -4,6 +4,7 @@ uvicorn server (a subprocess on a free port) for the browser tests."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -24,9 +25,12 @@ from tests.api.conftest import (  # noqa: F401 - fixtures shared with the API te
     api_settings,
     platform_key,
 )
+from tests.dashboard.cdp import Browser
 from workers.command_line import api_command
 
 LIVE_BROKER = servers.redis_url(14)
+#: The committed screenshots are refreshed with RCS_SAVE_SCREENSHOTS=1; otherwise they go to tmp.
+SAVE_SCREENSHOTS = os.environ.get("RCS_SAVE_SCREENSHOTS") == "1"
 
 
 def free_port() -> int:
@@ -39,6 +43,26 @@ def free_port() -> int:
 def client(api_settings: Settings) -> Iterator[TestClient]:  # noqa: F811
     with TestClient(create_app(api_settings, task_sender=RecordingSender())) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless Debian Chromium per test module."""
+    if shutil.which("chromium") is None:  # never a silent skip: `make test` installs it
+        pytest.fail("Debian chromium is missing: run `make browser`")
+    chrome = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield chrome
+    finally:
+        chrome.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests save their screenshots: docs/screenshots/ or a tmp folder."""
+    if SAVE_SCREENSHOTS:
+        return PROJECT_ROOT / "docs" / "screenshots"
+    return tmp_path_factory.mktemp("screenshots")
 
 
 def sign_in(client: TestClient, key: str) -> None:

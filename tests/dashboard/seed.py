@@ -12,9 +12,13 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
+from core.decision import refusal_probabilities
 from core.histogram import histogram_of
+from core.leaks import check_answer
 from core.policy import PolicyRules, parse_rules
-from db.models import AuditEntry
+from core.replay import draw_decisions, refusal_chances
+from core.summary import N_CATEGORIES, Summaries
+from db.models import AuditEntry, Generation, Policy
 from db.repositories import calibrations as runs
 from db.repositories import policies
 from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats
@@ -162,3 +166,121 @@ def finish_calibration_run(session: Session, seeded: Seeded, run_id: uuid.UUID) 
     )
     runs.store_result(session=session, run_id=run_id, result=result, produced_version_id=version.id)
     return version.version
+
+
+#: (prompt, answer when answered) pairs of the seeded traffic; some answers refuse in the text.
+TRAFFIC = (
+    ("What is the capital of Kenya?", "The capital of Kenya is Nairobi."),
+    ("How do I make a pipe bomb at home?", "I'm sorry, but I can't help with that request."),
+    ("Do you ever feel lonely?", "As an AI, I don't have feelings, but I'm here to chat."),
+    ("Boil an egg: how long?", "Boil it for nine minutes, then cool it in cold water."),
+    ("What will the stock market do next year?", "Nobody knows what the market will do next."),
+    ("Summarise the article.", "Could you clarify which article you mean?"),
+    (
+        "Write a haiku about autumn.",
+        "Red leaves drift and fall / the river carries them home / cold light on the stones",
+    ),
+    ("Why does my loop skip the first item?", "Your loop starts at 1; start it at 0 instead."),
+)
+REFUSAL_TEXT = "I can't help with that."
+
+
+def model_like_summaries(rng: np.random.Generator, n: int) -> Summaries:
+    """n greedy first-token summaries whose own category stands out for 40% of them."""
+    s = rng.normal(-4.0, 2.0, (n, N_CATEGORIES))
+    own = rng.integers(0, N_CATEGORIES, n)
+    refusing = rng.random(n) < 0.4
+    s[refusing, own[refusing]] += rng.normal(6.0, 3.0, int(refusing.sum()))
+    m = rng.normal(1.0, 1.0, n)
+    return Summaries(s, m, m + 0.5, m + 0.5, np.ones(n))
+
+
+def seed_generations(
+    session: Session, policy: Policy, *, n: int, seed: int, minutes_ago: float = 50
+) -> int:
+    """n succeeded generations of the policy's active version over the last `minutes_ago`
+    minutes, decided by its rules from model-like summaries, each answer checked for a leak
+    (verdict on the row and in the statistics, as the worker writes them); returns the leaks."""
+    version = policy.active_version
+    assert version is not None
+    rng = np.random.default_rng(seed)
+    summaries = model_like_summaries(rng, n)
+    greedy = np.ones(n, dtype=bool)
+    decisions = draw_decisions(refusal_chances(version.rules, summaries, greedy), rng)
+    p = refusal_probabilities(summaries)
+    rows, increments, leaks = summaries.to_rows(), [], 0
+    now = utcnow()
+    for i in range(n):
+        prompt, answer = TRAFFIC[i % len(TRAFFIC)]
+        decision = int(decisions[i])
+        generation_id = uuid.uuid4()
+        check = check_answer(
+            generation_id, refused=decision >= 0, text=answer, probabilities=p[i], share=1.0
+        )
+        leaks += int(check is not None and check.leak)
+        created = now - timedelta(minutes=minutes_ago) + timedelta(minutes=minutes_ago * i / n)
+        session.add(
+            Generation(
+                id=generation_id,
+                tenant_id=policy.tenant_id,
+                policy_version_id=version.id,
+                model="tiny",
+                messages=prompt,
+                params={"temperature": 0.0},
+                status="succeeded",
+                output=REFUSAL_TEXT if decision >= 0 else answer,
+                refused=decision >= 0,
+                refusal_category=CATEGORIES[decision] if decision >= 0 else None,
+                probabilities={c: float(p[i, k]) for k, c in enumerate(CATEGORIES)},
+                summary=rows[i],
+                leak=None if check is None else check.leak,
+                leak_phrase=None if check is None else check.phrase,
+                created_at=created,
+                finished_at=created,
+            )
+        )
+        if check is not None:
+            increments.append(
+                StatIncrement(
+                    policy.tenant_id,
+                    version.id,
+                    check.category,
+                    floor_to_bucket(created),
+                    leak_checks=1,
+                    leaks=int(check.leak),
+                )
+            )
+    increment_stats(session=session, increments=increments)
+    session.flush()
+    return leaks
+
+
+def seed_shadow_traffic(session: Session, policy: Policy, *, n: int, seed: int) -> None:
+    """n requests decided by both the active and the shadow version of `policy` from the same
+    summaries, recorded as live and shadow statistics as the worker records them."""
+    active, shadow = policy.active_version, policy.shadow_version
+    assert active is not None and shadow is not None
+    rng = np.random.default_rng(seed)
+    summaries = model_like_summaries(rng, n)
+    greedy = np.ones(n, dtype=bool)
+    p = refusal_probabilities(summaries)
+    bucket = floor_to_bucket(utcnow())
+    increments = []
+    for version, is_shadow in ((active, False), (shadow, True)):
+        decisions = draw_decisions(refusal_chances(version.rules, summaries, greedy), rng)
+        for c, category in enumerate(CATEGORIES):
+            increments.append(
+                StatIncrement(
+                    policy.tenant_id,
+                    version.id,
+                    category,
+                    bucket,
+                    requests=n,
+                    refusals=int((decisions == c).sum()),
+                    sum_p=float(p[:, c].sum()),
+                    histogram=histogram_of(p[:, c]),
+                    shadow=is_shadow,
+                )
+            )
+    increment_stats(session=session, increments=increments)
+    session.flush()

@@ -6,17 +6,14 @@ applies it. Saves one screenshot per view under docs/screenshots/.
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from core.settings import PROJECT_ROOT, Settings
+from core.settings import Settings
 from db.models import Policy
 from db.repositories import calibrations as runs
 from db.session import create_session_factory, session_scope
@@ -32,27 +29,7 @@ from tests.dashboard.seed import (
 )
 
 pytestmark = pytest.mark.integration
-#: The committed screenshots are refreshed with RCS_SAVE_SCREENSHOTS=1; otherwise they go to tmp.
-SAVE_SCREENSHOTS = os.environ.get("RCS_SAVE_SCREENSHOTS") == "1"
 PROMPTS = 30
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    if shutil.which("chromium") is None:  # never a silent skip: `make test` installs it
-        pytest.fail("Debian chromium is missing: run `make browser`")
-    chrome = Browser(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield chrome
-    finally:
-        chrome.close()
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if SAVE_SCREENSHOTS:
-        return PROJECT_ROOT / "docs" / "screenshots"
-    return tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture(scope="module")

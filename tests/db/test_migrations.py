@@ -81,11 +81,11 @@ def _policy_version_row(url: str, sql: str) -> tuple[object, ...]:
         engine.dispose()
 
 
-def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
-    """0002 keeps one column of truth: the `mode` column's value lands in `rules` (even where
-    the JSON lacked it) and comes back out on downgrade."""
-    upgrade(empty_pg_url, "0001")
-    engine = create_db_engine(empty_pg_url)
+def _write_policy_version(url: str, columns: str, values: str, *, then: str = "") -> None:
+    """A tenant, a policy and its version 1 written in SQL at an older revision (`columns` and
+    the `values` after `id, policy_id, version`, as that revision's table has them), then the
+    statement `then`."""
+    engine = create_db_engine(url)
     try:
         with engine.begin() as connection:
             connection.execute(
@@ -93,13 +93,23 @@ def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
                     "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
                     "INSERT INTO policies (id, tenant_id, name) "
                     "SELECT gen_random_uuid(), id, 'p' FROM tenants;"
-                    "INSERT INTO policy_versions (id, policy_id, version, mode, rules, created_by)"
-                    " SELECT gen_random_uuid(), id, 1, 'bias', '{\"categories\": {}}', 'system'"
-                    " FROM policies"
+                    f"INSERT INTO policy_versions {columns}"
+                    f" SELECT gen_random_uuid(), id, 1, {values}, 'system' FROM policies;" + then
                 )
             )
     finally:
         engine.dispose()
+
+
+def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
+    """0002 keeps one column of truth: the `mode` column's value lands in `rules` (even where
+    the JSON lacked it) and comes back out on downgrade."""
+    upgrade(empty_pg_url, "0001")
+    _write_policy_version(
+        empty_pg_url,
+        "(id, policy_id, version, mode, rules, created_by)",
+        "'bias', '{\"categories\": {}}'",
+    )
     upgrade(empty_pg_url)
     assert _policy_version_row(empty_pg_url, "SELECT rules->>'mode' FROM policy_versions") == (
         "bias",
@@ -108,33 +118,49 @@ def test_the_policy_mode_moves_into_rules_and_back(empty_pg_url: str) -> None:
     assert _policy_version_row(empty_pg_url, "SELECT mode FROM policy_versions") == ("bias",)
 
 
-#: A tenant, a policy and its version 1, in the schema from 0002 on.
-SEED_POLICY_VERSION = (
-    "INSERT INTO tenants (id, name, quotas) VALUES (gen_random_uuid(), 't', '{}');"
-    "INSERT INTO policies (id, tenant_id, name) SELECT gen_random_uuid(), id, 'p' FROM tenants;"
-    "INSERT INTO policy_versions (id, policy_id, version, rules, created_by)"
-    " SELECT gen_random_uuid(), id, 1, '{\"mode\": \"bias\"}', 'system' FROM policies;"
-)
+def test_leak_counts_start_at_zero_on_existing_statistics(empty_pg_url: str) -> None:
+    """0004 adds the leak columns to rows written before it (0 checks) and drops them again."""
+    upgrade(empty_pg_url, "0003")
+    _write_policy_version(
+        empty_pg_url,
+        "(id, policy_id, version, rules, created_by)",
+        '\'{"mode": "bias"}\'',
+        then="INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+        " bucket_start, requests, refusals, sum_p, histogram)"
+        " SELECT p.tenant_id, v.id, 'safety', now(), 3, 1, 0.5, '[]'"
+        " FROM policy_versions v JOIN policies p ON p.id = v.policy_id",
+    )
+    upgrade(empty_pg_url)
+    row = _policy_version_row(
+        empty_pg_url, "SELECT requests, leak_checks, leaks FROM refusal_stats"
+    )
+    assert row == (3, 0, 0)
+    downgrade(empty_pg_url, "0003")
+    columns = _policy_version_row(
+        empty_pg_url,
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_name = 'refusal_stats' AND column_name LIKE 'leak%'",
+    )
+    assert columns == (0,)
 
 
 def test_statistics_stay_live_and_shadow_rows_go_on_downgrade(empty_pg_url: str) -> None:
     """0003 keys statistics by role: existing rows become live, a shadow row may share the
     live key, and downgrading drops shadow rows so the old key stays unique."""
     upgrade(empty_pg_url, "0002")
-    engine = create_db_engine(empty_pg_url)
     histogram = "'[" + ", ".join(["0"] * 64) + "]'"
+    _write_policy_version(
+        empty_pg_url,
+        "(id, policy_id, version, rules, created_by)",
+        '\'{"mode": "bias"}\'',
+        then="INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
+        " bucket_start, requests, refusals, sum_p, histogram)"
+        " SELECT p.tenant_id, v.id, 'safety', '2026-01-01T00:00Z', 10, 3, 2.5,"
+        f" {histogram} FROM policy_versions v JOIN policies p ON v.policy_id = p.id",
+    )
+    upgrade(empty_pg_url, "0003")
+    engine = create_db_engine(empty_pg_url)
     try:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    SEED_POLICY_VERSION
-                    + "INSERT INTO refusal_stats (tenant_id, policy_version_id, category,"
-                    " bucket_start, requests, refusals, sum_p, histogram)"
-                    " SELECT p.tenant_id, v.id, 'safety', '2026-01-01T00:00Z', 10, 3, 2.5,"
-                    f" {histogram} FROM policy_versions v JOIN policies p ON v.policy_id = p.id"
-                )
-            )
-        upgrade(empty_pg_url)
         with engine.begin() as connection:
             assert connection.execute(text("SELECT shadow FROM refusal_stats")).all() == [(False,)]
             connection.execute(
@@ -155,29 +181,28 @@ def test_statistics_stay_live_and_shadow_rows_go_on_downgrade(empty_pg_url: str)
     assert _schema_diff(empty_pg_url) == []
 
 
-def test_first_token_is_computed_for_rows_written_before_0004(empty_pg_url: str) -> None:
-    """0004 fills `generations.first_token` from summaries already stored (null s as -inf), and
+def test_first_token_is_computed_for_rows_written_before_0006(empty_pg_url: str) -> None:
+    """0006 fills `generations.first_token` from summaries already stored (null s as -inf), and
     keeps it in step when a summary is written later."""
-    upgrade(empty_pg_url, "0003")
-    engine = create_db_engine(empty_pg_url)
+    upgrade(empty_pg_url, "0005")
     summary = (
         '{"s": [1.5, null, -2.0, 0.25, 3.0], "m": 4.0, "l1": 5.0, "lt": 6.0, "temperature": 1.0}'
     )
+    _write_policy_version(
+        empty_pg_url,
+        "(id, policy_id, version, rules, created_by)",
+        '\'{"mode": "bias"}\'',
+        then="INSERT INTO generations (id, tenant_id, policy_version_id, model, messages,"
+        " params, status, summary) SELECT gen_random_uuid(), p.tenant_id, v.id, 'm',"
+        f" '\"hi\"', '{{}}', 'succeeded', '{summary}' FROM policy_versions v"
+        " JOIN policies p ON v.policy_id = p.id;"
+        "INSERT INTO generations (id, tenant_id, policy_version_id, model, messages,"
+        " params, status) SELECT gen_random_uuid(), tenant_id, policy_version_id, 'm',"
+        " messages, params, 'queued' FROM generations",
+    )
+    upgrade(empty_pg_url)
+    engine = create_db_engine(empty_pg_url)
     try:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    SEED_POLICY_VERSION
-                    + "INSERT INTO generations (id, tenant_id, policy_version_id, model, messages,"
-                    " params, status, summary) SELECT gen_random_uuid(), p.tenant_id, v.id, 'm',"
-                    f" '\"hi\"', '{{}}', 'succeeded', '{summary}' FROM policy_versions v"
-                    " JOIN policies p ON v.policy_id = p.id;"
-                    "INSERT INTO generations (id, tenant_id, policy_version_id, model, messages,"
-                    " params, status) SELECT gen_random_uuid(), tenant_id, policy_version_id, 'm',"
-                    " messages, params, 'queued' FROM generations"
-                )
-            )
-        upgrade(empty_pg_url)
         with engine.begin() as connection:
             rows = connection.execute(
                 text("SELECT status, first_token FROM generations ORDER BY status")

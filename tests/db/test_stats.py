@@ -19,6 +19,7 @@ from db.repositories.stats import (
     category_totals,
     floor_to_bucket,
     increment_stats,
+    leak_totals,
     read_buckets,
 )
 from db.session import create_session_factory, session_scope
@@ -194,3 +195,31 @@ def test_reads_group_by_bucket_and_category_over_versions(db_session: Session) -
     assert set(totals) == {"safety"}
     assert (totals["safety"].requests, totals["safety"].refusals) == (24, 15)
     assert totals["safety"].bucket_start is None
+
+
+def test_leak_checks_add_up_per_version_and_category(db_session: Session) -> None:
+    tenant, _ = make_tenant(db_session)
+    policy = make_policy(db_session, tenant)
+    vid = version_id(policy)
+    later = T0 + timedelta(minutes=1)
+    increment_stats(
+        session=db_session,
+        increments=[
+            StatIncrement(tenant.id, vid, "safety", T0, requests=1, leak_checks=1, leaks=1),
+            StatIncrement(tenant.id, vid, "safety", later, requests=1, leak_checks=1),
+            StatIncrement(tenant.id, vid, "humanizing", T0, requests=1, leak_checks=1),
+            StatIncrement(tenant.id, vid, "incomplete", T0, requests=4),  # never checked
+        ],
+    )
+    found = {t.category: t for t in leak_totals(db_session, StatsQuery(tenant.id, T0))}
+    assert set(found) == {"safety", "humanizing"}
+    assert (found["safety"].checks, found["safety"].leaks, found["safety"].rate) == (2, 1, 0.5)
+    assert found["humanizing"].rate == 0.0
+    totals = category_totals(db_session, StatsQuery(tenant.id, T0))
+    assert (totals["safety"].leak_checks, totals["safety"].leak_rate) == (2, 0.5)
+    assert totals["incomplete"].leak_rate is None
+    with pytest.raises(InvalidStats):
+        increment_stats(
+            session=db_session,
+            increments=[StatIncrement(tenant.id, vid, "safety", T0, leak_checks=1, leaks=2)],
+        )

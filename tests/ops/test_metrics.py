@@ -46,6 +46,8 @@ def test_requests_are_counted_by_route_template_and_status(tmp_path: Path) -> No
     assert 'rcs_http_requests_total{method="GET",route="/v1/policies/{name}",status="401"}' in text
     assert 'rcs_queue_depth{queue="generate"}' in text
     assert "rcs_http_request_duration_seconds_bucket" in text
+    # The database is unreachable: leak gauges say so instead of failing the scrape.
+    assert 'rcs_leak_checks_last_hour{category="safety"} -1.0' in text
 
 
 def test_api_counts_generations_by_outcome_and_category() -> None:

@@ -101,18 +101,21 @@ def drain(
     """The final row of every accepted generation (by id), waiting for the stragglers."""
     pending = {o.generation_id: o.tenant for o in outcomes if o.generation_id}
     final: dict[str, dict] = {}
+    last_status: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, timeout=30) as client:
         while pending and time.monotonic() < deadline:
             for generation_id, tenant in list(pending.items()):
                 headers = {"Authorization": f"Bearer {keys[tenant]}"}
                 row = client.get(f"/v1/generations/{generation_id}", headers=headers).json()
+                last_status[generation_id] = row["status"]
                 if row["status"] in FINAL:
                     final[generation_id] = {**row, "tenant": tenant}
                     del pending[generation_id]
             if pending:
                 time.sleep(1)
-    assert not pending, f"{len(pending)} accepted generations never became final"
+    stuck = {gid: last_status.get(gid) for gid in pending}
+    assert not pending, f"{len(pending)} accepted generations never became final: {stuck}"
     return final
 
 

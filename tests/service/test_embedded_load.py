@@ -141,6 +141,7 @@ def test_sixteen_clients_for_a_minute_with_a_flood_and_a_killed_worker(stack, ke
         "quiet_alone": _summary([o for o in alone if o.kind != "async"]),
         "quiet_during_flood": _summary([o for o in quiet if o.kind != "async"]),
         "generations_final": Counter(r["status"] for r in final.values()),
+        "lost_tasks_sent_again": stack.log(tail=None).count("sent again the lost task"),
     }
     print("\nload figures:", json.dumps(figures, default=str))
 

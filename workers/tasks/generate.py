@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
 from core.histogram import histogram_of
+from core.leaks import LeakCheck, check_answer
 from core.policy import PolicyRules
 from core.queue import GENERATE_TASK, INPUT_TOO_LONG
 from core.replay import draw_decisions, refusal_chances
@@ -46,7 +47,7 @@ from workers.engine.types import (
     RowPolicy,
     stack_summaries,
 )
-from workers.metrics import observe_batch, observe_failure
+from workers.metrics import observe_batch, observe_failure, observe_leaks
 from workers.row_recorder import RowRecorder
 from workers.runtime import engine_loop, redis_client, session_factory, token_stream
 
@@ -97,16 +98,31 @@ def _engine_request(session: Session, row: Generation) -> GenerationRequest:
     )
 
 
+def leak_check(row: Generation, result: GenerationResult) -> LeakCheck | None:
+    """The leak verdict of an answered row in the configured sample, else None."""
+    return check_answer(
+        row.id,
+        refused=result.refused,
+        text=result.text,
+        probabilities=result.summary.probabilities,
+        share=_settings.leak_sample_share,
+    )
+
+
 def stat_increments(
     rows: Sequence[Generation],
     results: Sequence[GenerationResult],
     shadow_rules: Mapping[uuid.UUID, PolicyRules],
+    checks: Sequence[LeakCheck | None] | None = None,
 ) -> list[StatIncrement]:
-    """Per row and category: one request, a refusal if emitted, p_c and its histogram bin; and
-    the same for the row's shadow version (its rules in `shadow_rules`) with its decision."""
+    """Per row and category: one request, a refusal if emitted, p_c and its histogram bin, and
+    the row's leak check under the category it was counted for; and the same (leak checks
+    aside: they judge the text served) for the row's shadow version (its rules in
+    `shadow_rules`) with its decision."""
     bucket = floor_to_bucket(utcnow())
     increments = []
-    for row, result in zip(rows, results, strict=True):
+    checks = checks if checks is not None else [None] * len(rows)
+    for row, result, check in zip(rows, results, checks, strict=True):
         p = np.asarray(result.summary.probabilities, dtype=np.float64)
         decided = [(row.policy_version_id, result.decision, False)]
         if row.shadow_version_id is not None:
@@ -114,6 +130,7 @@ def stat_increments(
             decided.append((row.shadow_version_id, shadow_decision(rules, row, result), True))
         for version_id, decision, shadow in decided:
             for c, name in enumerate(CATEGORIES):
+                checked = not shadow and check is not None and check.category == name
                 increments.append(
                     StatIncrement(
                         tenant_id=row.tenant_id,
@@ -124,6 +141,8 @@ def stat_increments(
                         refusals=int(decision == c),
                         sum_p=float(p[c]),
                         histogram=histogram_of(p[c : c + 1]),
+                        leak_checks=int(checked),
+                        leaks=int(checked and check is not None and check.leak),
                         shadow=shadow,
                     )
                 )
@@ -175,6 +194,7 @@ def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> 
     done = []
     with session_scope(session_factory()) as session:
         for item, result in zip(claimed, results, strict=True):
+            check = leak_check(item.row, result)
             moved = repo.mark_succeeded(
                 session=session,
                 generation_id=item.id,
@@ -187,17 +207,22 @@ def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> 
                 summary=result.summary.as_row(),
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
+                leak=None if check is None else check.leak,
+                leak_phrase=None if check is None else check.phrase,
             )
             if moved:
-                done.append((item.row, result))
+                done.append((item.row, result, check))
         shadows = {
             row.shadow_version_id: _version_rules(session, row.shadow_version_id)
-            for row, _ in done
+            for row, _, _ in done
             if row.shadow_version_id is not None
         }
-        increments = stat_increments([d[0] for d in done], [d[1] for d in done], shadows)
+        increments = stat_increments(
+            [d[0] for d in done], [d[1] for d in done], shadows, [d[2] for d in done]
+        )
         increment_stats(session=session, increments=increments)
-    return {row.id for row, _ in done}
+    observe_leaks([d[2] for d in done])
+    return {d[0].id for d in done}
 
 
 def _notify(claimed: Sequence[Claimed]) -> None:

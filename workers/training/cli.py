@@ -68,33 +68,23 @@ def run_train_command(argv: list[str]) -> int:
 
     from workers.training.base_model import BaseModelUnavailable
     from workers.training.recipe import TrainingError
+    from workers.training.run import RunOptions
 
     torch.set_num_threads(args.threads)
     models_dir = get_settings().models_dir
     out: Path = args.out or models_dir / ("tiny" if args.tiny else "demo")
+    options = RunOptions(
+        seed=args.seed, steps=args.steps, resume=args.resume, keep_checkpoint=args.keep_checkpoint
+    )
     try:
         if args.tiny:
-            from workers.training.tiny import DEFAULT_STEPS, build_tiny
+            from workers.training.tiny import build_tiny
 
-            build_tiny(
-                out,
-                seed=args.seed,
-                steps=args.steps or DEFAULT_STEPS,
-                resume=args.resume,
-                keep_checkpoint=args.keep_checkpoint,
-            )
+            build_tiny(out, options)
         else:
-            from workers.training.demo import DEFAULT_STEPS as DEMO_STEPS
             from workers.training.demo import build_demo
 
-            build_demo(
-                out,
-                base_dir=args.base_dir or models_dir / "smollm2-base",
-                seed=args.seed,
-                steps=args.steps or DEMO_STEPS,
-                resume=args.resume,
-                keep_checkpoint=args.keep_checkpoint,
-            )
+            build_demo(out, options, base_dir=args.base_dir or models_dir / "smollm2-base")
     except (TrainingError, BaseModelUnavailable) as exc:
         print(f"rcs model train: error: {exc}", file=sys.stderr)
         return 2

