@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Computed,
     Float,
     ForeignKey,
     Index,
@@ -26,10 +27,12 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.histogram import HISTOGRAM_BINS as HISTOGRAM_BINS  # length of refusal_stats.histogram
 from core.policy import PolicyMode, PolicyRules
+from core.summary import N_CATEGORIES
 from db.types import BigIntId, JSONType, PolicyRulesColumn, UTCDateTime, utcnow
 
 ROLES = ("platform_admin", "tenant_admin", "client")
@@ -46,6 +49,17 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+#: The numbers of a stored summary as one typed array, computed by PostgreSQL when the summary
+#: is written: s_c for every category (-inf when stored as null), then m, L_1, L_T and the
+#: temperature. What-if replay reads this instead of parsing JSON (3x faster for a window).
+FIRST_TOKEN_SQL = (
+    "CASE WHEN summary IS NULL THEN NULL ELSE ARRAY["
+    + ", ".join(f"coalesce((summary->'s'->>{c})::float8, '-Infinity')" for c in range(N_CATEGORIES))
+    + ", (summary->>'m')::float8, (summary->>'l1')::float8, (summary->>'lt')::float8"
+    ", (summary->>'temperature')::float8] END"
+)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -213,6 +227,10 @@ class Generation(CreatedAt, Base):
     probabilities: Mapped[dict[str, Any] | None]
     #: First-token summary (refusal logits, max and logsumexp of the rest).
     summary: Mapped[dict[str, Any] | None]
+    #: `summary` as numbers (`FIRST_TOKEN_SQL`), never written by the application.
+    first_token: Mapped[list[float] | None] = mapped_column(
+        ARRAY(DOUBLE_PRECISION), Computed(FIRST_TOKEN_SQL, persisted=True)
+    )
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime | None]

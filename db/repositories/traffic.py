@@ -1,10 +1,11 @@
 """A window of a tenant's served traffic as arrays: first-token summaries and served decisions.
 
 What-if replay reads every succeeded generation of a window, so the read is shaped for volume:
-PostgreSQL extracts the few numbers a decision needs from each row's stored summary and
-aggregates each column into one binary string (`float8send`/`int2send`, big-endian), which
-numpy reads without creating a Python object per value. One aggregate sees the rows in one
-order, so the columns line up. The (tenant_id, created_at) index selects the window.
+it takes each row's summary as numbers from `generations.first_token` (a float8 array that
+PostgreSQL computes from the stored summary, no JSON parsed at read time) and aggregates each
+column into one binary string (`float8send`/`int2send`, big-endian), which numpy reads without
+creating a Python object per value. One aggregate sees the rows in one order, so the columns
+line up. The (tenant_id, created_at) index selects the window.
 """
 
 from __future__ import annotations
@@ -40,10 +41,9 @@ def _float_column(expression: str) -> str:
 
 
 _CATEGORY_ARRAY = "ARRAY[" + ", ".join(f"'{c}'" for c in CATEGORIES) + "]::text[]"
+#: `first_token` holds s_1..s_C, m, L_1, L_T, temperature (1-based in SQL).
 _COLUMNS = [
-    # A category the model has no token for is stored as null: -inf.
-    *(_float_column(f"coalesce(x.s[{c + 1}], '-Infinity')") for c in range(N_CATEGORIES)),
-    *(_float_column(f"x.{name}") for name in ("m", "l1", "lt", "temperature")),
+    *(_float_column(f"f[{i}]") for i in range(1, N_CATEGORIES + 5)),
     # A row without a stored temperature took the default: greedy (core.sampling).
     "string_agg(int2send((coalesce((params->>'temperature')::float8, 0) = 0)::int::int2),"
     " ''::bytea)",
@@ -51,16 +51,13 @@ _COLUMNS = [
     f"{_CATEGORY_ARRAY}, refusal_category::text), 0) - 1)::int2), ''::bytea)",
     "count(*)",
 ]
-# jsonb_to_record parses each summary once (about a third faster than one `->>` per number).
 _WINDOW_QUERY = text(
     f"SELECT {', '.join(_COLUMNS)} FROM ("  # built from constants only
-    " SELECT summary, params, refusal_category FROM generations"
+    " SELECT first_token AS f, params, refusal_category FROM generations"
     " WHERE tenant_id = :tenant_id AND created_at >= :start AND created_at < :end"
-    " AND status = 'succeeded' AND summary IS NOT NULL"
+    " AND status = 'succeeded' AND first_token IS NOT NULL"
     " AND policy_version_id = ANY(:version_ids)"
-    " LIMIT :limit) AS window_rows,"
-    " jsonb_to_record(summary) AS x(s float8[], m float8, l1 float8, lt float8,"
-    " temperature float8)"
+    " LIMIT :limit) AS window_rows"
 )
 
 

@@ -179,3 +179,42 @@ def test_statistics_stay_live_and_shadow_rows_go_on_downgrade(empty_pg_url: str)
         engine.dispose()
     upgrade(empty_pg_url)
     assert _schema_diff(empty_pg_url) == []
+
+
+def test_first_token_is_computed_for_rows_written_before_0006(empty_pg_url: str) -> None:
+    """0006 fills `generations.first_token` from summaries already stored (null s as -inf), and
+    keeps it in step when a summary is written later."""
+    upgrade(empty_pg_url, "0005")
+    summary = (
+        '{"s": [1.5, null, -2.0, 0.25, 3.0], "m": 4.0, "l1": 5.0, "lt": 6.0, "temperature": 1.0}'
+    )
+    _write_policy_version(
+        empty_pg_url,
+        "(id, policy_id, version, rules, created_by)",
+        '\'{"mode": "bias"}\'',
+        then="INSERT INTO generations (id, tenant_id, policy_version_id, model, messages,"
+        " params, status, summary) SELECT gen_random_uuid(), p.tenant_id, v.id, 'm',"
+        f" '\"hi\"', '{{}}', 'succeeded', '{summary}' FROM policy_versions v"
+        " JOIN policies p ON v.policy_id = p.id;"
+        "INSERT INTO generations (id, tenant_id, policy_version_id, model, messages,"
+        " params, status) SELECT gen_random_uuid(), tenant_id, policy_version_id, 'm',"
+        " messages, params, 'queued' FROM generations",
+    )
+    upgrade(empty_pg_url)
+    engine = create_db_engine(empty_pg_url)
+    try:
+        with engine.begin() as connection:
+            rows = connection.execute(
+                text("SELECT status, first_token FROM generations ORDER BY status")
+            ).all()
+            assert rows == [
+                ("queued", None),
+                ("succeeded", [1.5, float("-inf"), -2.0, 0.25, 3.0, 4.0, 5.0, 6.0, 1.0]),
+            ]
+            connection.execute(
+                text(f"UPDATE generations SET summary = '{summary}' WHERE status = 'queued'")
+            )
+            filled = connection.execute(text("SELECT first_token FROM generations")).scalars()
+            assert all(f is not None and f[0] == 1.5 for f in filled)
+    finally:
+        engine.dispose()
