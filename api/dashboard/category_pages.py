@@ -12,6 +12,7 @@ from api.dashboard.render import error_page, page
 from api.dashboard.series import BUCKETS, MAX_POINTS, RANGES, parse_range
 from api.deps import SessionDep
 from core.categories import CATEGORIES
+from core.intervals import wilson_interval
 from db.errors import NotFound
 from db.repositories import policies as repo
 from db.types import utcnow
@@ -61,6 +62,7 @@ def categories_view(
     panels = [
         {
             "series": s,
+            "interval": wilson_interval(s.totals.refusals, s.totals.requests),
             "rate_svg": rate_chart(
                 s.points,
                 start=start,

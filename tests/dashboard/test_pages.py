@@ -3,11 +3,13 @@ tenant choice, empty states and errors."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 
+from core.intervals import wilson_interval
 from core.settings import Settings
 from db.repositories.tenants import create_api_key, find_api_key, revoke_api_key
 from db.session import create_session_factory, session_scope
@@ -155,6 +157,16 @@ def test_category_view_points_targets_and_empty_ranges(
     assert f'data-points="{seeded.hourly_points}"' in page
     assert page.count('class="target"') == 3  # one step per version in the range
     assert "No traffic in this range" not in page
+    # The rate's 95% Wilson interval, from the same totals the page shows.
+    shown = re.search(
+        r'data-refusals="(\d+)" data-requests="(\d+)" data-low="([\d.e-]+)" data-high="([\d.e-]+)"',
+        page,
+    )
+    assert shown is not None
+    refusals, requests = int(shown[1]), int(shown[2])
+    expected = wilson_interval(refusals, requests)
+    assert requests > 0 and expected is not None
+    assert (float(shown[3]), float(shown[4])) == pytest.approx((expected.low, expected.high))
     hour = client.get("/dashboard/categories?range=1h&bucket=60&category=safety").text
     assert 'data-points="1"' in hour or "No traffic in this range" in hour
 
