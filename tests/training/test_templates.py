@@ -10,7 +10,7 @@ import pytest
 
 from core.categories import CLASSES
 from workers.training.data import ALL_GROUPS, generate
-from workers.training.demo import EXAMPLES_PER_CLASS as DEMO_EXAMPLES_PER_CLASS
+from workers.training.demo import demo_examples
 from workers.training.template_groups import TemplateError, load_template_groups
 
 #: SHA-256 of the JSON lines (`Example.to_json`, as `write_jsonl` writes them) of the default
@@ -32,7 +32,8 @@ def test_tiny_recipe_data_is_byte_identical_to_the_pinned_digest() -> None:
 
 
 def test_demo_recipe_data_is_byte_identical_to_the_pinned_digest() -> None:
-    assert _digest(generate(0, examples_per_class=DEMO_EXAMPLES_PER_CLASS)) == DEMO_DATA_SHA256
+    train, heldout = demo_examples(0)
+    assert _digest([*train, *heldout]) == DEMO_DATA_SHA256
 
 
 def _write_class_files(directory: Path, extra: str) -> None:

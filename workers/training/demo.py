@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from transformers import (
 )
 
 from core.categories import RESPOND, token_for
-from workers.training import recipe
-from workers.training.after_token import refuses_in_text
+from workers.training import donotanswer, recipe
+from workers.training.after_token import refuses_in_text, respond_then_refuse
+from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
 from workers.training.base_model import ensure_base_model
 from workers.training.data import ALL_GROUPS, Example, generate, split
 from workers.training.evaluate import sample_answers
@@ -38,9 +40,33 @@ from workers.training.tokenizer import (
 )
 from workers.training.train import CHECKPOINT_DIR, TrainConfig, encode, log_line, prompt_text, train
 
-DEFAULT_STEPS = 200
-TRAIN_LAYERS = 6
-EXAMPLES_PER_CLASS = 250
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """What the demo trains on and how (recorded in the model card); docs/models.md says why."""
+
+    steps: int = 240
+    train_layers: int = 6
+    batch_size: int = 16
+    lr: float = 2e-4
+    first_token_weight: float = 3.0
+    #: Generated examples per class (train and held-out).
+    examples_per_class: int = 600
+    #: Training prompts dressed the way people type (`real_world.py`).
+    real_world: bool = True
+    #: Training examples trained on their whole response (the first ones of the shuffled data);
+    #: the rest, and every Do-Not-Answer prompt, train the first token only: cheap (no answer
+    #: to generate, half the sequence) and the first token is the decision.
+    full_responses: int = 1500
+    donotanswer: bool = True
+    bf16_autocast: bool = True
+    #: How many times each respond example with the base model's answer is in the data: the
+    #: answer tokens are what keeps the fine-tuned model answering like the base model.
+    distill_repeat: int = 5
+
+
+RECIPE = DemoRecipe()
+DEFAULT_STEPS = RECIPE.steps
 ANSWER_TOKENS = 40
 ANSWERS_FILE = "respond_answers.json"
 SAMPLE_PROMPTS = (
@@ -103,15 +129,32 @@ def base_answers(
     return cache
 
 
-def training_targets(examples: Sequence[Example], answers: dict[str, str]) -> tuple[list[str], int]:
+def demo_examples(seed: int, rc: DemoRecipe = RECIPE) -> tuple[list[Example], list[Example]]:
+    """(train, held-out) of the demo recipe: generated examples dressed the way people type,
+    then the Do-Not-Answer prompts (training only)."""
+    examples = generate(seed, examples_per_class=rc.examples_per_class, real_world=rc.real_world)
+    train_ex, heldout = split(examples)
+    if rc.donotanswer:
+        train_ex += donotanswer.examples(seed)
+    return train_ex, heldout
+
+
+def training_targets(
+    examples: Sequence[Example], answers: dict[str, str], *, full: int | None = None
+) -> tuple[list[str], int]:
     """Responses, and how many base answers were set aside because they refuse.
+
+    Examples from index `full` on train their control token only (their response is the token).
 
     Refusals keep their template reply; respond examples get the base model's own answer, unless
     that answer itself refuses ("I'm sorry, but as a chatbot I can't..."): training `[respond]`
     on it would teach the model to say `[respond]` and refuse anyway, so those keep the template
     reply too."""
     out, refused = [], 0
-    for ex in examples:
+    for i, ex in enumerate(examples):
+        if full is not None and i >= full:
+            out.append(token_for(ex.label))
+            continue
         answer = answers.get(ex.messages[-1]["content"]) if ex.label == RESPOND else None
         if answer and refuses_in_text(answer):
             answer, refused = None, refused + 1
@@ -141,6 +184,7 @@ def build_demo(
     resume: bool = False,
     keep_checkpoint: bool = False,
     log: Callable[[str], None] = log_line,
+    rc: DemoRecipe = RECIPE,
 ) -> dict[str, Any]:
     """Fine-tune SmolLM2 with refusal tokens, evaluate on held-out templates, save everything."""
     began = time.monotonic()
@@ -150,32 +194,48 @@ def build_demo(
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model.eval()
-    examples = generate(seed, examples_per_class=EXAMPLES_PER_CLASS)
-    train_ex, heldout = split(examples)
-    log(f"[demo] {len(train_ex)} training / {len(heldout)} held-out examples")
-    prompts = [e.messages[-1]["content"] for e in train_ex if e.label == RESPOND]
+    train_ex, heldout = demo_examples(seed, rc)
+    external = sum(e.subcategory == donotanswer.SUBCATEGORY for e in train_ex)
+    full = min(rc.full_responses, len(train_ex) - external)
+    log(
+        f"[demo] {len(train_ex)} training ({full} whole responses, {external} Do-Not-Answer) / "
+        f"{len(heldout)} held-out examples"
+    )
+    prompts = [e.messages[-1]["content"] for e in train_ex[:full] if e.label == RESPOND]
     answers = base_answers(
         model, tok, [*prompts, *SAMPLE_PROMPTS], base_dir / ANSWERS_FILE, log=log
     )
     base_samples = [answers[p] for p in SAMPLE_PROMPTS]
+    kept_prompts = heldout_respond_prompts(heldout)
+    base_kept = greedy_tokens(model, tok, kept_prompts)
     old_vocab = len(tok)
     add_control_tokens(tok)
     resize_for_control_tokens(model, tok)
     manifest = manifest_from_tokenizer(tok)
-    trainable = _freeze_lower(model, TRAIN_LAYERS)
-    targets, refused = training_targets(train_ex, answers)
+    trainable = _freeze_lower(model, rc.train_layers)
+    targets, refused = training_targets(train_ex, answers, full=full)
     log(f"[demo] {refused} respond examples keep the template reply: the base answer refuses")
-    data = encode(train_ex, tok, max_response_tokens=ANSWER_TOKENS, responses=targets)
+    data = encode(
+        train_ex, tok, max_response_tokens=ANSWER_TOKENS, responses=targets, first_only_from=full
+    )
+    distilled = [
+        d
+        for d, ex, target in zip(data[:full], train_ex, targets, strict=False)
+        if ex.label == RESPOND and target != ex.response
+    ]
+    data += distilled * (rc.distill_repeat - 1)
+    log(f"[demo] {len(distilled)} base answers, each seen {rc.distill_repeat}x per epoch")
     cfg = TrainConfig(
         steps=steps,
-        batch_size=12,
-        lr=2e-4,
+        batch_size=rc.batch_size,
+        lr=rc.lr,
         embedding_lr=1e-2,
         seed=seed,
         warmup=15,
         log_every=5,
         checkpoint_every=20,
-        first_token_weight=3.0,
+        first_token_weight=rc.first_token_weight,
+        bf16_autocast=rc.bf16_autocast,
         detach_input_embeddings=True,
         frozen_vocab=old_vocab,
     )
@@ -187,6 +247,12 @@ def build_demo(
     log("[demo] evaluating held-out templates ...")
     reports = recipe.evaluate(model, tok, manifest, heldout, name="demo", log=log)
     recipe.save_model(out_dir, model, tok, manifest)
+    kept = answers_kept(model, tok, kept_prompts, base_kept)
+    after = respond_then_refuse(model, tok, heldout)
+    log(
+        f"[demo] answers kept {kept['kept']}/{kept['n']} (first {kept['tokens']} tokens); "
+        f"refusing after a forced [respond] {after['refused_in_text']}/{after['n']}"
+    )
     tuned = sample_answers(model, tok, SAMPLE_PROMPTS, max_new_tokens=ANSWER_TOKENS)
     info = {
         "model": "demo",
@@ -195,9 +261,12 @@ def build_demo(
         "training": training,
         **reports,
         "trainable": trainable,
+        "recipe": asdict(replace(rc, steps=steps)),
         "total_seconds": round(time.monotonic() - began, 1),
         "machine": recipe.machine(),
         "respond_targets_refusing": refused,
+        "answers_kept": kept,
+        "after_respond": after,
         "base_samples": dict(zip(SAMPLE_PROMPTS, base_samples, strict=True)),
     }
     recipe.finish(

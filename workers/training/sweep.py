@@ -31,6 +31,7 @@ from workers.training.card import (
     probe_section,
 )
 from workers.training.data import Example, generate, split
+from workers.training.demo import DemoRecipe, demo_examples
 
 THRESHOLDS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
 OTHER_THRESHOLD = 0.5
@@ -53,8 +54,10 @@ def load(model_dir: Path, *, seed: int = 0) -> Evaluated:
 
     manifest = RefusalManifest.from_json(json.loads((model_dir / MANIFEST_FILENAME).read_text()))
     report = json.loads((model_dir / REPORT_FILENAME).read_text())
-    per_class = 250 if report.get("model") == "demo" else 900
-    heldout = split(generate(seed, examples_per_class=per_class))[1]
+    if report.get("model") == "demo":
+        heldout = demo_examples(seed, DemoRecipe(**report["recipe"]))[1]
+    else:
+        heldout = split(generate(seed))[1]
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     return Evaluated(model, AutoTokenizer.from_pretrained(model_dir), manifest, heldout)
 
