@@ -30,6 +30,7 @@ from workers.training.card import (
     probe_figures,
     probe_section,
 )
+from workers.training.cli import default_threads
 from workers.training.data import Example, generate, split
 from workers.training.demo import DemoRecipe, demo_examples
 
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-docs", action="store_true", help="rewrite docs/models.md")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(2)
+    torch.set_num_threads(default_threads())
     models = get_settings().models_dir
     sections = []
     for name, sub in (("Tiny", "tiny"), ("Demo", "demo")):
