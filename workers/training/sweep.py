@@ -25,6 +25,7 @@ from workers.training.after_token import respond_then_refuse
 from workers.training.card import (
     CARD_FILENAME,
     REPORT_FILENAME,
+    answers_section,
     confusion_table,
     metrics_table,
     probe_figures,
@@ -151,6 +152,7 @@ def _model_section(
             sweep_table(rows),
             "",
             *probe_section(info["probe"], level="###"),
+            *answers_section(info, level="###"),
             *after_respond_lines(after),
             *_card_samples(model_dir),
         ]
