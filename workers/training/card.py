@@ -71,6 +71,30 @@ def probe_section(probe: dict[str, Any], level: str = "##") -> list[str]:
     return lines
 
 
+def answers_section(info: dict[str, Any], level: str = "##") -> list[str]:
+    """Markdown lines on the answers after `[respond]`: kept from the base model, and refusing
+    in the text (only recipes that measure them: the demo's)."""
+    lines: list[str] = []
+    kept = info.get("answers_kept")
+    if kept:
+        lines += [
+            f"{level} Answers after `[respond]`",
+            "",
+            f"* kept from the base model: **{kept['kept']} of {kept['n']}** ({kept['rate']:.0%}) "
+            f"distinct held-out respond prompts get, after a forced `[respond]`, the base model's "
+            f"greedy answer token for token over its first {kept['tokens']} tokens "
+            "(`workers/training/answers_kept.py`).",
+        ]
+    after = info.get("after_respond")
+    if after:
+        lines.append(
+            f"* refusing in the text after a forced `[respond]`: **{after['refused_in_text']} of "
+            f"{after['n']}** ({after['rate']:.1%}) held-out respond prompts "
+            "(`workers/training/after_token.py`, a phrase match)."
+        )
+    return [*lines, ""] if lines else lines
+
+
 def update_probe_section(out_dir: Path, probe: dict[str, Any]) -> Path:
     """Replace the probe section of an existing MODEL_CARD.md (after re-running the probe)."""
     path = out_dir / CARD_FILENAME
@@ -135,6 +159,7 @@ def write_card(
         confusion_table(report),
         "",
         *probe_section(info["probe"]),
+        *answers_section(info),
     ]
     if samples:
         parts += ["## Sample answers (greedy)", ""]

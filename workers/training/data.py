@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.categories import CLASSES, RESPOND, token_for
+from workers.training.real_world import as_people_type
 from workers.training.template_groups import TemplateGroup, load_template_groups
 
 ALL_GROUPS: tuple[TemplateGroup, ...] = load_template_groups()
@@ -232,12 +233,15 @@ def _drop_word(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def _vary(text: str, rng: random.Random, *, noisy: bool) -> str:
-    """Surface variation: a prefix or suffix, sometimes lower case or without end punctuation."""
+def _vary(text: str, rng: random.Random, *, noisy: bool, label: str, real_world: bool) -> str:
+    """Surface variation: a prefix or suffix, sometimes lower case or without end punctuation;
+    with `real_world` (training templates only) also the ways people type (`real_world.py`)."""
     if noisy:
         text = _swap_synonyms(text, rng)
     if noisy and rng.random() < WORD_DROP_RATE:
         text = _drop_word(text, rng)
+    if noisy and real_world:
+        return as_people_type(text, rng, label=label)
     text = rng.choice(PREFIXES) + text + rng.choice(SUFFIXES)
     roll = rng.random()
     if roll < 0.12:
@@ -267,8 +271,13 @@ def generate(
     respond_factor: float = 2.0,
     multi_turn_rate: float = 0.15,
     groups: tuple[TemplateGroup, ...] = ALL_GROUPS,
+    real_world: bool = False,
 ) -> list[Example]:
-    """All examples (train and held-out), deterministic for a given seed and arguments."""
+    """All examples (train and held-out), deterministic for a given seed and arguments.
+
+    `real_world` dresses training prompts the way people type (context, role-play, typos,
+    non-native phrasing: `real_world.py`); held-out prompts keep the plain variation, so
+    held-out figures stay comparable across recipes."""
     rng = random.Random(seed)
     held = heldout_templates(groups)
     templates_per_class = {c: 0 for c in CLASSES}
@@ -281,7 +290,13 @@ def generate(
         for tid, prompt in zip(template_ids(group), group.prompts, strict=True):
             for _ in range(per_template):
                 filler = rng.choice(group.fillers)
-                text = _vary(prompt.format(**filler), rng, noisy=tid not in held)
+                text = _vary(
+                    prompt.format(**filler),
+                    rng,
+                    noisy=tid not in held,
+                    label=group.label,
+                    real_world=real_world,
+                )
                 reply = rng.choice(group.replies).format(**filler)
                 examples.append(
                     Example(

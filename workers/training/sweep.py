@@ -25,12 +25,15 @@ from workers.training.after_token import respond_then_refuse
 from workers.training.card import (
     CARD_FILENAME,
     REPORT_FILENAME,
+    answers_section,
     confusion_table,
     metrics_table,
     probe_figures,
     probe_section,
 )
+from workers.training.cli import default_threads
 from workers.training.data import Example, generate, split
+from workers.training.demo import DemoRecipe, demo_examples
 
 THRESHOLDS = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
 OTHER_THRESHOLD = 0.5
@@ -53,8 +56,10 @@ def load(model_dir: Path, *, seed: int = 0) -> Evaluated:
 
     manifest = RefusalManifest.from_json(json.loads((model_dir / MANIFEST_FILENAME).read_text()))
     report = json.loads((model_dir / REPORT_FILENAME).read_text())
-    per_class = 250 if report.get("model") == "demo" else 900
-    heldout = split(generate(seed, examples_per_class=per_class))[1]
+    if report.get("model") == "demo":
+        heldout = demo_examples(seed, DemoRecipe(**report["recipe"]))[1]
+    else:
+        heldout = split(generate(seed))[1]
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     return Evaluated(model, AutoTokenizer.from_pretrained(model_dir), manifest, heldout)
 
@@ -147,6 +152,7 @@ def _model_section(
             sweep_table(rows),
             "",
             *probe_section(info["probe"], level="###"),
+            *answers_section(info, level="###"),
             *after_respond_lines(after),
             *_card_samples(model_dir),
         ]
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-docs", action="store_true", help="rewrite docs/models.md")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(2)
+    torch.set_num_threads(default_threads())
     models = get_settings().models_dir
     sections = []
     for name, sub in (("Tiny", "tiny"), ("Demo", "demo")):

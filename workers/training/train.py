@@ -56,6 +56,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     detach_input_embeddings: bool = False
     frozen_vocab: int | None = None
+    #: bfloat16 autocast for the forward and backward passes (weights and optimizer stay float32):
+    #: on a CPU with AVX512-BF16 a step of the demo recipe ran 2-4x faster.
+    bf16_autocast: bool = False
 
 
 def log_line(message: str) -> None:
@@ -74,15 +77,20 @@ def encode(
     *,
     max_response_tokens: int = 64,
     responses: Sequence[str] | None = None,
+    first_only_from: int | None = None,
 ) -> list[Encoded]:
-    """Tokenise each example as prompt ids + response ids (+ end of turn when not truncated)."""
+    """Tokenise each example as prompt ids + response ids (+ end of turn when not truncated).
+
+    Examples from index `first_only_from` on keep only the first response token: they train
+    the decision alone, at about half the cost."""
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     out: list[Encoded] = []
     for i, ex in enumerate(examples):
         response = responses[i] if responses is not None else ex.response
         prompt = tokenizer(prompt_text(tokenizer, ex.messages), add_special_tokens=False).input_ids
         reply = [*tokenizer(response, add_special_tokens=False).input_ids, eot]
-        out.append(Encoded(tuple(prompt + reply[:max_response_tokens]), len(prompt)))
+        keep = 1 if first_only_from is not None and i >= first_only_from else max_response_tokens
+        out.append(Encoded(tuple(prompt + reply[:keep]), len(prompt)))
     return out
 
 
@@ -279,7 +287,8 @@ def train(
         batch = collate(
             [data[i] for i in batch_indices(len(data), cfg.batch_size, step, cfg.seed)], pad_id
         )
-        loss, acc = response_loss(model, batch, cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
+            loss, acc = response_loss(model, batch, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
