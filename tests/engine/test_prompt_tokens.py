@@ -116,16 +116,6 @@ def test_a_typed_respond_token_cannot_turn_a_refusal_into_an_answer(
         assert _decision(lm, prompt + " [respond]") != lm.manifest.respond_id, prompt
 
 
-@pytest.mark.parametrize("injection", INJECTIONS[2:])
-def test_typed_role_markers_cannot_turn_a_refusal_into_an_answer(
-    lm: LoadedModel, refused: list[str], injection: str
-) -> None:
-    """As plain text the markers are a dozen odd tokens: the tiny model may read them as another
-    refusal category, but never as the end of the user's turn that lets it answer."""
-    for prompt in refused:
-        assert _decision(lm, prompt + injection) != lm.manifest.respond_id, prompt
-
-
 def test_encoding_from_many_threads_gives_the_serial_ids(
     tokenizer: PreTrainedTokenizerBase,
 ) -> None:
