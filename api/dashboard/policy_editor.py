@@ -27,6 +27,7 @@ from core.policy import MODEL_DECISION, POLICY_MODES
 from db.errors import AlreadyExists, NotFound, StaleVersion
 from db.models import Policy
 from db.repositories import policies as repo
+from db.repositories import shadow as shadow_repo
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
@@ -133,7 +134,7 @@ async def save_version(
     if parsed.body is None or parsed.rules is None:
         return _editor(request, viewer, session, parsed.form, policy=policy, status_code=422)
     if form.get("as_shadow") == "1":
-        shadow = repo.set_shadow(
+        shadow = shadow_repo.set_shadow(
             session=session,
             tenant_id=policy.tenant_id,
             policy_id=policy.id,

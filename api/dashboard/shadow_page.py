@@ -22,6 +22,7 @@ from core.categories import CATEGORIES
 from core.intervals import Interval, wilson_interval
 from db.errors import NoShadowVersion, NotFound, StaleVersion
 from db.repositories import policies as repo
+from db.repositories import shadow as shadow_repo
 from db.repositories.stats import StatsQuery, StatTotals, floor_to_bucket
 from db.types import utcnow
 from services.statistics import category_stats
@@ -98,7 +99,7 @@ def promote(
     tenant_id = viewer.require_tenant()
     try:
         policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-        policy = repo.promote_shadow(
+        policy = shadow_repo.promote_shadow(
             session=session,
             tenant_id=tenant_id,
             policy_id=policy.id,
@@ -130,7 +131,7 @@ def clear(
     tenant_id = viewer.require_tenant()
     try:
         policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-        repo.clear_shadow(
+        shadow_repo.clear_shadow(
             session=session, tenant_id=tenant_id, policy_id=policy.id, actor=viewer.actor
         )
     except NotFound as exc:

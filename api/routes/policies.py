@@ -23,6 +23,7 @@ from core.policy import to_json
 from db.errors import PolicyVersionNotFound
 from db.models import Policy, PolicyVersion
 from db.repositories import policies as repo
+from db.repositories import shadow as shadow_repo
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=errors(*AUTHENTICATED))
 
@@ -213,7 +214,7 @@ def set_shadow(
     tenant_id = principal.require_tenant()
     rules = body.rules()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-    repo.set_shadow(
+    shadow_repo.set_shadow(
         session=session,
         tenant_id=tenant_id,
         policy_id=policy.id,
@@ -229,7 +230,7 @@ def clear_shadow(name: str, principal: TenantAdmin, session: SessionDep) -> Poli
     """Stop deciding the shadow version (audited); its statistics stay."""
     tenant_id = principal.require_tenant()
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-    policy = repo.clear_shadow(
+    policy = shadow_repo.clear_shadow(
         session=session, tenant_id=tenant_id, policy_id=policy.id, actor=principal.actor
     )
     session.commit()
@@ -250,7 +251,7 @@ def promote_shadow(
     tenant_id = principal.require_tenant()
     expected = _if_match(if_match)
     policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-    policy = repo.promote_shadow(
+    policy = shadow_repo.promote_shadow(
         session=session,
         tenant_id=tenant_id,
         policy_id=policy.id,

@@ -40,7 +40,8 @@ from db.repositories.calibrations import (
     store_summaries,
 )
 from db.repositories.generations import create_generation, mark_running, mark_succeeded
-from db.repositories.policies import create_policy, get_policy_by_name, set_shadow
+from db.repositories.policies import create_policy, get_policy_by_name
+from db.repositories.shadow import set_shadow
 from db.repositories.stats import StatIncrement, increment_stats
 from db.repositories.tenants import (
     create_api_key,
