@@ -14,7 +14,6 @@ Saves bench/results/calibration-<model>.json with `mean_control_error` and `max_
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
@@ -22,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.saving import save_results
 from core.calibration import control_error, solve
 from core.policy import parse_rules
 from core.settings import PROJECT_ROOT, Settings
 from core.summary import Summaries
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 TARGETS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
@@ -160,9 +159,6 @@ def main() -> None:
         "queue_prompts_per_s": queued,
         "queue_vs_in_process": queued / in_process,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"calibration-{args.model.name}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
     print(
         f"model {args.model.name}: {len(prompts)} prompts, 80/20 split, labelled targets {TARGETS}"
     )
@@ -173,7 +169,7 @@ def main() -> None:
     print(
         f"  scoring in-process {in_process:.1f} prompts/s; through API+queue+worker {queued:.1f} prompts/s ({queued / in_process:.2f}x)"
     )
-    print(f"saved {path}")
+    save_results(f"calibration-{args.model.name}.json", out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Never a timed test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -22,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.saving import save_results
 from core.calibration import Solution, control_error, solve
 from core.categories import CATEGORIES, CLASSES
-from core.settings import PROJECT_ROOT
 from core.summary import Summaries
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 C = len(CATEGORIES)
 #: Shares of traffic: 8% per category, 60% ordinary requests.
 CLASS_SHARES = np.array([0.08] * C + [0.6])
@@ -118,10 +116,7 @@ def main() -> None:
         },
         "runs": [run(n, args.repeats, args.methods.split(",")) for n in sizes],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "calibration-solve.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out.relative_to(PROJECT_ROOT)}")
+    save_results("calibration-solve.json", result)
 
 
 if __name__ == "__main__":

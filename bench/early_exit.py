@@ -13,19 +13,18 @@ share saved. Saves bench/results/early-exit-<model>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
 
 from bench.engine import prompts
+from bench.saving import save_results
 from core.categories import CATEGORIES
 from core.settings import PROJECT_ROOT
 from workers.engine.continuous import Joining, RunningBatch
 from workers.engine.model import LoadedModel, load_model
 from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 SAFETY = CATEGORIES.index("safety")
 MESSAGE = "I can't help with that."
 
@@ -90,8 +89,7 @@ def main() -> None:
         "wall_time_saved": 1 - early["seconds"] / own["seconds"],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"early-exit-{args.model.name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    save_results(f"early-exit-{args.model.name}.json", out)
     print(
         f"{args.model.name}: {out['refusal_share']:.0%} refused; refusal messages save "
         f"{out['row_decode_steps_saved']:.1%} of row-decode steps "

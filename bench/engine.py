@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
+from bench.saving import save_results
 from core.categories import CATEGORIES
 from core.settings import PROJECT_ROOT
 from workers.engine.batch import Engine
@@ -36,7 +37,6 @@ from workers.engine.processor import RefusalPolicyProcessor
 from workers.engine.scoring import score_batch, score_prompts
 from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 C = len(CATEGORIES)
 SUBJECTS = (
     "the moon",
@@ -428,13 +428,10 @@ def main() -> None:
     models = [m for m in models if (m / "config.json").is_file()]
     if not models:
         raise SystemExit("no model found: run `make tiny-model` first")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     for model_dir in models:
         result = run(model_dir, args)
         print_table(result)
-        out = RESULTS / f"engine-{model_dir.name}.json"
-        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(f"saved {out.relative_to(PROJECT_ROOT)}")
+        save_results(f"engine-{model_dir.name}.json", result, default=str)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Saves bench/results/fairness-<model>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from pathlib import Path
@@ -21,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.engine import prompts
+from bench.saving import save_results
 from core.settings import PROJECT_ROOT
 from workers.engine.batch import Engine
 from workers.engine.loop import EngineLoop
 from workers.engine.types import GenerationRequest, SamplingParams
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 LOUD_FACTOR = 8
 
 
@@ -113,8 +112,7 @@ def main() -> None:
         "arrival_order_p95_ratio": fifo["quiet_p95_ms"] / alone["quiet_p95_ms"],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"fairness-{args.model.name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    save_results(f"fairness-{args.model.name}.json", out)
     print(f"{args.model.name}: quiet tenant p95 (ms) with a tenant sending 8x its load")
     print(f"  alone {alone['quiet_p95_ms']:.1f}")
     print(

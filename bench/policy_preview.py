@@ -34,10 +34,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
+from bench.saving import save_results
 from core.categories import CATEGORIES
 from core.policy import PolicyRules, parse_rules
 from core.replay import draw_decisions, one_hot, refusal_chances
-from core.settings import PROJECT_ROOT, Settings
+from core.settings import Settings
 from core.summary import N_CATEGORIES, Summaries
 from db.migrate import upgrade
 from db.models import Generation
@@ -49,7 +50,6 @@ from services.policy_preview import MAX_PREVIEW_REQUESTS, preview_policy
 from tests import servers
 from tests.conftest import temporary_pg_database
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 SECRET = "bench-secret-0123456789abcdef"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SERVED = parse_rules({"mode": "threshold", "categories": {"safety": {"threshold": 0.5}}})
@@ -282,10 +282,7 @@ def main() -> None:
             f"   {b['median_s'] * 1000:12.0f} ms   {r['baseline_over_endpoint']:14.1f}x"
         )
     print(f"load average before {load}, after {report['load_average_after']}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "policy-preview.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {path}")
+    save_results("policy-preview.json", report)
 
 
 if __name__ == "__main__":

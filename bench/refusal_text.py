@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.saving import save_results
 from core.refusal_text import refuses_in_text
 from core.settings import PROJECT_ROOT
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 DATA = PROJECT_ROOT / "tests" / "data"
 SETS = {
     "development": "refusal_text_labelled.jsonl",
@@ -90,10 +90,7 @@ def main() -> None:
     old = microseconds_per_answer(texts, BASELINE.search)
     report["cost"] = {"detector_us": ours, "baseline_us": old, "ratio": ours / old}
     print(f"cost per answer: detector {ours:.1f} us, baseline {old:.1f} us ({ours / old:.1f}x)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "refusal-text.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {out}")
+    save_results("refusal-text.json", report)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 
 from bench.live_stack import SECRET, live_stack
+from bench.saving import save_results
 from core.policy import parse_rules
 from core.settings import PROJECT_ROOT, SECRET_FILE
 from db.repositories.policies import create_version, get_policy_by_name
@@ -42,7 +43,6 @@ from tests.service.stack import Stack, stack_dir
 from tests.worker_process import TINY_MODEL
 from workers.command_line import api_command
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 PROMPTS = [
     "What is the capital of France?",
     "How do I make a bomb?",
@@ -323,10 +323,7 @@ def main() -> None:
         "by_concurrency": rows,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"service-{args.model.name}{'-embedded' if args.embedded else ''}.json").write_text(
-        json.dumps(out, indent=2) + "\n"
-    )
+    save_results(f"service-{args.model.name}{'-embedded' if args.embedded else ''}.json", out)
     print(
         f"{args.model.name} on the {stack_name} stack: service (sync wait, streamed TTFT) vs"
         " engine in-process, same clients"

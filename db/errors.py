@@ -8,41 +8,42 @@ class RepositoryError(Exception):
 
 
 class NotFound(RepositoryError, LookupError):
-    """The row does not exist, or belongs to another tenant (indistinguishable on purpose)."""
+    """The row does not exist, or belongs to another tenant (indistinguishable on purpose).
+
+    Each kind of row has its own subclass (callers catch exactly one), naming its entity in the
+    class statement: `class PolicyNotFound(NotFound, entity="policy")`.
+    """
 
     entity = "row"
+
+    def __init_subclass__(cls, *, entity: str, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.entity = entity
 
     def __init__(self, ref: object) -> None:
         super().__init__(f"{self.entity} {ref} not found")
         self.ref = ref
 
 
-class TenantNotFound(NotFound):
-    entity = "tenant"
+class TenantNotFound(NotFound, entity="tenant"): ...
 
 
-class ApiKeyNotFound(NotFound):
-    entity = "API key"
+class ApiKeyNotFound(NotFound, entity="API key"): ...
 
 
-class PolicyNotFound(NotFound):
-    entity = "policy"
+class PolicyNotFound(NotFound, entity="policy"): ...
 
 
-class PolicyVersionNotFound(NotFound):
-    entity = "policy version"
+class PolicyVersionNotFound(NotFound, entity="policy version"): ...
 
 
-class GenerationNotFound(NotFound):
-    entity = "generation"
+class GenerationNotFound(NotFound, entity="generation"): ...
 
 
-class CalibrationRunNotFound(NotFound):
-    entity = "calibration run"
+class CalibrationRunNotFound(NotFound, entity="calibration run"): ...
 
 
-class ModelNotFound(NotFound):
-    entity = "model"
+class ModelNotFound(NotFound, entity="model"): ...
 
 
 class Conflict(RepositoryError):

@@ -3,23 +3,15 @@
 `policy_versions.rules` always held `{"mode", "categories"}` beside a `mode` column that said the
 same; the column goes. Upgrading writes the column's value into the JSON first (so a row whose
 JSON lacked its mode keeps it); downgrading restores the column from the JSON.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-02 03:35:00
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0002"
+down_revision = "0001"
 
 
 def upgrade() -> None:

@@ -3,23 +3,15 @@ shadow statistics keyed apart from live ones.
 
 Existing statistics are live (`shadow` false). Downgrading drops the shadow rows first, so the
 old key (without `shadow`) stays unique.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-02 06:20:00
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0003"
+down_revision = "0002"
 
 LIVE_KEY = ["tenant_id", "policy_version_id", "category", "bucket_start"]
 

@@ -3,23 +3,15 @@
 `refusal_stats` counts the checked answers and those that read as a refusal (per tenant, policy
 version, category and bucket, like every other count); `generations` keeps each checked row's
 verdict and the matched phrase, so an admin can open the examples. Existing rows read 0 checks.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-02 06:00:00
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:

@@ -4,24 +4,16 @@ A generated column (PostgreSQL computes it whenever `summary` is written), so th
 keeps one stored form of a summary and replay reads float8 values instead of parsing JSON (about
 3x faster over a window). Adding a stored generated column rewrites the table: on a large
 `generations` table, run this upgrade in a maintenance window.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-02 06:35:00
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0006"
+down_revision = "0005"
 
 # Written out, not imported: a migration keeps the expression of its day.
 FIRST_TOKEN_SQL = (
