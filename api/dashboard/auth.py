@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Form, Request, Response
 from sqlalchemy.orm import Session
 
 from api.deps import PLATFORM_ADMIN, TENANT_ADMIN, SessionDep
@@ -199,3 +199,24 @@ def check_csrf(viewer: Viewer, presented: str | None) -> None:
 
 
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+
+
+@dataclass(frozen=True)
+class TenantWrite:
+    """A state-changing form of the viewed tenant: its CSRF token checked, its tenant resolved."""
+
+    viewer: Viewer
+    tenant_id: uuid.UUID
+
+    @property
+    def actor(self) -> str:
+        return self.viewer.actor
+
+
+def checked_write(viewer: ViewerDep, csrf: Annotated[str, Form()] = "") -> TenantWrite:
+    """`CsrfFailed` without this session's token, then `TenantRequired` without a tenant."""
+    check_csrf(viewer, csrf)
+    return TenantWrite(viewer, viewer.require_tenant())
+
+
+TenantWriteDep = Annotated[TenantWrite, Depends(checked_write)]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from api.dashboard.auth import ViewerDep, check_csrf
+from api.dashboard.auth import TenantWriteDep, ViewerDep
 from api.dashboard.charts import curve_chart
 from api.dashboard.render import done, error_page, page
 from api.deps import SessionDep
@@ -114,24 +114,18 @@ def run_progress(run_id: str, viewer: ViewerDep, session: SessionDep) -> JSONRes
 
 
 @router.post("/{run_id}/apply")
-def apply(
-    request: Request,
-    run_id: str,
-    viewer: ViewerDep,
-    session: SessionDep,
-    csrf: Annotated[str, Form()] = "",
-) -> Response:
+def apply(request: Request, run_id: str, write: TenantWriteDep, session: SessionDep) -> Response:
     """Activate the version the run proposed (audited with this key as the actor)."""
-    check_csrf(viewer, csrf)
-    tenant_id = viewer.require_tenant()
-    run = _load(session, tenant_id, run_id)
+    run = _load(session, write.tenant_id, run_id)
     if run is None:
-        return error_page(request, viewer, 404, "Calibration not found", f"No run {run_id}.")
+        return error_page(request, write.viewer, 404, "Calibration not found", f"No run {run_id}.")
     try:
-        policy = apply_run(session=session, tenant_id=tenant_id, run_id=run.id, actor=viewer.actor)
+        policy = apply_run(
+            session=session, tenant_id=write.tenant_id, run_id=run.id, actor=write.actor
+        )
     except (Conflict, NotFound) as exc:
         session.rollback()
-        return error_page(request, viewer, 409, "Cannot apply this run", str(exc))
+        return error_page(request, write.viewer, 409, "Cannot apply this run", str(exc))
     session.commit()
     version = policy.active_version.version if policy.active_version else "?"
     return done(

@@ -37,10 +37,8 @@ class Frame:
     x1: float
     y0: float = 0.0
     y1: float = 1.0
-    left: int = 52
-    right: int = 16
-    top: int = 22
-    bottom: int = 34
+    # Room around the plot area for the axis labels: the same on every chart, so not a field.
+    left, right, top, bottom = 52, 16, 22, 34
 
     def x(self, value: float) -> float:
         span = (self.x1 - self.x0) or 1.0

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from api.dashboard.auth import Viewer, ViewerDep, check_csrf
+from api.dashboard.auth import TenantWriteDep, Viewer, ViewerDep
 from api.dashboard.render import done, page
 from api.deps import CLIENT, TENANT_ADMIN, SessionDep
 from api.errors import field_path
@@ -60,14 +60,12 @@ def key_list(request: Request, viewer: ViewerDep, session: SessionDep) -> Respon
 @router.post("")
 def create_key(
     request: Request,
-    viewer: ViewerDep,
+    write: TenantWriteDep,
     session: SessionDep,
     name: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = CLIENT,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(viewer, csrf)
-    tenant_id = viewer.require_tenant()
+    viewer = write.viewer
     values = {"name": name, "role": role}
     try:
         body = KeyIn.model_validate({"name": name.strip(), "role": role})
@@ -80,10 +78,10 @@ def create_key(
     key, secret = repo.create_api_key(
         session=session,
         secret=request.app.state.settings.secret_key,
-        tenant_id=tenant_id,
+        tenant_id=write.tenant_id,
         role=body.role,
         name=body.name,
-        actor=viewer.actor,
+        actor=write.actor,
     )
     session.commit()
     return _keys_page(request, viewer, session, status_code=201, created=key, secret=secret)
@@ -91,24 +89,18 @@ def create_key(
 
 @router.post("/{key_id}/revoke")
 def revoke_key(
-    request: Request,
-    key_id: str,
-    viewer: ViewerDep,
-    session: SessionDep,
-    csrf: Annotated[str, Form()] = "",
+    request: Request, key_id: str, write: TenantWriteDep, session: SessionDep
 ) -> Response:
-    check_csrf(viewer, csrf)
-    tenant_id = viewer.require_tenant()
     try:
         key = repo.revoke_api_key(
-            session=session, tenant_id=tenant_id, key_id=uuid.UUID(key_id), actor=viewer.actor
+            session=session, tenant_id=write.tenant_id, key_id=uuid.UUID(key_id), actor=write.actor
         )
     except (ValueError, NotFound):
         session.rollback()
-        return _keys_page(request, viewer, session, status_code=404, error="No such key.")
+        return _keys_page(request, write.viewer, session, status_code=404, error="No such key.")
     except LastAdminKey:
         session.rollback()
         message = "This is the tenant's last admin key: create another admin key first."
-        return _keys_page(request, viewer, session, status_code=409, error=message)
+        return _keys_page(request, write.viewer, session, status_code=409, error=message)
     session.commit()
     return done("/dashboard/keys", f"Revoked {key.name} ({key.prefix})")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.dashboard.auth import ViewerDep, check_csrf
+from api.dashboard.auth import TenantWriteDep, ViewerDep
 from api.dashboard.render import done, error_page, page, policy_path
 from api.deps import SessionDep
 from core.categories import CATEGORIES
@@ -103,26 +103,23 @@ def policy_detail(
 def rollback(
     request: Request,
     name: str,
-    viewer: ViewerDep,
+    write: TenantWriteDep,
     session: SessionDep,
     version: Annotated[int, Form()],
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Re-activate an earlier version (audited, with this key as the actor)."""
-    check_csrf(viewer, csrf)
-    tenant_id = viewer.require_tenant()
     try:
-        policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+        policy = repo.get_policy_by_name(session=session, tenant_id=write.tenant_id, name=name)
         repo.rollback_policy(
             session=session,
-            tenant_id=tenant_id,
+            tenant_id=write.tenant_id,
             policy_id=policy.id,
-            actor=viewer.actor,
+            actor=write.actor,
             to_version=version,
             reason="rollback from the dashboard",
         )
     except NotFound as exc:
         session.rollback()
-        return error_page(request, viewer, 404, "Rollback failed", str(exc))
+        return error_page(request, write.viewer, 404, "Rollback failed", str(exc))
     session.commit()
     return done(policy_path(name), f"Version {version} is now active")

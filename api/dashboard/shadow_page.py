@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.dashboard.auth import ViewerDep, check_csrf
+from api.dashboard.auth import TenantWriteDep, ViewerDep
 from api.dashboard.render import done, error_page, page, policy_path
 from api.dashboard.series import RANGES
 from api.deps import SessionDep
@@ -89,53 +89,42 @@ def shadow_view(
 def promote(
     request: Request,
     name: str,
-    viewer: ViewerDep,
+    write: TenantWriteDep,
     session: SessionDep,
     expected_version: Annotated[int | None, Form()] = None,
-    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """The shadow version becomes the active one, and the policy has no shadow any more."""
-    check_csrf(viewer, csrf)
-    tenant_id = viewer.require_tenant()
     try:
-        policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+        policy = repo.get_policy_by_name(session=session, tenant_id=write.tenant_id, name=name)
         policy = shadow_repo.promote_shadow(
             session=session,
-            tenant_id=tenant_id,
+            tenant_id=write.tenant_id,
             policy_id=policy.id,
-            actor=viewer.actor,
+            actor=write.actor,
             reason="shadow promoted from the dashboard",
             expected_active_version=expected_version,
         )
     except NotFound as exc:
         session.rollback()
-        return error_page(request, viewer, 404, "Policy not found", str(exc))
+        return error_page(request, write.viewer, 404, "Policy not found", str(exc))
     except (NoShadowVersion, StaleVersion) as exc:
         session.rollback()
-        return error_page(request, viewer, 409, "Cannot promote the shadow", str(exc))
+        return error_page(request, write.viewer, 409, "Cannot promote the shadow", str(exc))
     session.commit()
     version = policy.active_version.version if policy.active_version else "?"
     return done(policy_path(name), f"Shadow promoted: v{version} is now active")
 
 
 @router.post("/{name}/shadow/clear")
-def clear(
-    request: Request,
-    name: str,
-    viewer: ViewerDep,
-    session: SessionDep,
-    csrf: Annotated[str, Form()] = "",
-) -> Response:
+def clear(request: Request, name: str, write: TenantWriteDep, session: SessionDep) -> Response:
     """Stop deciding the shadow version (its version and statistics stay)."""
-    check_csrf(viewer, csrf)
-    tenant_id = viewer.require_tenant()
     try:
-        policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+        policy = repo.get_policy_by_name(session=session, tenant_id=write.tenant_id, name=name)
         shadow_repo.clear_shadow(
-            session=session, tenant_id=tenant_id, policy_id=policy.id, actor=viewer.actor
+            session=session, tenant_id=write.tenant_id, policy_id=policy.id, actor=write.actor
         )
     except NotFound as exc:
         session.rollback()
-        return error_page(request, viewer, 404, "Policy not found", str(exc))
+        return error_page(request, write.viewer, 404, "Policy not found", str(exc))
     session.commit()
     return done(policy_path(name), "The shadow version is no longer decided")

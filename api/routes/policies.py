@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Header, Response, status
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, TenantAdmin
+from api.deps import Principal, SessionDep, TenantAdmin
 from api.errors import ApiError
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import (
@@ -62,6 +63,11 @@ def _committed(session: Session, response: Response, policy: Policy) -> PolicyOu
     session.refresh(policy)
     _with_etag(response, policy)
     return policy_out(policy)
+
+
+def _named(principal: Principal, session: Session, name: str) -> Policy:
+    """The caller's tenant's policy called `name`; `PolicyNotFound` (404) otherwise."""
+    return repo.get_policy_by_name(session=session, tenant_id=principal.require_tenant(), name=name)
 
 
 def _if_match(value: str | None) -> int | None:
@@ -125,9 +131,7 @@ def create_policy(
 def get_policy(
     name: str, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
-    policy = repo.get_policy_by_name(
-        session=session, tenant_id=principal.require_tenant(), name=name
-    )
+    policy = _named(principal, session, name)
     _with_etag(response, policy)
     return policy_out(policy)
 
@@ -142,13 +146,12 @@ def update_policy(
     if_match: Annotated[str | None, Header()] = None,
 ) -> PolicyOut:
     """A new immutable version, activated at once; a stale `If-Match` is 409, never a lost update."""
-    tenant_id = principal.require_tenant()
     expected = _if_match(if_match)
     rules = body.rules()
-    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = _named(principal, session, name)
     repo.create_version(
         session=session,
-        tenant_id=tenant_id,
+        tenant_id=policy.tenant_id,
         policy_id=policy.id,
         rules=rules,
         actor=principal.actor,
@@ -157,18 +160,19 @@ def update_policy(
     )
     if body.is_default:
         repo.mark_default(
-            session=session, tenant_id=tenant_id, policy_id=policy.id, actor=principal.actor
+            session=session, tenant_id=policy.tenant_id, policy_id=policy.id, actor=principal.actor
         )
     return _committed(session, response, policy)
 
 
 @router.get("/{name}/versions", responses=errors(404))
 def list_versions(name: str, principal: TenantAdmin, session: SessionDep) -> list[VersionOut]:
-    tenant_id = principal.require_tenant()
-    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = _named(principal, session, name)
     return [
         version_out(v)
-        for v in repo.list_versions(session=session, tenant_id=tenant_id, policy_id=policy.id)
+        for v in repo.list_versions(
+            session=session, tenant_id=policy.tenant_id, policy_id=policy.id
+        )
     ]
 
 
@@ -177,12 +181,11 @@ def rollback(
     name: str, body: RollbackIn, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
     """Re-activate an earlier version (audited); the versions themselves never change."""
-    tenant_id = principal.require_tenant()
-    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = _named(principal, session, name)
     try:
         policy = repo.rollback_policy(
             session=session,
-            tenant_id=tenant_id,
+            tenant_id=policy.tenant_id,
             policy_id=policy.id,
             actor=principal.actor,
             to_version=body.version,
@@ -194,15 +197,28 @@ def rollback(
     return _committed(session, response, policy)
 
 
-@router.post("/{name}/default", responses=errors(404))
-def make_default(name: str, principal: TenantAdmin, session: SessionDep) -> PolicyOut:
-    tenant_id = principal.require_tenant()
-    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-    policy = repo.mark_default(
-        session=session, tenant_id=tenant_id, policy_id=policy.id, actor=principal.actor
+class PolicyStep(Protocol):
+    """An audited change that needs only the policy and who makes it (`repo.mark_default`,
+    `shadow_repo.clear_shadow`)."""
+
+    def __call__(
+        self, *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, actor: str
+    ) -> Policy: ...
+
+
+def _stepped(step: PolicyStep, name: str, principal: Principal, session: Session) -> PolicyOut:
+    """Take `step` on the caller's policy `name`, commit, and answer the policy as it now is."""
+    policy = _named(principal, session, name)
+    policy = step(
+        session=session, tenant_id=policy.tenant_id, policy_id=policy.id, actor=principal.actor
     )
     session.commit()
     return policy_out(policy)
+
+
+@router.post("/{name}/default", responses=errors(404))
+def make_default(name: str, principal: TenantAdmin, session: SessionDep) -> PolicyOut:
+    return _stepped(repo.mark_default, name, principal, session)
 
 
 @router.put("/{name}/shadow", responses=errors(*JSON_BODY, 404))
@@ -211,12 +227,11 @@ def set_shadow(
 ) -> PolicyOut:
     """A new version decided on every request beside the active one, never enforced (audited);
     it replaces any shadow the policy had."""
-    tenant_id = principal.require_tenant()
     rules = body.rules()
-    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = _named(principal, session, name)
     shadow_repo.set_shadow(
         session=session,
-        tenant_id=tenant_id,
+        tenant_id=policy.tenant_id,
         policy_id=policy.id,
         rules=rules,
         actor=principal.actor,
@@ -228,13 +243,7 @@ def set_shadow(
 @router.delete("/{name}/shadow", responses=errors(404))
 def clear_shadow(name: str, principal: TenantAdmin, session: SessionDep) -> PolicyOut:
     """Stop deciding the shadow version (audited); its statistics stay."""
-    tenant_id = principal.require_tenant()
-    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
-    policy = shadow_repo.clear_shadow(
-        session=session, tenant_id=tenant_id, policy_id=policy.id, actor=principal.actor
-    )
-    session.commit()
-    return policy_out(policy)
+    return _stepped(shadow_repo.clear_shadow, name, principal, session)
 
 
 @router.post("/{name}/shadow/promote", responses=errors(*JSON_BODY, 404, 409))
@@ -248,12 +257,11 @@ def promote_shadow(
 ) -> PolicyOut:
     """Make the shadow version the active one in one step (audited); 409 without a shadow, or
     when `If-Match` names a stale active version."""
-    tenant_id = principal.require_tenant()
     expected = _if_match(if_match)
-    policy = repo.get_policy_by_name(session=session, tenant_id=tenant_id, name=name)
+    policy = _named(principal, session, name)
     policy = shadow_repo.promote_shadow(
         session=session,
-        tenant_id=tenant_id,
+        tenant_id=policy.tenant_id,
         policy_id=policy.id,
         actor=principal.actor,
         reason=body.reason if body is not None else None,
