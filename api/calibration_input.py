@@ -12,7 +12,7 @@ from api.errors import ApiError, validation_error
 from api.schemas import PromptOrMessages
 from core.calibration_problem import Method
 from core.categories import CATEGORIES, CLASSES
-from db.repositories.calibrations import NewCalibrationItem
+from db.repositories.calibrations import NewCalibrationItem, NewCalibrationRun
 
 
 def _check_targets(targets: dict[str, float]) -> dict[str, float]:
@@ -58,6 +58,12 @@ class CalibrationOptions(BaseModel):
     seed: int = Field(default=0, ge=0)
 
     _targets = field_validator("targets")(classmethod(lambda cls, v: _check_targets(v)))
+
+    def new_run(self) -> NewCalibrationRun:
+        """The run these options ask for (its prompts are stored apart, as items)."""
+        return NewCalibrationRun(
+            self.targets, self.method, self.target_kind, self.holdout_fraction, self.auto_apply
+        )
 
 
 class CalibrationIn(CalibrationOptions):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from db.actors import calibration_actor
 from db.errors import Conflict
 from db.models import CalibrationRun, Policy, PolicyVersion
 from db.repositories import calibrations as runs
-from db.repositories.calibrations import NewCalibrationItem
+from db.repositories.calibrations import NewCalibrationItem, NewCalibrationRun
 from db.repositories.policies import (
     activate_version,
     create_version,
@@ -159,35 +160,23 @@ def open_run(
     tenant_id: uuid.UUID,
     policy_name: str,
     items: list[NewCalibrationItem],
-    targets: dict[str, float],
-    method: str | None,
-    target_kind: str,
-    holdout_fraction: float,
-    auto_apply: bool,
+    new: NewCalibrationRun,
 ) -> CalibrationRun:
     """A new queued run with its items; the method defaults to the active version's mode.
 
     Labelled targets need a calibration prompt with each targeted label (`InvalidTarget`)."""
     policy = get_policy_by_name(session=session, tenant_id=tenant_id, name=policy_name)
-    if method is None:
+    if new.method is None:
         active = policy.active_version
-        method = "threshold" if active and active.mode == "threshold" else "greedy_bias"
-    if target_kind == "labelled":
-        for name in targets:
+        mode = "threshold" if active and active.mode == "threshold" else "greedy_bias"
+        new = replace(new, method=mode)
+    if new.target_kind == "labelled":
+        for name in new.targets:
             if not any(i.label == name and i.split == "calibration" for i in items):
                 raise InvalidTarget(
                     f"targets.{name}", f"no calibration prompt is labelled {name!r}"
                 )
-    run = runs.create_run(
-        session=session,
-        tenant_id=tenant_id,
-        policy_id=policy.id,
-        targets=targets,
-        method=method,
-        target_kind=target_kind,
-        holdout_fraction=holdout_fraction,
-        auto_apply=auto_apply,
-    )
+    run = runs.create_run(session=session, tenant_id=tenant_id, policy_id=policy.id, new=new)
     runs.add_items(session=session, run_id=run.id, items=items)
     return run
 

@@ -48,6 +48,13 @@ SUBMISSION_BODY: dict[str, Any] = {
         },
     }
 }
+#: The operations a submitted run links to: link name -> (method, path) of a route below.
+RUN_OPERATIONS = {
+    "GetCalibration": ("get", "/v1/calibrations/{run_id}"),
+    "SolveAgain": ("post", "/v1/calibrations/{run_id}/solve"),
+    "ApplyCalibration": ("post", "/v1/calibrations/{run_id}/apply"),
+    "CancelCalibration": ("post", "/v1/calibrations/{run_id}/cancel"),
+}
 
 
 class Progress(BaseModel):
@@ -177,11 +184,7 @@ def start_calibration(
             tenant_id=tenant_id,
             policy_name=body.policy,
             items=items,
-            targets=body.targets,
-            method=body.method,
-            target_kind=body.target_kind,
-            holdout_fraction=body.holdout_fraction,
-            auto_apply=body.auto_apply,
+            new=body.new_run(),
         )
     except PolicyNotFound as exc:
         raise ApiError(404, "not_found", str(exc), field="policy") from None
@@ -217,18 +220,7 @@ def start_calibration(
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={
-        202: links(
-            "id",
-            {
-                "GetCalibration": ("get", "/v1/calibrations/{run_id}"),
-                "SolveAgain": ("post", "/v1/calibrations/{run_id}/solve"),
-                "ApplyCalibration": ("post", "/v1/calibrations/{run_id}/apply"),
-                "CancelCalibration": ("post", "/v1/calibrations/{run_id}/cancel"),
-            },
-        ),
-        **errors(*JSON_BODY, 404),
-    },
+    responses={202: links("id", RUN_OPERATIONS), **errors(*JSON_BODY, 404)},
     openapi_extra=SUBMISSION_BODY,
 )
 async def create_calibration(

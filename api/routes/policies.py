@@ -27,6 +27,14 @@ from db.repositories import policies as repo
 from db.repositories import shadow as shadow_repo
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=errors(*AUTHENTICATED))
+#: The operations a created policy links to: link name -> (method, path) of a route below.
+POLICY_OPERATIONS = {
+    "GetPolicy": ("get", "/v1/policies/{name}"),
+    "UpdatePolicy": ("put", "/v1/policies/{name}"),
+    "ListVersions": ("get", "/v1/policies/{name}/versions"),
+    "Rollback": ("post", "/v1/policies/{name}/rollback"),
+    "MakeDefault": ("post", "/v1/policies/{name}/default"),
+}
 
 
 def version_out(version: PolicyVersion) -> VersionOut:
@@ -84,28 +92,14 @@ def _if_match(value: str | None) -> int | None:
 
 @router.get("")
 def list_policies(principal: TenantAdmin, session: SessionDep) -> list[PolicyOut]:
-    return [
-        policy_out(p)
-        for p in repo.list_policies(session=session, tenant_id=principal.require_tenant())
-    ]
+    tenant_id = principal.require_tenant()
+    return [policy_out(p) for p in repo.list_policies(session=session, tenant_id=tenant_id)]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={
-        201: links(
-            "name",
-            {
-                "GetPolicy": ("get", "/v1/policies/{name}"),
-                "UpdatePolicy": ("put", "/v1/policies/{name}"),
-                "ListVersions": ("get", "/v1/policies/{name}/versions"),
-                "Rollback": ("post", "/v1/policies/{name}/rollback"),
-                "MakeDefault": ("post", "/v1/policies/{name}/default"),
-            },
-        ),
-        **errors(*JSON_BODY, 409),
-    },
+    responses={201: links("name", POLICY_OPERATIONS), **errors(*JSON_BODY, 409)},
 )
 def create_policy(
     body: PolicyIn, principal: TenantAdmin, session: SessionDep, response: Response

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
@@ -31,32 +31,33 @@ class NewCalibrationItem:
     split: str = "calibration"
 
 
+@dataclass(frozen=True)
+class NewCalibrationRun:
+    """What a run is asked to do, carried from the route to the row (whose columns these are):
+    reach per-category `targets` with `method`, the targets read as `target_kind`, with
+    `holdout_fraction` of the prompts held out, activating the result at once if `auto_apply`.
+
+    `method` None: the policy's active mode decides, and `services.calibrations.open_run` fills
+    it in before the run is stored."""
+
+    targets: dict[str, float]
+    method: str | None
+    target_kind: str
+    holdout_fraction: float = 0.0
+    auto_apply: bool = False
+
+
 def create_run(
-    *,
-    session: Session,
-    tenant_id: uuid.UUID,
-    policy_id: uuid.UUID,
-    targets: dict[str, float],
-    method: str,
-    target_kind: str,
-    holdout_fraction: float = 0.0,
-    auto_apply: bool = False,
+    *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, new: NewCalibrationRun
 ) -> CalibrationRun:
     """A new `queued` run for one of the tenant's policies (`PolicyNotFound` otherwise)."""
-    if target_kind not in CALIBRATION_TARGET_KINDS:
+    if new.target_kind not in CALIBRATION_TARGET_KINDS:
         raise ValueError(f"target_kind must be one of {CALIBRATION_TARGET_KINDS}")
+    if new.method is None:
+        raise ValueError("a stored run names its method")
     get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id)
     run = CalibrationRun(
-        tenant_id=tenant_id,
-        policy_id=policy_id,
-        targets=targets,
-        method=method,
-        target_kind=target_kind,
-        holdout_fraction=holdout_fraction,
-        auto_apply=auto_apply,
-        status="queued",
-        done=0,
-        total=0,
+        tenant_id=tenant_id, policy_id=policy_id, status="queued", done=0, total=0, **asdict(new)
     )
     session.add(run)
     session.flush()

@@ -34,6 +34,7 @@ from core.summary import Summaries
 from db.models import ApiKey, Generation, Policy, PolicyVersion
 from db.repositories.calibrations import (
     NewCalibrationItem,
+    NewCalibrationRun,
     add_items,
     create_run,
     store_result,
@@ -130,9 +131,7 @@ class World:
                 session=session,
                 tenant_id=side.tenant_id,
                 policy_id=policy.id,
-                targets={"safety": 0.5},
-                method="threshold",
-                target_kind="traffic",
+                new=NewCalibrationRun({"safety": 0.5}, "threshold", "traffic"),
             )
             add_items(
                 session=session,

@@ -138,9 +138,7 @@ def seed_calibration_run(
         session=session,
         tenant_id=seeded.tenant_id,
         policy_id=seeded.policy_id,
-        targets=targets,
-        method="threshold",
-        target_kind="labelled",
+        new=runs.NewCalibrationRun(targets, "threshold", "labelled"),
     )
     runs.add_items(
         session=session,

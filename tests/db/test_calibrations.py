@@ -9,6 +9,7 @@ from db.actors import calibration_actor
 from db.errors import CalibrationRunNotFound, PolicyNotFound
 from db.repositories.calibrations import (
     NewCalibrationItem,
+    NewCalibrationRun,
     add_items,
     create_run,
     get_run,
@@ -35,10 +36,7 @@ def test_run_lifecycle_with_items_summaries_and_result(db_session: Session) -> N
         session=db_session,
         tenant_id=tenant.id,
         policy_id=policy.id,
-        targets={"safety": 0.9, "incomplete": 0.2},
-        method="threshold",
-        target_kind="labelled",
-        holdout_fraction=0.25,
+        new=NewCalibrationRun({"safety": 0.9, "incomplete": 0.2}, "threshold", "labelled", 0.25),
     )
     assert (run.status, run.done, run.total) == ("queued", 0, 0)
     items = [NewCalibrationItem(f"prompt {i}", label="safety" if i % 2 else None) for i in range(6)]
@@ -91,17 +89,13 @@ def test_runs_are_tenant_scoped(db_session: Session) -> None:
             session=db_session,
             tenant_id=tenant_b.id,
             policy_id=policy.id,
-            targets={},
-            method="threshold",
-            target_kind="traffic",
+            new=NewCalibrationRun({}, "threshold", "traffic"),
         )
     run = create_run(
         session=db_session,
         tenant_id=tenant_a.id,
         policy_id=policy.id,
-        targets={"safety": 0.5},
-        method="threshold",
-        target_kind="traffic",
+        new=NewCalibrationRun({"safety": 0.5}, "threshold", "traffic"),
     )
     with pytest.raises(CalibrationRunNotFound):
         get_run(session=db_session, tenant_id=tenant_b.id, run_id=run.id)
@@ -120,17 +114,13 @@ def test_invalid_run_arguments_are_refused(db_session: Session) -> None:
             session=db_session,
             tenant_id=tenant.id,
             policy_id=policy.id,
-            targets={},
-            method="threshold",
-            target_kind="vibes",
+            new=NewCalibrationRun({}, "threshold", "vibes"),
         )
     run = create_run(
         session=db_session,
         tenant_id=tenant.id,
         policy_id=policy.id,
-        targets={},
-        method="threshold",
-        target_kind="traffic",
+        new=NewCalibrationRun({}, "threshold", "traffic"),
     )
     with pytest.raises(ValueError, match="split"):
         add_items(session=db_session, run_id=run.id, items=[NewCalibrationItem("p", split="x")])
