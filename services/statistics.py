@@ -112,17 +112,17 @@ def _rule(version: PolicyVersion | None, category: str) -> CategoryRule:
 
 
 def category_series(
-    *,
     session: Session,
-    tenant_id: uuid.UUID,
     policy: Policy,
+    *,
     start: datetime,
     end: datetime,
     bucket_seconds: int,
     categories: tuple[str, ...] = CATEGORIES,
 ) -> dict[str, CategorySeries]:
-    """Per category: merged buckets of every version of `policy`, the target as a step line, the
-    threshold history, and the summed histogram."""
+    """Per category: merged buckets of every version of `policy` (read within its tenant), the
+    target as a step line, the threshold history, and the summed histogram."""
+    tenant_id = policy.tenant_id
     versions = policy_repo.list_versions(session=session, tenant_id=tenant_id, policy_id=policy.id)
     by_number = {v.version: v for v in versions}
     history = activations(session=session, tenant_id=tenant_id, policy=policy)

@@ -98,7 +98,6 @@ def run_detail(request: Request, run_id: str, viewer: ViewerDep, session: Sessio
         can_apply=run.status == "succeeded" and proposed is not None and not applied,
         panels=result_panels(run),
         control_error=(run.result or {}).get("control_error"),
-        notice=request.query_params.get("notice"),
     )
 
 

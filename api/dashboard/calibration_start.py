@@ -49,7 +49,6 @@ def _form_page(
         nav="calibrations",
         policies=[p.name for p in policies],
         default_policy=next((p.name for p in policies if p.is_default), None),
-        categories=CATEGORIES,
         methods=METHODS,
         values=values,
         errors=errors,

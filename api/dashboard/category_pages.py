@@ -50,13 +50,7 @@ def categories_view(
         bucket = min(b for b in BUCKETS.values() if b > bucket)
     shown = (category,) if category in CATEGORIES else CATEGORIES
     series = category_series(
-        session=session,
-        tenant_id=tenant_id,
-        policy=chosen,
-        start=start,
-        end=end,
-        bucket_seconds=bucket,
-        categories=shown,
+        session, chosen, start=start, end=end, bucket_seconds=bucket, categories=shown
     )
     mode = chosen.active_version.mode if chosen.active_version else "threshold"
     panels = [
@@ -85,13 +79,11 @@ def categories_view(
         selected=chosen,
         mode=mode,
         panels=panels,
-        ranges=list(RANGES),
         buckets=BUCKETS,
         range_key=range if range in RANGES else "24h",
         bucket=bucket,
         bucket_label=next(k for k, v in BUCKETS.items() if v == bucket),
         category=category if category in CATEGORIES else "",
-        categories=CATEGORIES,
         start=start,
         end=end,
         note=note,

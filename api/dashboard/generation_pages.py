@@ -7,17 +7,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api.dashboard.auth import ViewerDep
-from api.dashboard.render import error_page, page
+from api.dashboard.render import error_page, page, prompt_text
 from api.deps import SessionDep
 from core.categories import CATEGORIES
 from db.errors import NotFound
-from db.models import Generation, PolicyVersion
+from db.models import PolicyVersion
 from db.repositories import generations as repo
 from db.repositories import policies as policy_repo
 
@@ -26,6 +28,17 @@ PAGE_SIZE = 50
 #: The `refused` filter's choices: its query value and what the repository filters on.
 REFUSED_CHOICES = {"": None, "yes": True, "no": False}
 LEAK_CHOICES = {"": None, "leak": True, "clean": False}
+
+
+class GenerationFilters(BaseModel):
+    """The list's query string as typed: a value it does not know shows an error (or is
+    ignored), never a 422; `before` is the page marker, the others are the form's filters."""
+
+    category: str = ""
+    refused: str = ""
+    version: str = ""
+    leak: str = ""
+    before: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,28 +67,18 @@ def _before(value: str) -> datetime | None:
     return parsed if parsed is None or parsed.tzinfo is not None else None
 
 
-def prompt_text(row: Generation) -> str:
-    """The prompt as one string: its text, or its chat messages' contents."""
-    if isinstance(row.messages, str):
-        return row.messages
-    return "\n".join(str(m.get("content", "")) for m in row.messages or [] if isinstance(m, dict))
-
-
 @router.get("", response_class=HTMLResponse)
 def generation_list(
     request: Request,
     viewer: ViewerDep,
     session: SessionDep,
-    category: str = "",
-    refused: str = "",
-    version: str = "",
-    leak: str = "",
-    before: str = "",
+    query: Annotated[GenerationFilters, Query()],
 ) -> Response:
     tenant_id = viewer.require_tenant()
     choices = version_choices(session, tenant_id)
     labels = {c.id: c.label for c in choices}
-    chosen = next((c.id for c in choices if str(c.id) == version), None)
+    chosen = next((c.id for c in choices if str(c.id) == query.version), None)
+    category, before = query.category, query.before
     errors = []
     if category and category not in CATEGORIES:
         errors.append(f"Unknown category {category!r}.")
@@ -87,11 +90,12 @@ def generation_list(
         limit=PAGE_SIZE,
         before=_before(before),
         refusal_category=category if category in CATEGORIES else None,
-        refused=REFUSED_CHOICES.get(refused),
+        refused=REFUSED_CHOICES.get(query.refused),
         policy_version_ids=[chosen] if chosen is not None else None,
-        leak=LEAK_CHOICES.get(leak),
+        leak=LEAK_CHOICES.get(query.leak),
     )
-    filters = {"category": category, "refused": refused, "version": version, "leak": leak}
+    # The form's values, and the pager's links (which add their own `before`).
+    filters = query.model_dump(exclude={"before"})
     older = rows[-1].created_at.isoformat() if len(rows) == PAGE_SIZE else None
     return page(
         request,
@@ -100,12 +104,10 @@ def generation_list(
         rows=rows,
         labels=labels,
         choices=choices,
-        categories=CATEGORIES,
         filters=filters,
         errors=errors,
         older=older,
         paged=bool(before),
-        prompt_text=prompt_text,
     )
 
 
@@ -144,5 +146,4 @@ def generation_detail(
         policy_name=version.policy.name if version is not None else "?",
         prompt=prompt_text(row),
         output_parts=parts,
-        categories=CATEGORIES,
     )

@@ -45,7 +45,6 @@ def _keys_page(
         status_code=status_code,
         keys=list(reversed(keys)),
         roles=ROLES,
-        notice=request.query_params.get("notice"),
         **context,
     )
     response.headers["Cache-Control"] = "no-store"

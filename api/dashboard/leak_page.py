@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.dashboard.auth import ViewerDep
-from api.dashboard.generation_pages import prompt_text, version_choices
+from api.dashboard.generation_pages import version_choices
 from api.dashboard.render import page
 from api.dashboard.series import RANGES
 from api.deps import SessionDep
@@ -46,7 +46,5 @@ def leaks_view(
         checks=sum(t.checks for t in totals),
         leaks=sum(t.leaks for t in totals),
         share=request.app.state.settings.leak_sample_share,
-        ranges=list(RANGES),
         range_key=range_key,
-        prompt_text=prompt_text,
     )

@@ -22,7 +22,6 @@ from api.dashboard.policy_form import (
 from api.dashboard.render import done, error_page, page, policy_path
 from api.deps import SessionDep
 from api.schemas import PolicyIn
-from core.categories import CATEGORIES
 from core.policy import MODEL_DECISION, POLICY_MODES
 from db.errors import AlreadyExists, NotFound, StaleVersion
 from db.models import Policy
@@ -55,7 +54,6 @@ def _editor(
         form=form,
         error=error,
         modes=POLICY_MODES,
-        categories=CATEGORIES,
         policies=[p.name for p in policies],
         replay_on=policy.name if policy is not None else default,
         windows=list(PREVIEW_WINDOWS),

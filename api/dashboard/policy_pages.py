@@ -94,8 +94,6 @@ def policy_detail(
         b=b,
         diff=diff,
         changed=sum(r.changed for r in diff),
-        categories=CATEGORIES,
-        notice=request.query_params.get("notice"),
     )
 
 

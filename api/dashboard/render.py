@@ -13,6 +13,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from api.dashboard.auth import Viewer
+from api.dashboard.series import RANGES
+from core.categories import CATEGORIES
+from db.models import Generation
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -31,9 +34,20 @@ def _compact_json(value: Any) -> str:
     return "" if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
+def prompt_text(row: Generation) -> str:
+    """The prompt as one string: its text, or its chat messages' contents."""
+    if isinstance(row.messages, str):
+        return row.messages
+    return "\n".join(str(m.get("content", "")) for m in row.messages or [] if isinstance(m, dict))
+
+
 templates.env.filters["when"] = _when
 templates.env.filters["pct"] = _pct
 templates.env.filters["compact_json"] = _compact_json
+# What any page may use without its route passing it again.
+templates.env.globals["categories"] = CATEGORIES
+templates.env.globals["ranges"] = list(RANGES)
+templates.env.globals["prompt_text"] = prompt_text
 
 
 def page(
@@ -44,8 +58,10 @@ def page(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    """Render `name` with the viewer (for the header, tenant and CSRF token) and `context`."""
+    """Render `name` with the viewer (for the header, tenant and CSRF token) and `context`;
+    the notice a write left in the URL (`done`) is said at the top of whichever page it lands on."""
     context.setdefault("nav", name.removesuffix(".html"))
+    context.setdefault("notice", request.query_params.get("notice"))
     return templates.TemplateResponse(
         request, name, {"viewer": viewer, **context}, status_code=status_code
     )

@@ -9,10 +9,12 @@ same requests as the shadow one, and the page shows both counts.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from api.dashboard.auth import TenantWriteDep, ViewerDep
 from api.dashboard.render import done, error_page, page, policy_path
@@ -21,6 +23,7 @@ from api.deps import SessionDep
 from core.categories import CATEGORIES
 from core.intervals import Interval, wilson_interval
 from db.errors import NoShadowVersion, NotFound, StaleVersion
+from db.models import Policy, PolicyVersion
 from db.repositories import policies as repo
 from db.repositories import shadow as shadow_repo
 from db.repositories.stats import StatsQuery, StatTotals, floor_to_bucket
@@ -45,6 +48,35 @@ class Side:
         return Side(totals.requests, totals.refusals, totals.refusal_rate, interval)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A policy's shadow version against its live (active) one, per category, in [start, end)."""
+
+    shadow: PolicyVersion
+    active: PolicyVersion
+    rows: list[tuple[str, Side, Side]]
+    start: datetime
+    end: datetime
+
+
+def compare(session: Session, policy: Policy, span: timedelta) -> Comparison | None:
+    """The last `span` of both versions' figures, at most since the shadow was set; None without
+    a shadow (or an active) version."""
+    shadow, active = policy.shadow_version, policy.active_version
+    if shadow is None or active is None:
+        return None
+    end = utcnow()
+    # From the minute bucket the shadow was set in (statistics are kept per minute).
+    start = floor_to_bucket(max(end - span, shadow.created_at))
+    versions = repo.list_versions(session=session, tenant_id=policy.tenant_id, policy_id=policy.id)
+    live_query = StatsQuery(policy.tenant_id, start, end, [v.id for v in versions], CATEGORIES)
+    live = category_stats(session, live_query, bucket_seconds=3600)
+    shadow_query = replace(live_query, policy_version_ids=[shadow.id], shadow=True)
+    decided = category_stats(session, shadow_query, bucket_seconds=3600)
+    rows = [(c, Side.of(live[c].totals), Side.of(decided[c].totals)) for c in CATEGORIES]
+    return Comparison(shadow, active, rows, start, end)
+
+
 @router.get("/{name}/shadow", response_class=HTMLResponse)
 def shadow_view(
     request: Request, name: str, viewer: ViewerDep, session: SessionDep, range: str = "24h"
@@ -55,33 +87,14 @@ def shadow_view(
     except NotFound:
         return error_page(request, viewer, 404, "Policy not found", f"No policy named {name!r}.")
     range_key = range if range in RANGES else "24h"
-    shadow, active = policy.shadow_version, policy.active_version
-    rows: list[tuple[str, Side, Side]] = []
-    start = end = None
-    if shadow is not None and active is not None:
-        end = utcnow()
-        # From the minute bucket the shadow was set in (statistics are kept per minute).
-        start = floor_to_bucket(max(end - RANGES[range_key], shadow.created_at))
-        versions = repo.list_versions(session=session, tenant_id=tenant_id, policy_id=policy.id)
-        live_query = StatsQuery(tenant_id, start, end, [v.id for v in versions], CATEGORIES)
-        live = category_stats(session, live_query, bucket_seconds=3600)
-        shadow_query = replace(live_query, policy_version_ids=[shadow.id], shadow=True)
-        decided = category_stats(session, shadow_query, bucket_seconds=3600)
-        rows = [(c, Side.of(live[c].totals), Side.of(decided[c].totals)) for c in CATEGORIES]
     return page(
         request,
         "shadow.html",
         viewer,
         nav="policies",
         policy=policy,
-        shadow=shadow,
-        active=active,
-        rows=rows,
-        start=start,
-        end=end,
-        ranges=list(RANGES),
+        comparison=compare(session, policy, RANGES[range_key]),
         range_key=range_key,
-        notice=request.query_params.get("notice"),
     )
 
 
