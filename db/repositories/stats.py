@@ -103,17 +103,12 @@ class StatTotals:
         return self.sum_p / self.requests if self.requests else None
 
     def add(self, row: RefusalStat | StatTotals) -> None:
-        add_counts(self, row)
-
-
-def add_counts(into: RefusalStat | StatTotals, counts: RefusalStat | StatTotals) -> None:
-    """Add `counts` to `into`, count by count: a running total, or a stored row being merged."""
-    into.requests += counts.requests
-    into.refusals += counts.refusals
-    into.sum_p += counts.sum_p
-    into.leak_checks += counts.leak_checks
-    into.leaks += counts.leaks
-    into.histogram = add_histograms(into.histogram, counts.histogram)
+        self.requests += row.requests
+        self.refusals += row.refusals
+        self.sum_p += row.sum_p
+        self.leak_checks += row.leak_checks
+        self.leaks += row.leaks
+        self.histogram = add_histograms(self.histogram, row.histogram)
 
 
 def add_histograms(a: Sequence[int], b: Sequence[int]) -> list[int]:
@@ -189,7 +184,13 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     ).all()
     for row in locked:
         key = (row.tenant_id, row.policy_version_id, row.category, row.bucket_start, row.shadow)
-        add_counts(row, merged[key])
+        total = merged[key]
+        row.requests += total.requests
+        row.refusals += total.refusals
+        row.sum_p += total.sum_p
+        row.leak_checks += total.leak_checks
+        row.leaks += total.leaks
+        row.histogram = add_histograms(row.histogram, total.histogram)
     session.flush()
     return len(locked)
 
