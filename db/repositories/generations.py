@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
 from db.models import Generation
 from db.repositories.common import one_or_raise
-from db.repositories.transitions import finish, start
+from db.repositories.transitions import ACTIVE_STATUSES, finish, start
+from db.types import utcnow
 
 
 def create_generation(
@@ -103,6 +104,20 @@ def load_generations(*, session: Session, generation_ids: Sequence[uuid.UUID]) -
 def mark_running(*, session: Session, generation_id: uuid.UUID) -> bool:
     """queued -> running (stamps `started_at`). False if the row was not queued."""
     return start(session, Generation, generation_id)
+
+
+def claim_generation(*, session: Session, generation_id: uuid.UUID) -> Generation | None:
+    """The row marked running, if still to do (queued, or running after a lost worker), in one
+    ``UPDATE ... RETURNING`` (a claim is on every request's path); None if final or absent.
+    `started_at` keeps the first claim's time."""
+    stmt = (
+        update(Generation)
+        .where(Generation.id == generation_id, Generation.status.in_(ACTIVE_STATUSES))
+        .values(status="running", started_at=func.coalesce(Generation.started_at, utcnow()))
+        .returning(Generation)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return session.scalars(stmt).one_or_none()
 
 
 def mark_succeeded(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -9,6 +11,7 @@ from sqlalchemy.orm import Session
 from db.errors import GenerationNotFound
 from db.models import Policy, Tenant
 from db.repositories.generations import (
+    claim_generation,
     get_generation,
     list_generations,
     load_generations,
@@ -95,6 +98,28 @@ def test_success_is_recorded_once_and_redelivery_is_a_no_op(
     db_session.expire_all()
     stored = get_generation(session=db_session, tenant_id=tenant.id, generation_id=generation.id)
     assert (stored.status, stored.output, stored.error) == ("succeeded", RESULT["output"], None)
+
+
+def test_a_claim_takes_a_queued_or_running_row_once_and_never_a_final_one(
+    db_session: Session, tenant_policy: TenantPolicy
+) -> None:
+    tenant, policy = tenant_policy
+    generation = make_generation(db_session, tenant, policy)
+    claimed = claim_generation(session=db_session, generation_id=generation.id)
+    assert claimed is not None and claimed.id == generation.id
+    assert claimed.status == "running" and claimed.started_at is not None
+    assert claimed.messages == [{"role": "user", "content": "hello"}]
+    first_start = claimed.started_at
+    # A worker killed after its claim: the redelivered task claims the running row again and
+    # keeps the first start.
+    again = claim_generation(session=db_session, generation_id=generation.id)
+    assert again is not None and again.started_at == first_start
+    assert mark_succeeded(session=db_session, generation_id=generation.id, **RESULT)
+    assert claim_generation(session=db_session, generation_id=generation.id) is None
+    cancelled = make_generation(db_session, tenant, policy)
+    assert mark_cancelled(session=db_session, generation_id=cancelled.id, tenant_id=tenant.id)
+    assert claim_generation(session=db_session, generation_id=cancelled.id) is None
+    assert claim_generation(session=db_session, generation_id=uuid.uuid4()) is None
 
 
 def test_queued_rows_can_fail_or_be_cancelled_directly(

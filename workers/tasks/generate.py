@@ -178,13 +178,10 @@ class Claimed:
 def _claim(generation_id: uuid.UUID, stream: bool) -> Claimed | None:
     """The row if still to do (queued, or running after a lost worker), marked running."""
     with session_scope(session_factory()) as session:
-        found = repo.load_generations(session=session, generation_ids=[generation_id])
-        row = found[0] if found else None
-        if row is None or row.status not in ("queued", "running"):
+        row = repo.claim_generation(session=session, generation_id=generation_id)
+        if row is None:
             return None
         request = _engine_request(session, row)
-        repo.mark_running(session=session, generation_id=row.id)
-        session.refresh(row)  # the guarded UPDATE expired it; reload before the session ends
         return Claimed(row, request, _tenant_share(session, row.tenant_id), stream)
 
 
