@@ -11,14 +11,14 @@ therefore never lose an increment and never deadlock each other. Histograms are 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVarTuple, cast
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import Select, Table, bindparam, func, select, tuple_, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Select, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidStats
@@ -38,9 +38,6 @@ _KEY_COLUMNS = (
     RefusalStat.shadow,
 )
 
-#: The table itself: statistics are written with Core statements, below the ORM's unit of work.
-_TABLE = cast(Table, RefusalStat.__table__)
-_KEY_NAMES = [c.key for c in _KEY_COLUMNS]
 _COUNT_COLUMNS = (
     RefusalStat.requests,
     RefusalStat.refusals,
@@ -49,11 +46,33 @@ _COUNT_COLUMNS = (
     RefusalStat.leaks,
     RefusalStat.histogram,
 )
-#: One bucket row's new totals, by id (`increment_stats` executes it for every locked row).
-_UPDATE_COUNTS = (
-    update(_TABLE)
-    .where(_TABLE.c.id == bindparam("row_id"))
-    .values({c.key: bindparam(f"new_{c.key}") for c in _COUNT_COLUMNS})
+#: The bucket rows of a batch's keys that do not exist yet, created empty.
+_INSERT_MISSING = text(
+    """
+    INSERT INTO refusal_stats (tenant_id, policy_version_id, category, bucket_start, shadow,
+                               requests, refusals, sum_p, histogram, leak_checks, leaks)
+    SELECT k.tenant_id, k.version_id, k.category, k.bucket_start, k.shadow,
+           0, 0, 0.0, CAST(:empty AS jsonb), 0, 0
+    FROM unnest(CAST(:tenants AS uuid[]), CAST(:versions AS uuid[]), CAST(:categories AS text[]),
+                CAST(:buckets AS timestamptz[]), CAST(:shadows AS boolean[]))
+         AS k(tenant_id, version_id, category, bucket_start, shadow)
+    ON CONFLICT (tenant_id, policy_version_id, category, bucket_start, shadow) DO NOTHING
+    """
+)
+#: The locked bucket rows' new totals, by id.
+_UPDATE_ARRAYS = ("ids", "requests", "refusals", "sum_p", "leak_checks", "leaks", "histograms")
+_UPDATE_COUNTS = text(
+    """
+    UPDATE refusal_stats AS s
+    SET requests = u.requests, refusals = u.refusals, sum_p = u.sum_p,
+        leak_checks = u.leak_checks, leaks = u.leaks, histogram = u.histogram
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:requests AS integer[]),
+                CAST(:refusals AS integer[]), CAST(:sum_p AS float8[]),
+                CAST(:leak_checks AS integer[]), CAST(:leaks AS integer[]),
+                CAST(CAST(:histograms AS text[]) AS jsonb[]))
+         AS u(id, requests, refusals, sum_p, leak_checks, leaks, histogram)
+    WHERE s.id = u.id
+    """
 )
 
 
@@ -170,27 +189,21 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     if not merged:
         return 0
     keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3], k[4]))
-    empty = [0] * HISTOGRAM_BINS
-    rows = [
-        {
-            "tenant_id": k[0],
-            "policy_version_id": k[1],
-            "category": k[2],
-            "bucket_start": k[3],
-            "shadow": k[4],
-            "requests": 0,
-            "refusals": 0,
-            "sum_p": 0.0,
-            "histogram": empty,
-            "leak_checks": 0,
-            "leaks": 0,
-        }
-        for k in keys
-    ]
-    # Both writes are executemany over one cached statement: a VALUES list or an ORM flush
-    # compiles anew for every batch size, which cost a worker more than the rest of recording.
+    # Each statement takes the whole batch as arrays: one execution, one cached plan, whatever
+    # the batch size (a VALUES list compiled anew per size; executemany sent one per row).
+    tenants, versions, categories, buckets, shadows = (
+        list(column) for column in zip(*keys, strict=True)
+    )
     session.execute(
-        postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=_KEY_NAMES), rows
+        _INSERT_MISSING,
+        {
+            "tenants": tenants,
+            "versions": versions,
+            "categories": categories,
+            "buckets": buckets,
+            "shadows": shadows,
+            "empty": json.dumps([0] * HISTOGRAM_BINS),
+        },
     )
     locked = session.execute(
         select(RefusalStat.id, *_KEY_COLUMNS, *_COUNT_COLUMNS)
@@ -198,23 +211,19 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
         .order_by(*_KEY_COLUMNS)
         .with_for_update()
     ).all()
-    updates = []
+    new: dict[str, list[Any]] = {name: [] for name in _UPDATE_ARRAYS}
     for row in locked:
         total = merged[
             (row.tenant_id, row.policy_version_id, row.category, row.bucket_start, row.shadow)
         ]
-        updates.append(
-            {
-                "row_id": row.id,
-                "new_requests": row.requests + total.requests,
-                "new_refusals": row.refusals + total.refusals,
-                "new_sum_p": row.sum_p + total.sum_p,
-                "new_leak_checks": row.leak_checks + total.leak_checks,
-                "new_leaks": row.leaks + total.leaks,
-                "new_histogram": add_histograms(row.histogram, total.histogram),
-            }
-        )
-    session.execute(_UPDATE_COUNTS, updates)
+        new["ids"].append(row.id)
+        new["requests"].append(row.requests + total.requests)
+        new["refusals"].append(row.refusals + total.refusals)
+        new["sum_p"].append(row.sum_p + total.sum_p)
+        new["leak_checks"].append(row.leak_checks + total.leak_checks)
+        new["leaks"].append(row.leaks + total.leaks)
+        new["histograms"].append(json.dumps(add_histograms(row.histogram, total.histogram)))
+    session.execute(_UPDATE_COUNTS, new)
     return len(locked)
 
 

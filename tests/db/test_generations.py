@@ -11,12 +11,14 @@ from sqlalchemy.orm import Session
 from db.errors import GenerationNotFound
 from db.models import Policy, Tenant
 from db.repositories.generations import (
+    Succeeded,
     claim_generation,
     get_generation,
     list_generations,
     load_generations,
     mark_cancelled,
     mark_failed,
+    mark_many_succeeded,
     mark_running,
     mark_succeeded,
 )
@@ -120,6 +122,33 @@ def test_a_claim_takes_a_queued_or_running_row_once_and_never_a_final_one(
     assert mark_cancelled(session=db_session, generation_id=cancelled.id, tenant_id=tenant.id)
     assert claim_generation(session=db_session, generation_id=cancelled.id) is None
     assert claim_generation(session=db_session, generation_id=uuid.uuid4()) is None
+
+
+def test_a_batch_of_results_moves_each_unfinished_row_once_in_one_statement(
+    db_session: Session, tenant_policy: TenantPolicy
+) -> None:
+    tenant, policy = tenant_policy
+    queued, running, final = (make_generation(db_session, tenant, policy) for _ in range(3))
+    assert mark_running(session=db_session, generation_id=running.id)
+    assert mark_failed(session=db_session, generation_id=final.id, error="earlier")
+    results = [
+        Succeeded(generation_id=queued.id, **RESULT),
+        Succeeded(generation_id=running.id, **dict(RESULT, refused=False, refusal_category=None)),
+        Succeeded(generation_id=queued.id, **dict(RESULT, output="a redelivered duplicate")),
+        Succeeded(generation_id=final.id, **RESULT),
+    ]
+    moved = mark_many_succeeded(session=db_session, rows=results)
+    assert moved == {queued.id, running.id}
+    db_session.expire_all()
+    assert (queued.status, queued.output, queued.summary) == (
+        "succeeded",
+        RESULT["output"],
+        RESULT["summary"],
+    )
+    assert queued.finished_at is not None and queued.probabilities == RESULT["probabilities"]
+    assert (running.status, running.refused, running.refusal_category) == ("succeeded", False, None)
+    assert (final.status, final.error, final.output) == ("failed", "earlier", None)
+    assert mark_many_succeeded(session=db_session, rows=results) == set()
 
 
 def test_queued_rows_can_fail_or_be_cancelled_directly(
