@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from api.body_limit import BodyLimit
 from api.calibration_input import CalibrationIn, CalibrationUpload
 from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
 from api.final_notifications import generation_events
-from api.metrics import observe_request
 from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
+from api.request_context import RequestContext
 from api.routes import (
     admin,
     calibrations,
@@ -26,11 +23,10 @@ from api.routes import (
     stats,
 )
 from api.tasks_client import CeleryTaskSender, TaskSender
-from core.logs import configure_json_logging, request_id_var
+from core.logs import configure_json_logging
 from core.settings import Settings, get_settings
 from db.session import create_session_factory
 
-REQUEST_ID_HEADER = "X-Request-ID"
 API_DESCRIPTION = (
     "Every route takes `Authorization: Bearer <api key>`; the tenant comes from the key. "
     'Every error is `{"error": {"type", "message", "field"}}` with a 4xx status.'
@@ -55,26 +51,10 @@ def create_app(
     install_error_handlers(app)
     if settings.log_format == "json":
         configure_json_logging()
-    # Registered first, so it runs inside `request_id` and its access line carries the id.
-    app.middleware("http")(observe_request)
-
     # Larger bodies are 413 before they are read whole (the largest legal one is an upload).
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
-
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Every request carries an id (the caller's, or a new one) into tasks and logs."""
-        rid = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        request.state.request_id = rid[:64]
-        token = request_id_var.set(request.state.request_id)
-        try:
-            response = await call_next(request)
-        finally:
-            request_id_var.reset(token)
-        response.headers[REQUEST_ID_HEADER] = request.state.request_id
-        return response
+    # Added last, so it is outermost: the 413 above is counted and carries the request id.
+    app.add_middleware(RequestContext)
 
     for module in (
         ops,

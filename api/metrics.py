@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import Scope
 
 from core.categories import CATEGORIES
 from core.queue import QUEUES
@@ -89,35 +87,26 @@ LEAK_RATE = Gauge(
 access_log = logging.getLogger("rcs.access")
 
 
-def route_template(request: Request) -> str:
+def route_template(scope: Scope) -> str:
     """The matched route's path template (`/v1/policies/{name}`), never the raw path."""
-    route = request.scope.get("route")
+    route = scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "unmatched"
 
 
-async def observe_request(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Count and time every request under its route template, and log one JSON access line."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        elapsed = time.perf_counter() - started
-        route = route_template(request)
-        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(elapsed)
-        access_log.info(
-            "%s %s %d",
-            request.method,
-            request.url.path,
-            status,
-            extra={"route": route, "status": status, "duration_ms": round(elapsed * 1e3, 2)},
-        )
+def observe_request(scope: Scope, status: int, elapsed: float) -> None:
+    """Count and time a finished request under its route template; log one access line."""
+    route = route_template(scope)
+    method = scope["method"]
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_LATENCY.labels(method, route).observe(elapsed)
+    access_log.info(
+        "%s %s %d",
+        method,
+        scope["path"],
+        status,
+        extra={"route": route, "status": status, "duration_ms": round(elapsed * 1e3, 2)},
+    )
 
 
 def observe_generation(row: Generation) -> None:

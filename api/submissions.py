@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
-from starlette.datastructures import State
 
 from api.deps import Principal
 from api.errors import ApiError
@@ -20,7 +20,11 @@ from services.generations import Caller, NewGeneration, QuotaExceeded, queue_gen
 
 
 def submit_generation(
-    request: Request, session: Session, principal: Principal, body: GenerationIn
+    request: Request,
+    session: Session,
+    principal: Principal,
+    body: GenerationIn,
+    generation_id: uuid.UUID | None = None,
 ) -> Generation:
     """Queue the generation `body` asks for (`services.generations.queue_generation`)."""
     caller = Caller(principal.require_tenant(), principal.key_id, request.state.request_id)
@@ -34,6 +38,7 @@ def submit_generation(
             model=state.model_name,
             sender=state.task_sender,
             check_rate=state.rate_limiter.check,
+            generation_id=generation_id,
         )
     except QuotaExceeded as exc:
         raise ApiError(422, "validation_error", str(exc), field=exc.field) from None
@@ -41,10 +46,18 @@ def submit_generation(
         raise ApiError(404, "not_found", str(exc), field="policy") from None
 
 
-async def wait_for_final(state: State, generation_id: uuid.UUID, timeout: float) -> Generation:
-    """The row once final, or its state at `timeout` (`services.generations.wait_for_final`)."""
-    row = await generations.wait_for_final(
-        state.session_factory, state.final_notifications, generation_id, timeout
-    )
+async def submit_and_wait(
+    request: Request, session: Session, principal: Principal, body: GenerationIn, timeout: float
+) -> Generation:
+    """Queue the generation and wait for it: the row once final, or its state at `timeout`.
+    The waiter is registered before the row exists, so the worker's notification cannot come
+    too early and the database is read once, when it comes."""
+    generation_id = uuid.uuid4()
+    state = request.app.state
+    async with state.final_notifications.watching(generation_id) as woken:
+        await run_in_threadpool(submit_generation, request, session, principal, body, generation_id)
+        row = await generations.wait_for_final(
+            state.session_factory, state.final_notifications, generation_id, timeout, woken=woken
+        )
     observe_generation(row)
     return row

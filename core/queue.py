@@ -33,10 +33,16 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 }
 
 
+#: The kombu transport class, by path (resolved by kombu; core imports no I/O).
+BROKER_TRANSPORT = "services.broker_transport:Transport"
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for `settings`: Redis, in production and embedded alike."""
     config: dict[str, Any] = {
         "broker_url": settings.celery_broker_url,
+        # kombu's Redis transport, sharing one client per channel (`services/broker_transport.py`).
+        "broker_transport": BROKER_TRANSPORT,
         "task_routes": TASK_ROUTES,
         "task_default_queue": GENERATE_QUEUE,
         "task_serializer": "json",

@@ -63,16 +63,25 @@ class FinalNotifications:
         read: Callable[[], Awaitable[T]],
         done: Callable[[T], bool],
         timeout: float,
+        *,
+        woken: asyncio.Event | None = None,
     ) -> T:
-        """`read()` until `done` or `timeout`: once, then after each notification for the id."""
+        """`read()` until `done` or `timeout`: once, then after each notification for the id.
+        With `woken`, the event of a waiter registered (`watching`) before the row could
+        finish, the first read waits for a notification (or the recheck)."""
         deadline = time.monotonic() + timeout
-        async with self.watching(generation_id) as woken:
+        async with contextlib.AsyncExitStack() as stack:
+            pending = woken is not None  # nothing can be final before its notification
+            if woken is None:
+                woken = await stack.enter_async_context(self.watching(generation_id))
             while True:
-                woken.clear()
-                value = await read()
-                left = deadline - time.monotonic()
-                if done(value) or left <= 0:
-                    return value
+                if not pending:
+                    woken.clear()
+                    value = await read()
+                    if done(value) or deadline - time.monotonic() <= 0:
+                        return value
+                pending = False
+                left = max(0.0, deadline - time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(left, RECHECK_SECONDS))
 

@@ -3,6 +3,7 @@ final. The native and the OpenAI-compatible routes both call these; the routes k
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,9 +66,11 @@ def queue_generation(
     model: str,
     sender: TaskSender,
     check_rate: Callable[[uuid.UUID, int], None],
+    generation_id: uuid.UUID | None = None,
 ) -> Generation:
     """Check the tenant's quotas (`QuotaExceeded`; `check_rate` with its requests per minute),
-    resolve the policy (`PolicyNotFound`), write the queued row and send the task after commit."""
+    resolve the policy (`PolicyNotFound`), write the queued row (with `generation_id` if given)
+    and send the task after commit."""
     tenant = get_tenant(session=session, tenant_id=caller.tenant_id)
     max_tokens = int(tenant.quotas.get("max_tokens", 1024))
     if int(new.params["max_tokens"]) > max_tokens:
@@ -86,6 +89,7 @@ def queue_generation(
         params=new.params,
         api_key_id=caller.api_key_id,
         request_id=caller.request_id,
+        generation_id=generation_id,
     )
     args: list[Any] = [str(row.id), True] if new.stream else [str(row.id)]
     send_after_commit(
@@ -104,8 +108,12 @@ async def wait_for_final(
     waiter: FinalNotifications,
     generation_id: uuid.UUID,
     timeout: float,
+    *,
+    woken: asyncio.Event | None = None,
 ) -> Generation:
-    """The row once final (woken by the worker's notification), or its state at `timeout`."""
+    """The row once final (woken by the worker's notification), or its state at `timeout`.
+    `woken`: the event of a waiter registered before the row was written (no read before the
+    first notification)."""
 
     def load() -> Generation:
         # The row is committed and will finish: wait a database restart out, up to the timeout.
@@ -116,4 +124,5 @@ async def wait_for_final(
         lambda: run_sync(load),
         lambda r: r.status in FINAL_STATUSES,
         timeout,
+        woken=woken,
     )

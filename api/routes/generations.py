@@ -19,7 +19,7 @@ from api.metrics import observe_generation
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import GenerationIn, GenerationOut
 from api.streaming import GenerationStream, open_stream, sse
-from api.submissions import submit_generation, wait_for_final
+from api.submissions import submit_and_wait, submit_generation
 from db.errors import GenerationNotFound
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
@@ -127,6 +127,12 @@ async def create_generation(
     principal: TenantMember,
     session: SessionDep,
 ) -> GenerationOut | StreamingResponse:
+    if body.wait and not body.stream:
+        row = await submit_and_wait(request, session, principal, body, body.timeout)
+        response.headers["Location"] = f"/v1/generations/{row.id}"
+        if row.status in FINAL_STATUSES:
+            response.status_code = status.HTTP_200_OK
+        return generation_out(row)
     row = await run_in_threadpool(submit_generation, request, session, principal, body)
     location = f"/v1/generations/{row.id}"
     response.headers["Location"] = location
@@ -138,10 +144,6 @@ async def create_generation(
             media_type="text/event-stream",
             headers={"Location": location, "Cache-Control": "no-cache"},
         )
-    if body.wait:
-        row = await wait_for_final(request.app.state, row.id, body.timeout)
-        if row.status in FINAL_STATUSES:
-            response.status_code = status.HTTP_200_OK
     return generation_out(row)
 
 

@@ -24,7 +24,7 @@ from api.errors import ApiError, ErrorBody, validation_error
 from api.openapi import AUTHENTICATED, JSON_BODY, errors
 from api.schemas import MAX_MESSAGES, MAX_PROMPT_CHARS, GenerationIn
 from api.streaming import GenerationStream, open_stream, row_error, sse
-from api.submissions import submit_generation, wait_for_final
+from api.submissions import submit_and_wait, submit_generation
 from db.models import FINAL_STATUSES, Generation
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=errors(*AUTHENTICATED))
@@ -235,28 +235,29 @@ async def chat_completions(
     except ValidationError as exc:
         raise validation_error(exc) from None
     started = time.monotonic()
+    if not body.stream:
+        row = await submit_and_wait(request, session, principal, native, SYNC_TIMEOUT_SECONDS)
+        if row.status not in FINAL_STATUSES:
+            waited = time.monotonic() - started
+            raise ApiError(
+                504,
+                "timeout",
+                f"generation {row.id} not finished after {waited:.0f}s; poll /v1/generations/{row.id}",
+            )
+        row_error(row)
+        return completion_body(row)
     row = await run_in_threadpool(submit_generation, request, session, principal, native)
-    if body.stream:
-        state = request.app.state
-        stream = await open_stream(state.redis, state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)
-        head = {
-            "id": f"chatcmpl-{row.id}",
-            "object": "chat.completion.chunk",
-            "created": int(row.created_at.timestamp()),
-            "model": row.model,
-        }
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(
-            _chunks(stream, head, include_usage=include_usage),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
-        )
-    row = await wait_for_final(request.app.state, row.id, SYNC_TIMEOUT_SECONDS)
-    if row.status not in FINAL_STATUSES:
-        raise ApiError(
-            504,
-            "timeout",
-            f"generation {row.id} not finished after {time.monotonic() - started:.0f}s; poll /v1/generations/{row.id}",
-        )
-    row_error(row)
-    return completion_body(row)
+    state = request.app.state
+    stream = await open_stream(state.redis, state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)
+    head = {
+        "id": f"chatcmpl-{row.id}",
+        "object": "chat.completion.chunk",
+        "created": int(row.created_at.timestamp()),
+        "model": row.model,
+    }
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+    return StreamingResponse(
+        _chunks(stream, head, include_usage=include_usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )

@@ -7,19 +7,22 @@ must not count it again — record statistics only when `mark_succeeded` returns
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
 from db.models import Generation
-from db.repositories.common import one_or_raise
-from db.repositories.transitions import finish, start
+from db.repositories.common import expire_cached, one_or_raise
+from db.repositories.transitions import ACTIVE_STATUSES, finish, start
+from db.types import utcnow
 
 
 def create_generation(
@@ -33,9 +36,12 @@ def create_generation(
     api_key_id: uuid.UUID | None = None,
     request_id: str | None = None,
     shadow_version_id: uuid.UUID | None = None,
+    generation_id: uuid.UUID | None = None,
 ) -> Generation:
-    """A new `queued` generation; send its task only after the transaction commits."""
+    """A new `queued` generation (with `generation_id` when the caller chose it: a waiter
+    registered before the row exists); send its task only after the transaction commits."""
     generation = Generation(
+        id=generation_id or uuid.uuid4(),
         tenant_id=tenant_id,
         policy_version_id=policy_version_id,
         shadow_version_id=shadow_version_id,
@@ -105,40 +111,96 @@ def mark_running(*, session: Session, generation_id: uuid.UUID) -> bool:
     return start(session, Generation, generation_id)
 
 
-def mark_succeeded(
-    *,
-    session: Session,
-    generation_id: uuid.UUID,
-    output: str,
-    refused: bool,
-    refusal_category: str | None,
-    probabilities: dict[str, float] | None = None,
-    summary: SummaryRow | None = None,
-    prompt_tokens: int | None = None,
-    completion_tokens: int | None = None,
-    leak: bool | None = None,
-    leak_phrase: str | None = None,
-) -> bool:
-    """queued|running -> succeeded with the result (and, for a checked answer, the leak verdict).
-    False if already final (do not count again)."""
-    return finish(
-        session,
-        Generation,
-        generation_id,
-        "succeeded",
-        values={
-            "output": output,
-            "refused": refused,
-            "refusal_category": refusal_category,
-            "probabilities": probabilities,
-            "summary": summary,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "leak": leak,
-            "leak_phrase": leak_phrase,
-            "error": None,
+def claim_generation(*, session: Session, generation_id: uuid.UUID) -> Generation | None:
+    """The row marked running, if still to do (queued, or running after a lost worker), in one
+    ``UPDATE ... RETURNING`` (a claim is on every request's path); None if final or absent.
+    `started_at` keeps the first claim's time."""
+    stmt = (
+        update(Generation)
+        .where(Generation.id == generation_id, Generation.status.in_(ACTIVE_STATUSES))
+        .values(status="running", started_at=func.coalesce(Generation.started_at, utcnow()))
+        .returning(Generation)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return session.scalars(stmt).one_or_none()
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """A finished row's result, as `mark_succeeded` writes it."""
+
+    generation_id: uuid.UUID
+    output: str
+    refused: bool
+    refusal_category: str | None
+    probabilities: dict[str, float] | None = None
+    summary: SummaryRow | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    leak: bool | None = None  # a checked answer's verdict
+    leak_phrase: str | None = None
+
+
+#: Every row of a batch, queued|running -> succeeded, in one statement over arrays.
+_MARK_SUCCEEDED = text(
+    """
+    UPDATE generations AS g
+    SET status = 'succeeded', finished_at = :now, error = NULL,
+        output = u.output, refused = u.refused, refusal_category = u.refusal_category,
+        probabilities = u.probabilities, summary = u.summary, prompt_tokens = u.prompt_tokens,
+        completion_tokens = u.completion_tokens, leak = u.leak, leak_phrase = u.leak_phrase
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:outputs AS text[]), CAST(:refused AS boolean[]),
+                CAST(:categories AS text[]), CAST(CAST(:probabilities AS text[]) AS jsonb[]),
+                CAST(CAST(:summaries AS text[]) AS jsonb[]), CAST(:prompt_tokens AS integer[]),
+                CAST(:completion_tokens AS integer[]), CAST(:leaks AS boolean[]),
+                CAST(:leak_phrases AS text[]))
+         AS u(id, output, refused, refusal_category, probabilities, summary, prompt_tokens,
+              completion_tokens, leak, leak_phrase)
+    WHERE g.id = u.id AND g.status = ANY(CAST(:active AS text[]))
+    RETURNING g.id
+    """
+)
+
+
+def _json_or_null(value: object) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def mark_many_succeeded(*, session: Session, rows: Sequence[Succeeded]) -> set[uuid.UUID]:
+    """queued|running -> succeeded with each row's result, in one statement (the worker records
+    every row that finished meanwhile at once); returns the ids that moved. A row already final
+    does not move and is not overwritten (do not count it again)."""
+    rows = list({r.generation_id: r for r in reversed(rows)}.values())  # an id once: its first
+    if not rows:
+        return set()
+    moved = session.execute(
+        _MARK_SUCCEEDED,
+        {
+            "now": utcnow(),
+            "active": list(ACTIVE_STATUSES),
+            "ids": [r.generation_id for r in rows],
+            "outputs": [r.output for r in rows],
+            "refused": [r.refused for r in rows],
+            "categories": [r.refusal_category for r in rows],
+            "probabilities": [_json_or_null(r.probabilities) for r in rows],
+            "summaries": [_json_or_null(r.summary) for r in rows],
+            "prompt_tokens": [r.prompt_tokens for r in rows],
+            "completion_tokens": [r.completion_tokens for r in rows],
+            "leaks": [r.leak for r in rows],
+            "leak_phrases": [r.leak_phrase for r in rows],
         },
     )
+    ids = {row_id for (row_id,) in moved}
+    for row_id in ids:
+        expire_cached(session, Generation, row_id)
+    return ids
+
+
+def mark_succeeded(*, session: Session, generation_id: uuid.UUID, **result: Any) -> bool:
+    """queued|running -> succeeded with the result (the fields of `Succeeded`). False if already
+    final (do not count again)."""
+    row = Succeeded(generation_id=generation_id, **result)
+    return generation_id in mark_many_succeeded(session=session, rows=[row])
 
 
 def mark_failed(*, session: Session, generation_id: uuid.UUID, error: str) -> bool:

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from core.policy import PolicyRules, to_json
 from db.errors import (
@@ -76,16 +76,20 @@ def _locked(
     return policy, active
 
 
+def _policy_named(tenant_id: uuid.UUID, name: str | None) -> Select[Policy]:
+    """The tenant's policy by name, or its default when `name` is None."""
+    which = Policy.is_default.is_(True) if name is None else Policy.name == name
+    return select(Policy).where(Policy.tenant_id == tenant_id, which)
+
+
 def get_policy_by_name(*, session: Session, tenant_id: uuid.UUID, name: str) -> Policy:
     """A tenant's policy by name, or `PolicyNotFound`."""
-    stmt = select(Policy).where(Policy.tenant_id == tenant_id, Policy.name == name)
-    return one_or_raise(session, stmt, PolicyNotFound(name))
+    return one_or_raise(session, _policy_named(tenant_id, name), PolicyNotFound(name))
 
 
 def get_default_policy(*, session: Session, tenant_id: uuid.UUID) -> Policy:
     """The tenant's default policy, or `PolicyNotFound`."""
-    stmt = select(Policy).where(Policy.tenant_id == tenant_id, Policy.is_default.is_(True))
-    return one_or_raise(session, stmt, PolicyNotFound("default"))
+    return one_or_raise(session, _policy_named(tenant_id, None), PolicyNotFound("default"))
 
 
 def list_policies(*, session: Session, tenant_id: uuid.UUID) -> list[Policy]:
@@ -101,10 +105,9 @@ def resolve_active_version(
 
     Raises `PolicyNotFound`, or `NoActiveVersion` if the policy has none.
     """
-    if policy_name is None:
-        policy = get_default_policy(session=session, tenant_id=tenant_id)
-    else:
-        policy = get_policy_by_name(session=session, tenant_id=tenant_id, name=policy_name)
+    # One statement on every generation's path: the policy with its active version joined.
+    stmt = _policy_named(tenant_id, policy_name).options(joinedload(Policy.active_version))
+    policy = one_or_raise(session, stmt, PolicyNotFound(policy_name or "default"))
     if policy.active_version is None:
         raise NoActiveVersion(f"policy {policy.name!r} has no active version")
     return policy.active_version

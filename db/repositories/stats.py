@@ -4,22 +4,21 @@ A row is live (the decisions served) or shadow (the decisions a policy's shadow 
 have made on the same requests); every reader selects one of the two (`StatsQuery.shadow`).
 
 `increment_stats` adds counts, sums and histograms into bucket rows, creating them as needed.
-It works on PostgreSQL and SQLite with three statements for a whole batch: insert the missing
-rows (``ON CONFLICT DO NOTHING``), lock the rows in key order (``FOR UPDATE`` on PostgreSQL,
-the write lock already held on SQLite), and update them. Concurrent workers therefore never lose
-an increment and never deadlock each other. Histograms are JSON lists of `HISTOGRAM_BINS` ints.
+It takes three statements for a whole batch: insert the missing rows (``ON CONFLICT DO
+NOTHING``), lock the rows in key order (``FOR UPDATE``), and update them. Concurrent workers
+therefore never lose an increment and never deadlock each other. Histograms are JSON lists of `HISTOGRAM_BINS` ints.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVarTuple
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import Select, func, select, tuple_
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Select, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidStats
@@ -37,6 +36,43 @@ _KEY_COLUMNS = (
     RefusalStat.category,
     RefusalStat.bucket_start,
     RefusalStat.shadow,
+)
+
+_COUNT_COLUMNS = (
+    RefusalStat.requests,
+    RefusalStat.refusals,
+    RefusalStat.sum_p,
+    RefusalStat.leak_checks,
+    RefusalStat.leaks,
+    RefusalStat.histogram,
+)
+#: The bucket rows of a batch's keys that do not exist yet, created empty.
+_INSERT_MISSING = text(
+    """
+    INSERT INTO refusal_stats (tenant_id, policy_version_id, category, bucket_start, shadow,
+                               requests, refusals, sum_p, histogram, leak_checks, leaks)
+    SELECT k.tenant_id, k.version_id, k.category, k.bucket_start, k.shadow,
+           0, 0, 0.0, CAST(:empty AS jsonb), 0, 0
+    FROM unnest(CAST(:tenants AS uuid[]), CAST(:versions AS uuid[]), CAST(:categories AS text[]),
+                CAST(:buckets AS timestamptz[]), CAST(:shadows AS boolean[]))
+         AS k(tenant_id, version_id, category, bucket_start, shadow)
+    ON CONFLICT (tenant_id, policy_version_id, category, bucket_start, shadow) DO NOTHING
+    """
+)
+#: The locked bucket rows' new totals, by id.
+_UPDATE_ARRAYS = ("ids", "requests", "refusals", "sum_p", "leak_checks", "leaks", "histograms")
+_UPDATE_COUNTS = text(
+    """
+    UPDATE refusal_stats AS s
+    SET requests = u.requests, refusals = u.refusals, sum_p = u.sum_p,
+        leak_checks = u.leak_checks, leaks = u.leaks, histogram = u.histogram
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:requests AS integer[]),
+                CAST(:refusals AS integer[]), CAST(:sum_p AS float8[]),
+                CAST(:leak_checks AS integer[]), CAST(:leaks AS integer[]),
+                CAST(CAST(:histograms AS text[]) AS jsonb[]))
+         AS u(id, requests, refusals, sum_p, leak_checks, leaks, histogram)
+    WHERE s.id = u.id
+    """
 )
 
 
@@ -153,45 +189,41 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     if not merged:
         return 0
     keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3], k[4]))
-    insert = postgresql.insert
-    empty = [0] * HISTOGRAM_BINS
-    rows = [
-        {
-            "tenant_id": k[0],
-            "policy_version_id": k[1],
-            "category": k[2],
-            "bucket_start": k[3],
-            "shadow": k[4],
-            "requests": 0,
-            "refusals": 0,
-            "sum_p": 0.0,
-            "histogram": empty,
-            "leak_checks": 0,
-            "leaks": 0,
-        }
-        for k in keys
-    ]
-    key_names = [c.key for c in _KEY_COLUMNS]
-    session.execute(
-        insert(RefusalStat).values(rows).on_conflict_do_nothing(index_elements=key_names)
+    # Each statement takes the whole batch as arrays: one execution, one cached plan, whatever
+    # the batch size (a VALUES list compiled anew per size; executemany sent one per row).
+    tenants, versions, categories, buckets, shadows = (
+        list(column) for column in zip(*keys, strict=True)
     )
-    locked = session.scalars(
-        select(RefusalStat)
+    session.execute(
+        _INSERT_MISSING,
+        {
+            "tenants": tenants,
+            "versions": versions,
+            "categories": categories,
+            "buckets": buckets,
+            "shadows": shadows,
+            "empty": json.dumps([0] * HISTOGRAM_BINS),
+        },
+    )
+    locked = session.execute(
+        select(RefusalStat.id, *_KEY_COLUMNS, *_COUNT_COLUMNS)
         .where(tuple_(*_KEY_COLUMNS).in_(keys))
         .order_by(*_KEY_COLUMNS)
         .with_for_update()
-        .execution_options(populate_existing=True)
     ).all()
+    new: dict[str, list[Any]] = {name: [] for name in _UPDATE_ARRAYS}
     for row in locked:
-        key = (row.tenant_id, row.policy_version_id, row.category, row.bucket_start, row.shadow)
-        total = merged[key]
-        row.requests += total.requests
-        row.refusals += total.refusals
-        row.sum_p += total.sum_p
-        row.leak_checks += total.leak_checks
-        row.leaks += total.leaks
-        row.histogram = add_histograms(row.histogram, total.histogram)
-    session.flush()
+        total = merged[
+            (row.tenant_id, row.policy_version_id, row.category, row.bucket_start, row.shadow)
+        ]
+        new["ids"].append(row.id)
+        new["requests"].append(row.requests + total.requests)
+        new["refusals"].append(row.refusals + total.refusals)
+        new["sum_p"].append(row.sum_p + total.sum_p)
+        new["leak_checks"].append(row.leak_checks + total.leak_checks)
+        new["leaks"].append(row.leaks + total.leaks)
+        new["histograms"].append(json.dumps(add_histograms(row.histogram, total.histogram)))
+    session.execute(_UPDATE_COUNTS, new)
     return len(locked)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -9,11 +11,14 @@ from sqlalchemy.orm import Session
 from db.errors import GenerationNotFound
 from db.models import Policy, Tenant
 from db.repositories.generations import (
+    Succeeded,
+    claim_generation,
     get_generation,
     list_generations,
     load_generations,
     mark_cancelled,
     mark_failed,
+    mark_many_succeeded,
     mark_running,
     mark_succeeded,
 )
@@ -95,6 +100,55 @@ def test_success_is_recorded_once_and_redelivery_is_a_no_op(
     db_session.expire_all()
     stored = get_generation(session=db_session, tenant_id=tenant.id, generation_id=generation.id)
     assert (stored.status, stored.output, stored.error) == ("succeeded", RESULT["output"], None)
+
+
+def test_a_claim_takes_a_queued_or_running_row_once_and_never_a_final_one(
+    db_session: Session, tenant_policy: TenantPolicy
+) -> None:
+    tenant, policy = tenant_policy
+    generation = make_generation(db_session, tenant, policy)
+    claimed = claim_generation(session=db_session, generation_id=generation.id)
+    assert claimed is not None and claimed.id == generation.id
+    assert claimed.status == "running" and claimed.started_at is not None
+    assert claimed.messages == [{"role": "user", "content": "hello"}]
+    first_start = claimed.started_at
+    # A worker killed after its claim: the redelivered task claims the running row again and
+    # keeps the first start.
+    again = claim_generation(session=db_session, generation_id=generation.id)
+    assert again is not None and again.started_at == first_start
+    assert mark_succeeded(session=db_session, generation_id=generation.id, **RESULT)
+    assert claim_generation(session=db_session, generation_id=generation.id) is None
+    cancelled = make_generation(db_session, tenant, policy)
+    assert mark_cancelled(session=db_session, generation_id=cancelled.id, tenant_id=tenant.id)
+    assert claim_generation(session=db_session, generation_id=cancelled.id) is None
+    assert claim_generation(session=db_session, generation_id=uuid.uuid4()) is None
+
+
+def test_a_batch_of_results_moves_each_unfinished_row_once_in_one_statement(
+    db_session: Session, tenant_policy: TenantPolicy
+) -> None:
+    tenant, policy = tenant_policy
+    queued, running, final = (make_generation(db_session, tenant, policy) for _ in range(3))
+    assert mark_running(session=db_session, generation_id=running.id)
+    assert mark_failed(session=db_session, generation_id=final.id, error="earlier")
+    results = [
+        Succeeded(generation_id=queued.id, **RESULT),
+        Succeeded(generation_id=running.id, **dict(RESULT, refused=False, refusal_category=None)),
+        Succeeded(generation_id=queued.id, **dict(RESULT, output="a redelivered duplicate")),
+        Succeeded(generation_id=final.id, **RESULT),
+    ]
+    moved = mark_many_succeeded(session=db_session, rows=results)
+    assert moved == {queued.id, running.id}
+    db_session.expire_all()
+    assert (queued.status, queued.output, queued.summary) == (
+        "succeeded",
+        RESULT["output"],
+        RESULT["summary"],
+    )
+    assert queued.finished_at is not None and queued.probabilities == RESULT["probabilities"]
+    assert (running.status, running.refused, running.refusal_category) == ("succeeded", False, None)
+    assert (final.status, final.error, final.output) == ("failed", "earlier", None)
+    assert mark_many_succeeded(session=db_session, rows=results) == set()
 
 
 def test_queued_rows_can_fail_or_be_cancelled_directly(

@@ -178,39 +178,40 @@ class Claimed:
 def _claim(generation_id: uuid.UUID, stream: bool) -> Claimed | None:
     """The row if still to do (queued, or running after a lost worker), marked running."""
     with session_scope(session_factory()) as session:
-        found = repo.load_generations(session=session, generation_ids=[generation_id])
-        row = found[0] if found else None
-        if row is None or row.status not in ("queued", "running"):
+        row = repo.claim_generation(session=session, generation_id=generation_id)
+        if row is None:
             return None
         request = _engine_request(session, row)
-        repo.mark_running(session=session, generation_id=row.id)
-        session.refresh(row)  # the guarded UPDATE expired it; reload before the session ends
         return Claimed(row, request, _tenant_share(session, row.tenant_id), stream)
 
 
 def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> set[uuid.UUID]:
     """Write every row's result and the statistics of the rows that really moved, atomically;
     returns the ids of the rows that moved (a redelivered, finished row does not)."""
-    done = []
+    checks = [leak_check(item.row, result) for item, result in zip(claimed, results, strict=True)]
+    succeeded = [
+        repo.Succeeded(
+            generation_id=item.id,
+            output=result.text,
+            refused=result.refused,
+            refusal_category=result.category,
+            probabilities=dict(
+                zip(CATEGORIES, map(float, result.summary.probabilities), strict=True)
+            ),
+            summary=result.summary.as_row(),
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            leak=None if check is None else check.leak,
+            leak_phrase=None if check is None else check.phrase,
+        )
+        for item, result, check in zip(claimed, results, checks, strict=True)
+    ]
     with session_scope(session_factory()) as session:
-        for item, result in zip(claimed, results, strict=True):
-            check = leak_check(item.row, result)
-            moved = repo.mark_succeeded(
-                session=session,
-                generation_id=item.id,
-                output=result.text,
-                refused=result.refused,
-                refusal_category=result.category,
-                probabilities=dict(
-                    zip(CATEGORIES, map(float, result.summary.probabilities), strict=True)
-                ),
-                summary=result.summary.as_row(),
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                leak=None if check is None else check.leak,
-                leak_phrase=None if check is None else check.phrase,
-            )
-            if moved:
+        moved = repo.mark_many_succeeded(session=session, rows=succeeded)
+        done = []
+        for item, result, check in zip(claimed, results, checks, strict=True):
+            if item.id in moved:  # a row twice in one batch (redelivered) counts once
+                moved.discard(item.id)
                 done.append((item.row, result, check))
         shadows = {
             row.shadow_version_id: _version_rules(session, row.shadow_version_id)

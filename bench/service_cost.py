@@ -1,0 +1,98 @@
+"""What one synchronous generation costs each process of the service, in CPU time.
+
+    .venv/bin/python -m bench.service_cost [--clients 32] [--requests 300] [--model DIR]
+
+The same stack and load as `bench/service.py` (uvicorn, one Celery worker, PostgreSQL, Redis,
+8 tenants, closed-loop clients sending `POST /v1/generations` with `wait`), but the figure is
+CPU seconds per request by process (API, worker, PostgreSQL, Redis, the load generator), read
+from the kernel for this benchmark's own child processes. CPU time per request moves far less
+than wall-clock rates when other jobs share the cores, so two commits can be compared by
+running this in each tree, alternately (see docs/scaling.md).
+Saves bench/results/service-cost-<model>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.service import RESULTS, _load, running_service
+from tests.worker_process import TINY_MODEL
+
+
+def _kind(process: psutil.Process) -> str | None:
+    name = process.name()
+    command = " ".join(process.cmdline())
+    if "postgres" in name:
+        return "postgres"
+    if "redis" in name:
+        return "redis"
+    if "uvicorn" in command:
+        return "api"
+    if "celery" in command:
+        return "worker"
+    return None
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU time (user + system) of this process and every service process below it."""
+    me = psutil.Process()
+    found = {me.pid: ("load generator", sum(me.cpu_times()[:2]))}
+    for child in me.children(recursive=True):
+        try:
+            kind = _kind(child)
+            if kind is not None:
+                found[child.pid] = (kind, sum(child.cpu_times()[:2]))
+        except psutil.Error:  # a child that ended meanwhile
+            continue
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--model", type=Path, default=TINY_MODEL, help="model directory")
+    args = parser.parse_args()
+    load = {"requests": args.requests, "max_tokens": args.max_tokens}
+    with running_service(args.model, embedded=False) as (base, keys):
+        asyncio.run(_load(base, keys, concurrency=4, requests=32, max_tokens=args.max_tokens))
+        before, started = cpu_seconds(), time.perf_counter()
+        row = asyncio.run(_load(base, keys, concurrency=args.clients, **load))
+        elapsed, after = time.perf_counter() - started, cpu_seconds()
+    per_kind: dict[str, float] = {}
+    for pid, (kind, seconds) in after.items():
+        per_kind[kind] = per_kind.get(kind, 0.0) + seconds - before.get(pid, (kind, 0.0))[1]
+    ms_per_request = {k: 1000 * v / args.requests for k, v in per_kind.items()}
+    out = {
+        "model": args.model.name,
+        "clients": args.clients,
+        "requests": args.requests,
+        "requests_per_s": row["requests_per_s"],
+        "p50_ms": row["p50_ms"],
+        "cpu_ms_per_request": ms_per_request,
+        "cores_used": sum(per_kind.values()) / elapsed,
+        "load_average": os.getloadavg(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"service-cost-{args.model.name}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(
+        f"{args.clients} clients: {row['requests_per_s']:.1f} req/s, p50 {row['p50_ms']:.0f} ms,"
+        f" {out['cores_used']:.2f} cores used"
+    )
+    for kind, ms in sorted(ms_per_request.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:15s} {ms:7.2f} CPU ms per request")
+    print(f"  {'all':15s} {sum(ms_per_request.values()):7.2f}")
+
+
+if __name__ == "__main__":
+    main()
