@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
 
 import psutil
 
-from bench.service import RESULTS, _load, running_service
+from bench.saving import save_results
+from bench.service import _load, running_service
 from tests.worker_process import TINY_MODEL
 
 
@@ -82,9 +82,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"service-cost-{args.model.name}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    save_results(f"service-cost-{args.model.name}.json", out)
     print(
         f"{args.clients} clients: {row['requests_per_s']:.1f} req/s, p50 {row['p50_ms']:.0f} ms,"
         f" {out['cores_used']:.2f} cores used"
