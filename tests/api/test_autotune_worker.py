@@ -1,35 +1,40 @@
 """The auto-tuner running in a real Celery worker process, fed drifting traffic.
 
-Traffic is simulated as score distributions (p_safety drawn from a logistic distribution whose
-centre shifts twice); each round refuses the requests at or above the active threshold, writes
-that round's statistics (requests, refusals, sum of p, log-odds histogram) into `refusal_stats`
-as the generate task would, and then sends the real `rcs.autotune` task to a worker. Claim
+Traffic is simulated as first-token summaries (p_safety drawn from a logistic distribution whose
+centre shifts twice); each round refuses the requests at or above the active threshold and
+writes them into `generations` as the generate task does (succeeded rows with their summary,
+under the version that served them), and then sends the real `rcs.autotune` task to a worker,
+which replays the active rules over the window's summaries read back from PostgreSQL. A round
+is 15 s of simulated time: before each round the rows already written are moved 15 s into the
+past, so the 60 s window holds the last 4 rounds, one per slice of the drift check. Claim
 checked: after each shift the achieved rate is back within hysteresis + sampling noise of the
-target within 10 rounds (the first-wave tuner, 0.08 of threshold per round, needed them all for
-the largest shift, 0.6 of threshold; the tuner now moves straight to the window's threshold when
-the evidence is strong, bounded to 0.25 of refusal rate a move), and the threshold then stops
-moving (no oscillation).
+target within 3 rounds (the first-wave tuner, 0.08 of threshold per round, needed 10 for the
+largest shift, 0.6 of threshold), and the threshold then stops moving (no oscillation).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from celery import Celery
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
 
-from core.histogram import histogram_of
 from core.policy import parse_rules
 from core.queue import AUTOTUNE_TASK, celery_config
 from core.settings import Settings
+from db.models import Generation
 from db.repositories.policies import create_policy, get_policy
-from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats
 from db.session import create_session_factory, session_scope
 from db.types import utcnow
 from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys
+from tests.core.autotune_traffic import safety_scores
 from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
 
 pytestmark = pytest.mark.integration
@@ -37,7 +42,8 @@ pytestmark = pytest.mark.integration
 TARGET = 0.30
 HYSTERESIS = 0.03
 REQUESTS_PER_ROUND = 2000
-ROUNDS_TO_SETTLE = 10
+ROUND = timedelta(seconds=15)
+ROUNDS_TO_SETTLE = 3
 # (rounds, centre of the log-odds of p_safety): traffic gets riskier, then much safer.
 PHASES = ((14, -1.0), (14, 0.8), (14, -2.0))
 
@@ -55,6 +61,7 @@ def tuner_worker(
         RCS_AUTOTUNE_MIN_SAMPLES="500",
         RCS_AUTOTUNE_MAX_RATE_STEP="0.25",
         RCS_AUTOTUNE_HYSTERESIS=str(HYSTERESIS),
+        RCS_AUTOTUNE_WINDOW_SECONDS="60",
         needs_model=False,
         RCS_PRELOAD_MODEL="false",
     )
@@ -70,6 +77,46 @@ def _run_tuner(client: Celery, log: Path) -> None:
     while f"{task_id}] succeeded" not in (text := log.read_text(errors="replace")):
         assert f"{task_id}] raised" not in text and time.monotonic() < deadline, text[-3000:]
         time.sleep(0.1)
+
+
+def _write_round(
+    session: Session,
+    tenant_id: uuid.UUID,
+    version_id: uuid.UUID,
+    logodds: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """One round of served requests, spread over the last 15 s; returns which were refused."""
+    session.execute(  # time passes: every earlier round moves one round into the past
+        text(
+            "UPDATE generations SET created_at = created_at - :round"
+            " WHERE tenant_id = :tenant AND created_at > now() - interval '10 minutes'"
+        ),
+        {"round": ROUND, "tenant": tenant_id},
+    )
+    refused = 1 / (1 + np.exp(-logodds)) >= threshold
+    now = utcnow()
+    ages = np.linspace(0.0, ROUND.total_seconds(), len(logodds), endpoint=False)
+    rows = safety_scores(logodds).to_rows()
+    session.execute(
+        insert(Generation),
+        [
+            {
+                "tenant_id": tenant_id,
+                "policy_version_id": version_id,
+                "model": "tiny",
+                "messages": "simulated",
+                "params": {"temperature": 0.0},
+                "status": "succeeded",
+                "refused": bool(refused[i]),
+                "refusal_category": "safety" if refused[i] else None,
+                "summary": rows[i],
+                "created_at": now - timedelta(seconds=float(ages[i])),
+            }
+            for i in range(len(logodds))
+        ],
+    )
+    return refused
 
 
 def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
@@ -108,23 +155,8 @@ def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
                 ).active_version
                 assert version is not None
                 threshold = version.rules.rule("safety").threshold
-                p = 1 / (1 + np.exp(-rng.logistic(centre, 1.0, REQUESTS_PER_ROUND)))
-                refused = p >= threshold
-                increment_stats(
-                    session=session,
-                    increments=[
-                        StatIncrement(
-                            tenant_id=tenant_a.tenant_id,
-                            policy_version_id=version.id,
-                            category="safety",
-                            bucket_start=floor_to_bucket(utcnow()),
-                            requests=REQUESTS_PER_ROUND,
-                            refusals=int(refused.sum()),
-                            sum_p=float(p.sum()),
-                            histogram=histogram_of(p),
-                        )
-                    ],
-                )
+                logodds = rng.logistic(centre, 1.0, REQUESTS_PER_ROUND)
+                refused = _write_round(session, tenant_a.tenant_id, version.id, logodds, threshold)
             history.append((phase, threshold, float(refused.mean())))
             _run_tuner(client, tuner_worker)
 
