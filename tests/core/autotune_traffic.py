@@ -11,7 +11,7 @@ observed rate, is what "within 5 points of the target" is measured on.
 The tuner runs in the issue's setting by default: one policy with only `safety` on, threshold
 mode, a 30% target, a round every 15 s reading a 60 s window, 150 requests at least, 4 requests a
 second. Traffic has flowed for one window when the first round runs (the operator switches
-auto-tune on, or sets a target, on a live policy).
+auto-tune on, or sets a target, on a live policy), unless the setting says it starts cold.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ class Setting:
     window_seconds: float = 60.0
     requests_per_second: float = 4.0
     rounds: int = 80  # 20 minutes
+    #: Traffic flowed for one window before the first round (False: it starts with the tuner).
+    warm: bool = True
     guards: TuneGuards = field(default_factory=lambda: TuneGuards(min_samples=150))
 
 
@@ -104,9 +106,10 @@ class Run:
 def simulate(start: float, seed: int, setting: Setting = Setting()) -> Run:
     """The tuner over `setting.rounds` rounds of Poisson traffic, starting at `start`."""
     rng = np.random.default_rng(seed)
-    span = setting.window_seconds + setting.rounds * setting.round_seconds
+    before = setting.window_seconds if setting.warm else 0.0
+    span = before + setting.rounds * setting.round_seconds
     count = rng.poisson(setting.requests_per_second * span)
-    arrivals = np.sort(rng.uniform(-setting.window_seconds, span - setting.window_seconds, count))
+    arrivals = np.sort(rng.uniform(-before, span - before, count))
     drawn = rng.integers(0, len(RECORDED), count)  # which recorded prompt each request is
     rules = safety_only(start, setting.target)
     thresholds, rates = [start], [expected_rate(rules)]
