@@ -65,7 +65,8 @@ class TuneGuards:
 class TuneDecision:
     """The outcome of one tuning round for one category, with the reason (for the audit log).
 
-    `replayed_rate` is the active rules' rate on the whole window, `samples` its requests."""
+    `replayed_rate` is the active rules' rate on the requests judged (the whole window, or its
+    part after a drift), `samples` how many they are."""
 
     category: str
     old_threshold: float

@@ -4,9 +4,10 @@ Traffic is simulated as first-token summaries (p_safety drawn from a logistic di
 centre shifts twice); each round refuses the requests at or above the active threshold and
 writes them into `generations` as the generate task does (succeeded rows with their summary,
 under the version that served them), and then sends the real `rcs.autotune` task to a worker,
-which replays the active rules over the window's summaries read back from PostgreSQL. A round
-is 15 s of simulated time: before each round the rows already written are moved 15 s into the
-past, so the 60 s window holds the last 4 rounds, one per slice of the drift check. Claim
+which replays the active rules over the window's summaries read back from PostgreSQL. The clock
+is simulated, so a loaded machine cannot age the traffic: round k's requests are created over
+[T0 + 15k s, T0 + 15(k+1) s) and the task is asked for the window ending at T0 + 15(k+1) s;
+the 60 s window then holds the last 4 rounds, one per slice of the drift check. Claim
 checked: after each shift the achieved rate is back within hysteresis + sampling noise of the
 target within 3 rounds (the first-wave tuner, 0.08 of threshold per round, needed 10 for the
 largest shift, 0.6 of threshold), and the threshold then stops moving (no oscillation).
@@ -17,13 +18,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from celery import Celery
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from core.policy import parse_rules
@@ -32,7 +33,6 @@ from core.settings import Settings
 from db.models import Generation
 from db.repositories.policies import create_policy, get_policy
 from db.session import create_session_factory, session_scope
-from db.types import utcnow
 from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys
 from tests.core.autotune_traffic import safety_scores
 from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
@@ -43,6 +43,8 @@ TARGET = 0.30
 HYSTERESIS = 0.03
 REQUESTS_PER_ROUND = 2000
 ROUND = timedelta(seconds=15)
+#: The simulated clock's start: traffic in the past, apart from every other test's.
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ROUNDS_TO_SETTLE = 3
 # (rounds, centre of the log-odds of p_safety): traffic gets riskier, then much safer.
 PHASES = ((14, -1.0), (14, 0.8), (14, -2.0))
@@ -71,9 +73,9 @@ def tuner_worker(
     stop_worker(proc)
 
 
-def _run_tuner(client: Celery, log: Path) -> None:
-    task_id = client.send_task(AUTOTUNE_TASK).id
-    deadline = time.monotonic() + 60
+def _run_tuner(client: Celery, log: Path, until: datetime) -> None:
+    task_id = client.send_task(AUTOTUNE_TASK, kwargs={"until": until.isoformat()}).id
+    deadline = time.monotonic() + 120
     while f"{task_id}] succeeded" not in (text := log.read_text(errors="replace")):
         assert f"{task_id}] raised" not in text and time.monotonic() < deadline, text[-3000:]
         time.sleep(0.1)
@@ -85,18 +87,12 @@ def _write_round(
     version_id: uuid.UUID,
     logodds: np.ndarray,
     threshold: float,
+    start: datetime,
 ) -> np.ndarray:
-    """One round of served requests, spread over the last 15 s; returns which were refused."""
-    session.execute(  # time passes: every earlier round moves one round into the past
-        text(
-            "UPDATE generations SET created_at = created_at - :round"
-            " WHERE tenant_id = :tenant AND created_at > now() - interval '10 minutes'"
-        ),
-        {"round": ROUND, "tenant": tenant_id},
-    )
+    """One round of served requests, created evenly over [start, start + ROUND); returns which
+    were refused."""
     refused = 1 / (1 + np.exp(-logodds)) >= threshold
-    now = utcnow()
-    ages = np.linspace(0.0, ROUND.total_seconds(), len(logodds), endpoint=False)
+    offsets = np.linspace(0.0, ROUND.total_seconds(), len(logodds), endpoint=False)
     rows = safety_scores(logodds).to_rows()
     session.execute(
         insert(Generation),
@@ -111,7 +107,7 @@ def _write_round(
                 "refused": bool(refused[i]),
                 "refusal_category": "safety" if refused[i] else None,
                 "summary": rows[i],
-                "created_at": now - timedelta(seconds=float(ages[i])),
+                "created_at": start + timedelta(seconds=float(offsets[i])),
             }
             for i in range(len(logodds))
         ],
@@ -146,6 +142,7 @@ def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
     client = Celery("tuner-test")
     client.conf.update(celery_config(api_settings.model_copy(update={"broker_url": TEST_BROKER})))
     rng = np.random.default_rng(11)
+    clock = T0
     history: list[tuple[int, float, float]] = []  # (phase, threshold, achieved rate)
     for phase, (rounds, centre) in enumerate(PHASES):
         for _ in range(rounds):
@@ -156,9 +153,12 @@ def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
                 assert version is not None
                 threshold = version.rules.rule("safety").threshold
                 logodds = rng.logistic(centre, 1.0, REQUESTS_PER_ROUND)
-                refused = _write_round(session, tenant_a.tenant_id, version.id, logodds, threshold)
+                refused = _write_round(
+                    session, tenant_a.tenant_id, version.id, logodds, threshold, clock
+                )
             history.append((phase, threshold, float(refused.mean())))
-            _run_tuner(client, tuner_worker)
+            clock += ROUND
+            _run_tuner(client, tuner_worker, until=clock)
 
     print("\nround phase threshold achieved")
     for i, (phase, threshold, rate) in enumerate(history):

@@ -78,9 +78,15 @@ def window_summaries(
 
 
 def tune_policy(
-    session: Session, policy: Policy, *, window: timedelta, tune_guards: TuneGuards
+    session: Session,
+    policy: Policy,
+    *,
+    window: timedelta,
+    end: datetime,
+    tune_guards: TuneGuards,
 ) -> list[TuneDecision]:
-    """Decisions for one policy's auto-tuned categories; writes a version if any changed."""
+    """Decisions for one policy's auto-tuned categories on its traffic in [end - window, end);
+    writes a version if any changed."""
     version = policy.active_version
     if version is None or version.mode != "threshold":
         return []
@@ -92,7 +98,6 @@ def tune_policy(
     ]
     if not tuned:
         return []
-    end = utcnow()
     summaries, parts = window_summaries(session, policy, start=end - window, end=end)
     decisions = [
         propose_threshold(summaries, rules=rules, category=name, guards=tune_guards, parts=parts)
@@ -124,14 +129,18 @@ def tune_policy(
 
 
 @app.task(name=AUTOTUNE_TASK, ignore_result=True)
-def autotune() -> int:
-    """One round over every tenant; returns the number of policies that got a new version."""
+def autotune(until: str | None = None) -> int:
+    """One round over every tenant; returns the number of policies that got a new version.
+
+    The windows end now, or at `until` (ISO 8601: a round over past traffic, as the worker
+    test runs them on a simulated clock)."""
     settings = get_settings()
     window = timedelta(seconds=settings.autotune_window_seconds)
+    end = utcnow() if until is None else datetime.fromisoformat(until)
     updated = 0
     with session_scope(session_factory()) as session:
         for policy in all_active_policies(session=session):
-            decisions = tune_policy(session, policy, window=window, tune_guards=guards())
+            decisions = tune_policy(session, policy, window=window, end=end, tune_guards=guards())
             if any(d.changed for d in decisions):
                 updated += 1
                 log.info("auto-tuned policy %s: %s", policy.id, [d.reason for d in decisions])
