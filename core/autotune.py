@@ -1,20 +1,25 @@
-"""Auto-tuning (DESIGN 4.4): one guarded step of a category's threshold toward its target rate.
+"""Auto-tuning (DESIGN 4.4): one guarded move of a category's threshold toward its target rate.
 
-The periodic task reads a category's recent histogram of p_c (log-odds bins, core/histogram.py)
-and its observed requests and refusals, calls `propose_threshold`, and writes a new policy
-version only when the decision says `changed`. Pure: no I/O, no clock.
+Every served request keeps its first-token summary, so the rate any rules would have had on a
+window of traffic is recomputed exactly (`core.replay`), whatever version served each request.
+The tuner therefore judges the *active* rules on the whole window, not on the requests the active
+version served: after a move it does not wait for the new version's traffic, and the window's
+every request counts as evidence. Pure: no I/O, no clock.
 
-The tuner trusts evidence, not steps: it holds while the target lies inside the 95% Wilson
-interval of the observed rate (the difference is noise) and while it lies inside the 99.9% one
-(weak evidence: a tuner testing every round would otherwise act on the one round in twenty
-whose noise crosses the 95% line, then on the next, and wander), and with strong evidence goes
-straight to the threshold the window's histogram says would have met the target, a quantile
-solved as calibration solves it. The histogram may pool every version's traffic of the window
-(p_c is the model's score, whatever the rules) while it agrees with the active version's
-evidence. Only the size of that move in refusal rate is bounded (`max_rate_step`),
-never the move in threshold, which says nothing about how much traffic changes side: near a
-dense part of the score distribution 0.01 of threshold can move the rate by 20 points, in a
-sparse part 0.3 can move it by none.
+Each round, per auto-tuned category, it replays the active rules over the window and compares
+the replayed rate with the target through its Wilson interval. It holds while the target lies
+inside the 95% interval (the difference is noise) or the 99.9% one (weak evidence: a tuner
+testing every round at 95% would act on the one round in twenty whose noise crosses the line,
+then on the next, and wander). With strong evidence it goes straight to the threshold that gives
+the target on the window (a quantile over the requests the category can win, as calibration
+solves it), with the move bounded in refusal rate (`max_rate_step`), never in threshold: near a
+dense part of the scores 0.01 of threshold moves 20 points of traffic, in a sparse part 0.3 none.
+
+A long window buys precision but remembers old traffic. The caller reads it in `WINDOW_PARTS`
+equal slices of time; where the rows after a slice boundary are refused at a rate that differs
+from the rows before it beyond `drift_z` standard errors (5: the test runs every round at every
+boundary, and a laxer one raised false alarms in long simulated runs), the traffic drifted, and the tuner judges and
+solves on the rows after the latest such boundary alone (when they are `min_samples` at least).
 """
 
 from __future__ import annotations
@@ -25,18 +30,26 @@ from typing import Any
 
 import numpy as np
 
-from core.histogram import BIN_WIDTH, HISTOGRAM_BINS, bin_edges, logodds
-from core.intervals import Z_95, Z_999, wilson_interval
+from core.calibration import solve
+from core.categories import category_index
+from core.decision import threshold_decision
+from core.intervals import Z_95, Z_999, proportions_differ, wilson_interval
+from core.policy import PolicyRules, threshold_vector
+from core.summary import Summaries
+
+#: A window is read in this many equal slices of time: their boundaries are checked for drift.
+WINDOW_PARTS = 4
 
 
 @dataclass(frozen=True)
 class TuneGuards:
     """What keeps the tuner calm: enough samples, evidence, a dead band and a bounded move.
 
-    No change is made with fewer than `min_samples` observed requests or counted scores, while
-    the target lies in the observed rate's Wilson interval at `z` (95%: noise) or at `strong_z`
-    (99.9%: weak evidence), or while |observed rate - target| <= hysteresis. A move changes the
-    refusal rate the histogram predicts by at most `max_rate_step`.
+    No change is made with fewer than `min_samples` requests in the window, while the target
+    lies in the replayed rate's Wilson interval at `z` (95%: noise) or at `strong_z` (99.9%: weak
+    evidence), or while |replayed rate - target| <= hysteresis. A move changes the rate on the
+    window by at most `max_rate_step` (to the nearest request). The rows after a slice boundary
+    count alone when their rate differs from the rows before it beyond `drift_z` standard errors.
     """
 
     min_samples: int = 200
@@ -44,16 +57,21 @@ class TuneGuards:
     hysteresis: float = 0.02
     z: float = Z_95
     strong_z: float = Z_999
+    #: About one false alarm in 3.5 million tests: the tuner tests every boundary every round.
+    drift_z: float = 5.0
 
 
 @dataclass(frozen=True)
 class TuneDecision:
-    """The outcome of one tuning round for one category, with the reason (for the audit log)."""
+    """The outcome of one tuning round for one category, with the reason (for the audit log).
+
+    `replayed_rate` is the active rules' rate on the requests judged (the whole window, or its
+    part after a drift), `samples` how many they are."""
 
     category: str
     old_threshold: float
     new_threshold: float
-    observed_rate: float | None
+    replayed_rate: float | None
     target: float
     samples: int
     changed: bool
@@ -63,144 +81,106 @@ class TuneDecision:
         return asdict(self)
 
 
-def threshold_for_rate(histogram: Sequence[int], target: float) -> float:
-    """The threshold tau with a share `target` of the counted p_c at or above it.
-
-    The (1 - target) quantile of the histogram, interpolated linearly in log-odds within its bin
-    (the outermost bins, which also hold everything beyond +-16, are treated like the others),
-    so the result lies in [sigmoid(-16), sigmoid(16)]. target 0 gives the top of the highest
-    non-empty bin, 1 the bottom of the lowest.
-    """
-    counts = _counts(histogram)
-    total = counts.sum()
-    if total <= 0:
-        raise ValueError("the histogram is empty")
-    above = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])  # (B+1,) mass in bins >= j
-    want = target * total
-    if want <= 0.0:
-        x = bin_edges()[np.flatnonzero(counts)[-1] + 1]
-    else:
-        j = int(np.flatnonzero(above >= want)[-1])  # above[j] >= want > above[j + 1]
-        x = bin_edges()[j + 1] - (want - above[j + 1]) / counts[j] * BIN_WIDTH
-    return float(1.0 / (1.0 + np.exp(-x)))
+def replayed_refused(window: Summaries, rules: PolicyRules, category: str) -> np.ndarray:
+    """(N,) bool: which of the window's requests threshold-mode `rules` refuse with `category`."""
+    refused: np.ndarray = threshold_decision(window, threshold_vector(rules)) == category_index(
+        category
+    )
+    return refused
 
 
-def rate_at_threshold(histogram: Sequence[int], threshold: float) -> float:
-    """The share of the counted p_c at or above `threshold`, the inverse of `threshold_for_rate`
-    (linear in log-odds within a bin)."""
-    counts = _counts(histogram)
-    total = counts.sum()
-    if total <= 0:
-        raise ValueError("the histogram is empty")
-    x = float(logodds(np.array([threshold]))[0])
-    edges = bin_edges()
-    j = int(np.clip(np.searchsorted(edges, x, side="right") - 1, 0, HISTOGRAM_BINS - 1))
-    inside = float(np.clip((edges[j + 1] - x) / BIN_WIDTH, 0.0, 1.0))
-    above = counts[j + 1 :].sum() + inside * counts[j]
-    return float(above / total)
-
-
-def _counts(histogram: Sequence[int]) -> np.ndarray:
-    counts = np.asarray(histogram, dtype=np.float64)
-    if counts.shape != (HISTOGRAM_BINS,) or (counts < 0).any() or not np.isfinite(counts).all():
-        raise ValueError(f"histogram must be {HISTOGRAM_BINS} non-negative counts")
-    return counts
+def replayed_refusals(window: Summaries, rules: PolicyRules, category: str) -> int:
+    """How many of the window's requests threshold-mode `rules` refuse with `category`."""
+    return int(replayed_refused(window, rules, category).sum())
 
 
 def propose_threshold(
-    histogram: Sequence[int],
+    window: Summaries,
     *,
-    current: float,
-    target: float,
-    requests: int,
-    refusals: int,
+    rules: PolicyRules,
+    category: str,
     guards: TuneGuards,
-    min_threshold: float = 0.0,
-    max_threshold: float = 1.0,
-    category: str = "",
-    pooled: Sequence[int] | None = None,
+    parts: Sequence[int] = (),
 ) -> TuneDecision:
-    """Move `current` to the threshold that would have met `target`, when the evidence says so.
+    """Move `category`'s threshold in threshold-mode `rules` toward its `target_rate`, judged
+    and solved on `window` (the policy's recent traffic), when the evidence says so; the result
+    never leaves the rule's [min_threshold, max_threshold].
 
-    `histogram` counts the scores the observed requests had; `pooled`, when given, counts more
-    of the same traffic (every version's, in the window) and is solved on instead, as long as
-    the rate it predicts at `current` lies in the observed rate's 99.9% interval (otherwise the
-    traffic drifted since part of it was counted).
-
-    Holds when the histogram counts or the requests are fewer than `min_samples`, when the
-    target lies in the observed rate's Wilson interval at `z` or `strong_z` (or within
-    `hysteresis` of it), or
-    when the histogram's threshold lies on the wrong side of `current` (other categories win
-    prompts the histogram counts, so it cannot say how far to go the other way). Otherwise it
-    goes to the histogram's threshold for the target, or, when that would change the predicted
-    rate by more than `max_rate_step`, to the threshold whose predicted rate is that far; the
-    result never leaves [min_threshold, max_threshold].
+    `parts`, when given, are the row counts of the window's consecutive slices of time, oldest
+    first (the rows of `window` in that order, within a slice in any order).
     """
-    if not 0.0 <= target <= 1.0:
-        raise ValueError(f"target must be in [0, 1], got {target}")
-    if not 0.0 <= min_threshold <= max_threshold <= 1.0:
-        raise ValueError("need 0 <= min_threshold <= max_threshold <= 1")
-    samples = int(_counts(histogram).sum())
-    observed = refusals / requests if requests > 0 else None
+    if rules.mode != "threshold":
+        raise ValueError("the tuner moves thresholds: the rules must be in threshold mode")
+    rule = rules.rule(category)
+    if rule.target_rate is None:
+        raise ValueError(f"{category} has no target rate")
+    current, target = rule.threshold, rule.target_rate
+    notes: list[str] = []
 
-    def decide(new: float, reason: str) -> TuneDecision:
-        return TuneDecision(
-            category, current, new, observed, target, samples, new != current, reason
-        )
+    def decide(new: float, rate: float | None, *reasons: str) -> TuneDecision:
+        why = "; ".join([*notes, *reasons])
+        return TuneDecision(category, current, new, rate, target, n, new != current, why)
 
-    if samples < guards.min_samples:
-        return decide(current, f"{samples} samples, fewer than {guards.min_samples}")
-    if observed is None:
-        return decide(current, "no requests observed")
-    if requests < guards.min_samples:
-        return decide(current, f"{requests} requests, fewer than {guards.min_samples}")
-    interval = wilson_interval(refusals, requests, z=guards.z)
-    assert interval is not None  # requests > 0
+    n = len(window)
+    if n < guards.min_samples:
+        return decide(current, None, f"{n} requests in the window, fewer than {guards.min_samples}")
+    refused = replayed_refused(window, rules, category)
+    if start := _after_drift(refused, parts, guards, notes):
+        window, refused, n = window.take(np.arange(start, n)), refused[start:], n - start
+    refusals = int(refused.sum())
+    rate = refusals / n
+    interval = wilson_interval(refusals, n, z=guards.z)
+    strong = wilson_interval(refusals, n, z=guards.strong_z)
+    assert interval is not None and strong is not None  # n > 0
+    replayed = f"replayed {rate:.4f} [{interval.low:.4f}, {interval.high:.4f}] on {n} requests"
     if target in interval:
-        return decide(
-            current,
-            f"target {target} is inside the observed rate's 95% interval "
-            f"[{interval.low:.4f}, {interval.high:.4f}]: no evidence to move",
-        )
-    error = observed - target
-    if abs(error) <= guards.hysteresis:
-        return decide(
-            current, f"observed {observed:.4f} is within {guards.hysteresis} of target {target}"
-        )
-    strong = wilson_interval(refusals, requests, z=guards.strong_z)
-    assert strong is not None
+        return decide(current, rate, f"target {target} is inside the {replayed}: noise, hold")
+    if abs(rate - target) <= guards.hysteresis:
+        return decide(current, rate, f"{replayed} is within {guards.hysteresis} of {target}")
     if target in strong:
         return decide(
             current,
-            f"target {target} is outside the observed rate's 95% interval "
-            f"[{interval.low:.4f}, {interval.high:.4f}] but inside its 99.9% one "
+            rate,
+            f"target {target} is outside the {replayed} but inside its 99.9% interval "
             f"[{strong.low:.4f}, {strong.high:.4f}]: weak evidence, wait for more",
         )
-    if pooled is not None and rate_at_threshold(pooled, current) in strong:
-        histogram = pooled
-    ideal = threshold_for_rate(histogram, target)
-    if (ideal - current) * error <= 0.0:
-        return decide(
-            current,
-            f"observed {observed:.4f} vs target {target}, but the histogram's threshold "
-            f"{ideal:.4f} does not lie in the direction that corrects it",
-        )
-    notes = [
-        f"observed {observed:.4f} [{interval.low:.4f}, {interval.high:.4f}] vs target {target}: "
-        f"the window's threshold is {ideal:.4f}"
-    ]
-    predicted = rate_at_threshold(histogram, current)
-    goal = float(
-        np.clip(target, predicted - guards.max_rate_step, predicted + guards.max_rate_step)
+    goal = float(np.clip(target, rate - guards.max_rate_step, rate + guards.max_rate_step))
+    c = category_index(category)
+    solved = float(
+        solve(window, {category: goal}, method="threshold", initial=threshold_vector(rules)).values[
+            c
+        ]
     )
-    new = ideal
+    if (solved - current) * (rate - target) <= 0:  # ties: no threshold on the right side helps
+        return decide(current, rate, f"{replayed}: no threshold moves it toward {target}")
+    new = float(np.clip(solved, rule.min_threshold, rule.max_threshold))
+    reasons = [f"{replayed} vs target {target}: threshold {solved:.4f} gives {goal:.4f}"]
     if goal != target:
-        # Between current and ideal: the rate is monotone in the threshold.
-        new = threshold_for_rate(histogram, goal)
-        lo, hi = sorted((current, ideal))
-        new = float(np.clip(new, lo, hi))
-        notes.append(f"rate step limited to {guards.max_rate_step} (to {goal:.4f})")
-    held = float(np.clip(new, min_threshold, max_threshold))
-    if held != new:
-        notes.append(f"held within [{min_threshold}, {max_threshold}]")
-    return decide(held, "; ".join(notes))
+        reasons.append(f"rate step limited to {guards.max_rate_step}")
+    if new != solved:
+        reasons.append(f"held within [{rule.min_threshold}, {rule.max_threshold}]")
+    return decide(new, rate, *reasons)
+
+
+def _after_drift(
+    refused: np.ndarray, parts: Sequence[int], guards: TuneGuards, notes: list[str]
+) -> int:
+    """The first row after the latest slice boundary where the rate changed (with a note why),
+    or 0: the rows after a boundary differ from those before it beyond `drift_z` and are
+    `min_samples` at least."""
+    if parts and sum(parts) != len(refused):
+        raise ValueError(f"parts count {sum(parts)} rows, the window holds {len(refused)}")
+    n = len(refused)
+    for boundary in np.cumsum(parts)[-2::-1]:  # every boundary inside the window, newest first
+        before, after = int(refused[:boundary].sum()), int(refused[boundary:].sum())
+        newer = n - int(boundary)
+        if newer < guards.min_samples or not 0 < boundary < n:
+            continue
+        if proportions_differ(before, int(boundary), after, newer, z=guards.drift_z):
+            notes.append(
+                f"traffic drifted: the newest {newer} requests are refused at "
+                f"{after / newer:.4f}, the {boundary} before them at {before / boundary:.4f}; "
+                "judged on the newest alone"
+            )
+            return int(boundary)
+    return 0

@@ -43,3 +43,16 @@ def wilson_interval(successes: float, trials: float, *, z: float = Z_95) -> Inte
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == trials else min(1.0, centre + half)
     return Interval(low, high)
+
+
+def proportions_differ(
+    successes_a: float, trials_a: float, successes_b: float, trials_b: float, *, z: float
+) -> bool:
+    """Whether two observed rates differ beyond `z` standard errors of their difference (the
+    pooled two-proportion test); False when either has no trials."""
+    if trials_a <= 0 or trials_b <= 0:
+        return False
+    pooled = (successes_a + successes_b) / (trials_a + trials_b)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / trials_a + 1 / trials_b))
+    difference = abs(successes_a / trials_a - successes_b / trials_b)
+    return difference > z * spread if spread > 0 else difference > 0

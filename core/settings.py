@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     stream_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
     preload_model: bool = True
     autotune_seconds: float = Field(default=300.0, gt=0)
-    #: The auto-tuner reads this much recent traffic of the active version.
+    #: The auto-tuner replays this much of a policy's recent traffic (every version's requests)
+    #: under its active rules; the window's request count sets how precisely it lands
+    #: (docs/calibration.md, Auto-tuning).
     autotune_window_seconds: int = Field(default=3600, ge=60)
     autotune_min_samples: int = Field(default=200, ge=1)
     #: The most one auto-tuning move may change a category's refusal rate (a share of traffic).

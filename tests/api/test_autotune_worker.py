@@ -1,35 +1,40 @@
 """The auto-tuner running in a real Celery worker process, fed drifting traffic.
 
-Traffic is simulated as score distributions (p_safety drawn from a logistic distribution whose
-centre shifts twice); each round refuses the requests at or above the active threshold, writes
-that round's statistics (requests, refusals, sum of p, log-odds histogram) into `refusal_stats`
-as the generate task would, and then sends the real `rcs.autotune` task to a worker. Claim
+Traffic is simulated as first-token summaries (p_safety drawn from a logistic distribution whose
+centre shifts twice); each round refuses the requests at or above the active threshold and
+writes them into `generations` as the generate task does (succeeded rows with their summary,
+under the version that served them), and then sends the real `rcs.autotune` task to a worker,
+which replays the active rules over the window's summaries read back from PostgreSQL. The clock
+is simulated, so a loaded machine cannot age the traffic: round k's requests are created over
+[T0 + 15k s, T0 + 15(k+1) s) and the task is asked for the window ending at T0 + 15(k+1) s;
+the 60 s window then holds the last 4 rounds, one per slice of the drift check. Claim
 checked: after each shift the achieved rate is back within hysteresis + sampling noise of the
-target within 10 rounds (the first-wave tuner, 0.08 of threshold per round, needed them all for
-the largest shift, 0.6 of threshold; the tuner now moves straight to the window's threshold when
-the evidence is strong, bounded to 0.25 of refusal rate a move), and the threshold then stops
-moving (no oscillation).
+target within 3 rounds (the first-wave tuner, 0.08 of threshold per round, needed 10 for the
+largest shift, 0.6 of threshold), and the threshold then stops moving (no oscillation).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from celery import Celery
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
 
-from core.histogram import histogram_of
 from core.policy import parse_rules
 from core.queue import AUTOTUNE_TASK, celery_config
 from core.settings import Settings
+from db.models import Generation
 from db.repositories.policies import create_policy, get_policy
-from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats
 from db.session import create_session_factory, session_scope
-from db.types import utcnow
 from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys
+from tests.core.autotune_traffic import safety_scores
 from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
 
 pytestmark = pytest.mark.integration
@@ -37,7 +42,10 @@ pytestmark = pytest.mark.integration
 TARGET = 0.30
 HYSTERESIS = 0.03
 REQUESTS_PER_ROUND = 2000
-ROUNDS_TO_SETTLE = 10
+ROUND = timedelta(seconds=15)
+#: The simulated clock's start: traffic in the past, apart from every other test's.
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+ROUNDS_TO_SETTLE = 3
 # (rounds, centre of the log-odds of p_safety): traffic gets riskier, then much safer.
 PHASES = ((14, -1.0), (14, 0.8), (14, -2.0))
 
@@ -55,6 +63,7 @@ def tuner_worker(
         RCS_AUTOTUNE_MIN_SAMPLES="500",
         RCS_AUTOTUNE_MAX_RATE_STEP="0.25",
         RCS_AUTOTUNE_HYSTERESIS=str(HYSTERESIS),
+        RCS_AUTOTUNE_WINDOW_SECONDS="60",
         needs_model=False,
         RCS_PRELOAD_MODEL="false",
     )
@@ -64,12 +73,46 @@ def tuner_worker(
     stop_worker(proc)
 
 
-def _run_tuner(client: Celery, log: Path) -> None:
-    task_id = client.send_task(AUTOTUNE_TASK).id
-    deadline = time.monotonic() + 60
+def _run_tuner(client: Celery, log: Path, until: datetime) -> None:
+    task_id = client.send_task(AUTOTUNE_TASK, kwargs={"until": until.isoformat()}).id
+    deadline = time.monotonic() + 120
     while f"{task_id}] succeeded" not in (text := log.read_text(errors="replace")):
         assert f"{task_id}] raised" not in text and time.monotonic() < deadline, text[-3000:]
         time.sleep(0.1)
+
+
+def _write_round(
+    session: Session,
+    tenant_id: uuid.UUID,
+    version_id: uuid.UUID,
+    logodds: np.ndarray,
+    threshold: float,
+    start: datetime,
+) -> np.ndarray:
+    """One round of served requests, created evenly over [start, start + ROUND); returns which
+    were refused."""
+    refused = 1 / (1 + np.exp(-logodds)) >= threshold
+    offsets = np.linspace(0.0, ROUND.total_seconds(), len(logodds), endpoint=False)
+    rows = safety_scores(logodds).to_rows()
+    session.execute(
+        insert(Generation),
+        [
+            {
+                "tenant_id": tenant_id,
+                "policy_version_id": version_id,
+                "model": "tiny",
+                "messages": "simulated",
+                "params": {"temperature": 0.0},
+                "status": "succeeded",
+                "refused": bool(refused[i]),
+                "refusal_category": "safety" if refused[i] else None,
+                "summary": rows[i],
+                "created_at": start + timedelta(seconds=float(offsets[i])),
+            }
+            for i in range(len(logodds))
+        ],
+    )
+    return refused
 
 
 def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
@@ -99,6 +142,7 @@ def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
     client = Celery("tuner-test")
     client.conf.update(celery_config(api_settings.model_copy(update={"broker_url": TEST_BROKER})))
     rng = np.random.default_rng(11)
+    clock = T0
     history: list[tuple[int, float, float]] = []  # (phase, threshold, achieved rate)
     for phase, (rounds, centre) in enumerate(PHASES):
         for _ in range(rounds):
@@ -108,25 +152,13 @@ def test_auto_tuner_in_a_worker_returns_drifting_traffic_to_target(
                 ).active_version
                 assert version is not None
                 threshold = version.rules.rule("safety").threshold
-                p = 1 / (1 + np.exp(-rng.logistic(centre, 1.0, REQUESTS_PER_ROUND)))
-                refused = p >= threshold
-                increment_stats(
-                    session=session,
-                    increments=[
-                        StatIncrement(
-                            tenant_id=tenant_a.tenant_id,
-                            policy_version_id=version.id,
-                            category="safety",
-                            bucket_start=floor_to_bucket(utcnow()),
-                            requests=REQUESTS_PER_ROUND,
-                            refusals=int(refused.sum()),
-                            sum_p=float(p.sum()),
-                            histogram=histogram_of(p),
-                        )
-                    ],
+                logodds = rng.logistic(centre, 1.0, REQUESTS_PER_ROUND)
+                refused = _write_round(
+                    session, tenant_a.tenant_id, version.id, logodds, threshold, clock
                 )
             history.append((phase, threshold, float(refused.mean())))
-            _run_tuner(client, tuner_worker)
+            clock += ROUND
+            _run_tuner(client, tuner_worker, until=clock)
 
     print("\nround phase threshold achieved")
     for i, (phase, threshold, rate) in enumerate(history):

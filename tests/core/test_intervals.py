@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.intervals import wilson_interval
+from core.intervals import Z_95, proportions_differ, wilson_interval
 
 
 def test_known_values() -> None:
@@ -33,3 +33,18 @@ def test_covers_the_true_rate_about_95_percent_of_the_time() -> None:
         draws = rng.binomial(n, rate, 4000)
         covered = [rate in interval for k in draws if (interval := wilson_interval(k, n))]
         assert 0.92 <= np.mean(covered) <= 0.99, (rate, n, np.mean(covered))
+
+
+def test_two_rates_differ_only_beyond_z_standard_errors_of_their_difference() -> None:
+    # 30/100 vs 45/100: pooled 0.375, standard error 0.0685, difference 0.15 = 2.19 errors.
+    assert proportions_differ(30, 100, 45, 100, z=Z_95)
+    assert not proportions_differ(30, 100, 45, 100, z=2.5)
+    assert not proportions_differ(30, 100, 0, 0, z=Z_95)
+    assert not proportions_differ(0, 50, 0, 80, z=Z_95)
+    assert proportions_differ(0, 50, 1, 1, z=1.0)
+    rng = np.random.default_rng(8)
+    same = [
+        proportions_differ(rng.binomial(300, 0.3), 300, rng.binomial(900, 0.3), 900, z=Z_95)
+        for _ in range(4000)
+    ]
+    assert 0.03 <= np.mean(same) <= 0.07
