@@ -250,8 +250,9 @@ def build_demo(
         if ex.label == RESPOND and target != ex.response
     ]
     if teacher is not None:
+        # single-turn only: earlier turns hold control tokens, which the base model lacks
         for i in answered:
-            data[i] = replace(data[i], distill=True)
+            data[i] = replace(data[i], distill=len(train_ex[i].messages) == 1)
     distilled = [data[i] for i in answered]
     data += distilled * (rc.distill_repeat - 1)
     run.log(f"{len(distilled)} base answers, each seen {rc.distill_repeat}x per epoch")
