@@ -6,12 +6,16 @@ representation, which a pretrained model already makes rich; freezing the lower 
 old vocabulary keeps the base model's language intact and cuts the backward pass to the top
 blocks. Most examples train the first token only (the decision, at half the sequence length);
 respond examples with the base model's own greedy answer (generated once and cached) are
-repeated so the answer tokens keep the fine-tuned model answering the way the base model does.
-Forward and backward run under bfloat16 autocast (2x faster steps here). docs/models.md has
+repeated, and on their answer tokens the fine-tuned model is trained towards the base model's
+whole next-token distribution (KL divergence; the base model sees the same prompt and answer
+without `[respond]`), so that after `[respond]` it keeps answering the way the base model does.
+Forward and backward run under bfloat16 autocast where the CPU has native bfloat16 (2x faster
+steps there; emulated elsewhere, and far slower). docs/models.md has
 the measurements behind each choice."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -40,7 +44,14 @@ from workers.training.tokenizer import (
     manifest_from_tokenizer,
     resize_for_control_tokens,
 )
-from workers.training.train import CHECKPOINT_DIR, TrainConfig, encode, log_line, prompt_text
+from workers.training.train import (
+    CHECKPOINT_DIR,
+    TrainConfig,
+    cpu_has_bf16,
+    encode,
+    log_line,
+    prompt_text,
+)
 
 
 @dataclass(frozen=True)
@@ -61,10 +72,16 @@ class DemoRecipe:
     #: to generate, half the sequence) and the first token is the decision.
     full_responses: int = 1500
     donotanswer: bool = True
+    #: Where the CPU has native bfloat16 (`train.cpu_has_bf16`).
     bf16_autocast: bool = True
     #: How many times each respond example with the base model's answer is in the data: the
     #: answer tokens are what keeps the fine-tuned model answering like the base model.
     distill_repeat: int = 5
+    #: Weight of the KL divergence from the base model on those answers (see `train.distill_loss`):
+    #: the base model sees the prompt and answer without `[respond]`, so the fine-tuned model learns
+    #: to answer after `[respond]` as the base model does without it, on its whole distribution
+    #: rather than its greedy tokens. 0 trains the answers by cross-entropy instead.
+    distill_weight: float = 1.0
 
 
 RECIPE = DemoRecipe()
@@ -201,6 +218,8 @@ def build_demo(
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model.eval()
+    # the base model, kept frozen as it is, to distil its answers into the fine-tuned one
+    teacher = copy.deepcopy(model).requires_grad_(False) if rc.distill_weight else None
     train_ex, heldout = demo_examples(options.seed, rc)
     external = sum(e.subcategory == donotanswer.SUBCATEGORY for e in train_ex)
     full = min(rc.full_responses, len(train_ex) - external)
@@ -225,11 +244,16 @@ def build_demo(
     data = encode(
         train_ex, tok, max_response_tokens=ANSWER_TOKENS, responses=targets, first_only_from=full
     )
-    distilled = [
-        d
-        for d, ex, target in zip(data[:full], train_ex, targets, strict=False)
+    answered = [
+        i
+        for i, (ex, target) in enumerate(zip(train_ex[:full], targets, strict=False))
         if ex.label == RESPOND and target != ex.response
     ]
+    if teacher is not None:
+        # single-turn only: earlier turns hold control tokens, which the base model lacks
+        for i in answered:
+            data[i] = replace(data[i], distill=len(train_ex[i].messages) == 1)
+    distilled = [data[i] for i in answered]
     data += distilled * (rc.distill_repeat - 1)
     run.log(f"{len(distilled)} base answers, each seen {rc.distill_repeat}x per epoch")
     cfg = TrainConfig(
@@ -242,13 +266,14 @@ def build_demo(
         log_every=5,
         checkpoint_every=20,
         first_token_weight=rc.first_token_weight,
-        bf16_autocast=rc.bf16_autocast,
+        bf16_autocast=rc.bf16_autocast and cpu_has_bf16(),
         detach_input_embeddings=True,
         frozen_vocab=old_vocab,
+        distill_weight=rc.distill_weight,
     )
     if options.resume and (out_dir / CHECKPOINT_DIR).is_dir():
         run.log(f"resuming; tokens {manifest.all_ids}")
-    training = run.train(model, data, cfg, pad_id=tok.pad_token_id)
+    training = run.train(model, data, cfg, pad_id=tok.pad_token_id, teacher=teacher)
     kept = answers_kept(model, tok, kept_prompts, base_kept)
     after = respond_then_refuse(model, tok, heldout)
     run.log(

@@ -62,7 +62,13 @@ class RecipeRun:
         self.options.log(f"[{self.name}] {message}")
 
     def train(
-        self, model: PreTrainedModel, data: Sequence[Encoded], cfg: TrainConfig, *, pad_id: int
+        self,
+        model: PreTrainedModel,
+        data: Sequence[Encoded],
+        cfg: TrainConfig,
+        *,
+        pad_id: int,
+        teacher: PreTrainedModel | None = None,
     ) -> dict[str, object]:
         """Train (or, with `resume`, continue) with checkpoints in the output directory."""
         options = self.options
@@ -74,6 +80,7 @@ class RecipeRun:
             out_dir=self.out_dir,
             resume=options.resume,
             log=options.log,
+            teacher=teacher,
         )
 
     def finish(

@@ -35,6 +35,9 @@ class Encoded:
 
     ids: tuple[int, ...]
     prompt_len: int
+    #: Train the answer after the control token (at `prompt_len`) to match the teacher's
+    #: distribution on the same text without that token (`TrainConfig.distill_weight`).
+    distill: bool = False
 
 
 @dataclass
@@ -57,8 +60,23 @@ class TrainConfig:
     detach_input_embeddings: bool = False
     frozen_vocab: int | None = None
     #: bfloat16 autocast for the forward and backward passes (weights and optimizer stay float32):
-    #: on a CPU with AVX512-BF16 a step of the demo recipe ran 2-4x faster.
+    #: on a CPU with AVX512-BF16 a step of the demo recipe ran 2-4x faster; only where
+    #: `cpu_has_bf16()`, since elsewhere it is emulated and far slower.
     bf16_autocast: bool = False
+    #: Weight of the KL divergence from the teacher (the base model, given the prompt and answer
+    #: without the control token) at the answer positions of `Encoded.distill` examples; their
+    #: answer tokens then train by this loss instead of cross-entropy.
+    distill_weight: float = 0.0
+
+
+def cpu_has_bf16() -> bool:
+    """Does this CPU compute in bfloat16 natively (AVX512-BF16 or AMX)? Without it, autocast
+    emulates bfloat16 and a demo training step ran 15-30x slower than float32 (AMD EPYC, AVX2)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def log_line(message: str) -> None:
@@ -95,8 +113,8 @@ def encode(
 
 
 def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded input ids, attention mask, next-token targets (-100 on padding), and masks
-    of the first response position and of prompt positions."""
+    """Right-padded input ids, attention mask, next-token targets (-100 on padding), masks of
+    the first response position and of prompt positions, and the distillation inputs (`_distill`)."""
     width = max(len(e.ids) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (B, T)
     mask = torch.zeros((len(batch), width), dtype=torch.long)  # (B, T)
@@ -117,6 +135,38 @@ def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         "targets": targets,
         "first": first,
         "in_prompt": in_prompt,
+        **_distill(batch, pad_id, width),
+    }
+
+
+def _distill(batch: Sequence[Encoded], pad_id: int, width: int) -> dict[str, torch.Tensor]:
+    """Distillation positions: `distill` (B, T) marks the student's answer positions (from the
+    control token on); `teacher_ids` / `teacher_mask` (D, T) hold the distilled rows without
+    their control token, and `teacher_at` (D, T) the teacher positions that predict the same
+    tokens (one earlier), in the same order."""
+    rows = [e for e in batch if e.distill]
+    distill = torch.zeros((len(batch), width), dtype=torch.bool)  # (B, T)
+    teacher_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (D, T)
+    teacher_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (D, T)
+    teacher_at = torch.zeros((len(rows), width), dtype=torch.bool)  # (D, T)
+    d = 0
+    for row, e in enumerate(batch):
+        if not e.distill:
+            continue
+        # answer positions: the control token's (predicting the first answer token) onwards;
+        # a first-token-only row still has that one position
+        answer = max(1, len(e.ids) - e.prompt_len - 1)
+        distill[row, e.prompt_len : e.prompt_len + answer] = True
+        plain = e.ids[: e.prompt_len] + e.ids[e.prompt_len + 1 :]
+        teacher_ids[d, : len(plain)] = torch.tensor(plain)
+        teacher_mask[d, : len(plain)] = 1
+        teacher_at[d, e.prompt_len - 1 : e.prompt_len - 1 + answer] = True
+        d += 1
+    return {
+        "distill": distill,
+        "teacher_ids": teacher_ids,
+        "teacher_mask": teacher_mask,
+        "teacher_at": teacher_at,
     }
 
 
@@ -140,10 +190,34 @@ def _head(model: PreTrainedModel, hidden: torch.Tensor, frozen_vocab: int | None
     return torch.cat([old, hidden @ weight[frozen_vocab:].T], dim=-1)  # (N, V)
 
 
+def distill_loss(
+    model: PreTrainedModel,
+    hidden: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    teacher: PreTrainedModel,
+) -> torch.Tensor:
+    """Mean KL(teacher || student) over the answer positions of the distilled rows, over the
+    teacher's vocabulary (control tokens are masked after the first step when serving)."""
+    with torch.no_grad():
+        t_hidden = teacher.base_model(
+            input_ids=batch["teacher_ids"], attention_mask=batch["teacher_mask"]
+        ).last_hidden_state
+        t_logp = F.log_softmax(teacher.lm_head(t_hidden[batch["teacher_at"]]).float(), -1)  # (N, V)
+    vocab = t_logp.shape[-1]
+    s_hidden = hidden[batch["distill"]]  # (N, H)
+    s_logits = s_hidden @ model.get_output_embeddings().weight[:vocab].T  # (N, V)
+    s_logp = F.log_softmax(s_logits.float(), -1)
+    return F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean")
+
+
 def response_loss(
-    model: PreTrainedModel, batch: dict[str, torch.Tensor], cfg: TrainConfig
+    model: PreTrainedModel,
+    batch: dict[str, torch.Tensor],
+    cfg: TrainConfig,
+    teacher: PreTrainedModel | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """Weighted loss and first-token accuracy of one batch (head applied at response positions only)."""
+    """Weighted loss and first-token accuracy of one batch (head applied at response positions
+    only), plus the distillation loss when a teacher is given."""
     embeds = model.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
     if cfg.detach_input_embeddings:
         embeds = embeds.detach()
@@ -151,6 +225,9 @@ def response_loss(
         inputs_embeds=embeds, attention_mask=batch["attention_mask"]
     ).last_hidden_state
     sel = batch["targets"] != -100  # (B, T)
+    distilled = teacher is not None and bool(batch["distill"].any())
+    if distilled:
+        sel &= ~batch["distill"]  # those answer tokens train by the KL term instead
     if cfg.prompt_lm_weight == 0:
         sel &= ~batch["in_prompt"]
     logits = _head(model, hidden[sel], cfg.frozen_vocab).float()  # (N, V)
@@ -164,6 +241,8 @@ def response_loss(
         loss = loss + ce[rest].mean()
     if cfg.prompt_lm_weight and in_prompt.any():
         loss = loss + cfg.prompt_lm_weight * ce[in_prompt].mean()
+    if distilled and teacher is not None:
+        loss = loss + cfg.distill_weight * distill_loss(model, hidden, batch, teacher)
     acc = (logits[is_first].argmax(-1) == targets[is_first]).float().mean().item()
     return loss, acc
 
@@ -266,8 +345,11 @@ def train(
     out_dir: Path,
     resume: bool = False,
     log: Callable[[str], None] = log_line,
+    teacher: PreTrainedModel | None = None,
 ) -> dict[str, object]:
-    """Train the parameters that require grad; return a summary (steps, seconds, final loss)."""
+    """Train the parameters that require grad; return a summary (steps, seconds, final loss).
+
+    `teacher` (frozen, in eval mode) is the model distilled into at `Encoded.distill` rows."""
     torch.manual_seed(cfg.seed)
     if cfg.frozen_vocab is not None:
         _freeze_old_rows(model, cfg.frozen_vocab)
@@ -288,7 +370,7 @@ def train(
             [data[i] for i in batch_indices(len(data), cfg.batch_size, step, cfg.seed)], pad_id
         )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
-            loss, acc = response_loss(model, batch, cfg)
+            loss, acc = response_loss(model, batch, cfg, teacher)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
