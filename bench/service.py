@@ -36,7 +36,7 @@ from bench.live_stack import SECRET, live_stack
 from bench.saving import save_results
 from core.policy import parse_rules
 from core.settings import PROJECT_ROOT, SECRET_FILE
-from db.repositories.policies import create_version, get_policy_by_name
+from db.repositories.policies import NewVersion, PolicyRef, create_version, get_policy_by_name
 from db.repositories.tenants import create_api_key, create_tenant
 from db.session import create_session_factory, session_scope
 from tests.service.stack import Stack, stack_dir
@@ -86,10 +86,8 @@ def _seed(url: str, tenants: int, secret: str) -> list[str]:
             policy = get_policy_by_name(session=session, tenant_id=tenant.id, name="default")
             create_version(
                 session=session,
-                tenant_id=tenant.id,
-                policy_id=policy.id,
-                rules=parse_rules(rules),
-                actor="bench",
+                ref=PolicyRef(tenant.id, policy.id),
+                new=NewVersion(parse_rules(rules), "bench"),
             )
             _, key = create_api_key(
                 session=session, secret=secret, tenant_id=tenant.id, role="client", name="bench"

@@ -26,6 +26,8 @@ from db.models import CalibrationRun, Policy, PolicyVersion
 from db.repositories import calibrations as runs
 from db.repositories.calibrations import NewCalibrationItem, NewCalibrationRun
 from db.repositories.policies import (
+    NewVersion,
+    PolicyRef,
     activate_version,
     create_version,
     get_policy,
@@ -118,11 +120,10 @@ def solve_and_propose(
         result["control_error"] = None
     version = create_version(
         session=session,
-        tenant_id=run.tenant_id,
-        policy_id=policy.id,
-        rules=proposed_rules(active.rules, solution),
-        actor=calibration_actor(run.id),
-        reason=_reason(solution),
+        ref=PolicyRef(run.tenant_id, policy.id),
+        new=NewVersion(
+            proposed_rules(active.rules, solution), calibration_actor(run.id), _reason(solution)
+        ),
         activate=False,
     )
     result["proposed_version"] = version.version
@@ -146,8 +147,7 @@ def apply_run(*, session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID, acto
     assert version is not None
     return activate_version(
         session=session,
-        tenant_id=tenant_id,
-        policy_id=run.policy_id,
+        ref=PolicyRef(tenant_id, run.policy_id),
         version=version.version,
         actor=actor,
         reason=f"apply calibration {run.id}",

@@ -27,6 +27,7 @@ from db.errors import AlreadyExists, NotFound, StaleVersion
 from db.models import Policy
 from db.repositories import policies as repo
 from db.repositories import shadow as shadow_repo
+from db.repositories.policies import NewVersion, PolicyRef
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
@@ -130,27 +131,16 @@ async def save_version(
     parsed.form.values["expected_version"] = expected
     if parsed.body is None or parsed.rules is None:
         return _editor(request, viewer, session, parsed.form, policy=policy, status_code=422)
+    ref = PolicyRef.of(policy)
+    new = NewVersion(parsed.rules, viewer.actor, parsed.body.reason)
     if form.get("as_shadow") == "1":
-        shadow = shadow_repo.set_shadow(
-            session=session,
-            tenant_id=policy.tenant_id,
-            policy_id=policy.id,
-            rules=parsed.rules,
-            actor=viewer.actor,
-            reason=parsed.body.reason,
-        )
+        shadow = shadow_repo.set_shadow(session=session, ref=ref, new=new)
         session.commit()
         notice = f"Saved v{shadow.version} as the shadow: decided, not enforced"
         return done(policy_path(name, "/shadow"), notice)
     try:
         version = repo.create_version(
-            session=session,
-            tenant_id=policy.tenant_id,
-            policy_id=policy.id,
-            rules=parsed.rules,
-            actor=viewer.actor,
-            reason=parsed.body.reason,
-            expected_active_version=expected,
+            session=session, ref=ref, new=new, expected_active_version=expected
         )
     except StaleVersion:
         session.rollback()

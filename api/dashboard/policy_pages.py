@@ -110,8 +110,7 @@ def rollback(
         policy = repo.get_policy_by_name(session=session, tenant_id=write.tenant_id, name=name)
         repo.rollback_policy(
             session=session,
-            tenant_id=write.tenant_id,
-            policy_id=policy.id,
+            ref=repo.PolicyRef(write.tenant_id, policy.id),
             actor=write.actor,
             to_version=version,
             reason="rollback from the dashboard",

@@ -111,8 +111,7 @@ def promote(
         policy = repo.get_policy_by_name(session=session, tenant_id=write.tenant_id, name=name)
         policy = shadow_repo.promote_shadow(
             session=session,
-            tenant_id=write.tenant_id,
-            policy_id=policy.id,
+            ref=repo.PolicyRef(write.tenant_id, policy.id),
             actor=write.actor,
             reason="shadow promoted from the dashboard",
             expected_active_version=expected_version,
@@ -133,9 +132,8 @@ def clear(request: Request, name: str, write: TenantWriteDep, session: SessionDe
     """Stop deciding the shadow version (its version and statistics stay)."""
     try:
         policy = repo.get_policy_by_name(session=session, tenant_id=write.tenant_id, name=name)
-        shadow_repo.clear_shadow(
-            session=session, tenant_id=write.tenant_id, policy_id=policy.id, actor=write.actor
-        )
+        ref = repo.PolicyRef(write.tenant_id, policy.id)
+        shadow_repo.clear_shadow(session=session, ref=ref, actor=write.actor)
     except NotFound as exc:
         session.rollback()
         return error_page(request, write.viewer, 404, "Policy not found", str(exc))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Header, Response, status
@@ -25,6 +24,7 @@ from db.errors import PolicyVersionNotFound
 from db.models import Policy, PolicyVersion
 from db.repositories import policies as repo
 from db.repositories import shadow as shadow_repo
+from db.repositories.policies import NewVersion, PolicyRef
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=errors(*AUTHENTICATED))
 #: The operations a created policy links to: link name -> (method, path) of a route below.
@@ -143,19 +143,11 @@ def update_policy(
     expected = _if_match(if_match)
     rules = body.rules()
     policy = _named(principal, session, name)
-    repo.create_version(
-        session=session,
-        tenant_id=policy.tenant_id,
-        policy_id=policy.id,
-        rules=rules,
-        actor=principal.actor,
-        reason=body.reason,
-        expected_active_version=expected,
-    )
+    ref = PolicyRef.of(policy)
+    new = NewVersion(rules, principal.actor, body.reason)
+    repo.create_version(session=session, ref=ref, new=new, expected_active_version=expected)
     if body.is_default:
-        repo.mark_default(
-            session=session, tenant_id=policy.tenant_id, policy_id=policy.id, actor=principal.actor
-        )
+        repo.mark_default(session=session, ref=ref, actor=principal.actor)
     return _committed(session, response, policy)
 
 
@@ -179,8 +171,7 @@ def rollback(
     try:
         policy = repo.rollback_policy(
             session=session,
-            tenant_id=policy.tenant_id,
-            policy_id=policy.id,
+            ref=PolicyRef.of(policy),
             actor=principal.actor,
             to_version=body.version,
             reason=body.reason,
@@ -195,17 +186,13 @@ class PolicyStep(Protocol):
     """An audited change that needs only the policy and who makes it (`repo.mark_default`,
     `shadow_repo.clear_shadow`)."""
 
-    def __call__(
-        self, *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, actor: str
-    ) -> Policy: ...
+    def __call__(self, *, session: Session, ref: PolicyRef, actor: str) -> Policy: ...
 
 
 def _stepped(step: PolicyStep, name: str, principal: Principal, session: Session) -> PolicyOut:
     """Take `step` on the caller's policy `name`, commit, and answer the policy as it now is."""
     policy = _named(principal, session, name)
-    policy = step(
-        session=session, tenant_id=policy.tenant_id, policy_id=policy.id, actor=principal.actor
-    )
+    policy = step(session=session, ref=PolicyRef.of(policy), actor=principal.actor)
     session.commit()
     return policy_out(policy)
 
@@ -223,14 +210,8 @@ def set_shadow(
     it replaces any shadow the policy had."""
     rules = body.rules()
     policy = _named(principal, session, name)
-    shadow_repo.set_shadow(
-        session=session,
-        tenant_id=policy.tenant_id,
-        policy_id=policy.id,
-        rules=rules,
-        actor=principal.actor,
-        reason=body.reason,
-    )
+    new = NewVersion(rules, principal.actor, body.reason)
+    shadow_repo.set_shadow(session=session, ref=PolicyRef.of(policy), new=new)
     return _committed(session, response, policy)
 
 
@@ -255,8 +236,7 @@ def promote_shadow(
     policy = _named(principal, session, name)
     policy = shadow_repo.promote_shadow(
         session=session,
-        tenant_id=policy.tenant_id,
-        policy_id=policy.id,
+        ref=PolicyRef.of(policy),
         actor=principal.actor,
         reason=body.reason if body is not None else None,
         expected_active_version=expected,

@@ -9,6 +9,7 @@ concurrent writers get consecutive version numbers, and every change writes an a
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
@@ -27,6 +28,29 @@ from db.repositories.audit import append_entry
 from db.repositories.common import add_unique, get_or_raise, one_or_raise
 
 
+@dataclass(frozen=True)
+class PolicyRef:
+    """Which policy a change is for, and whose: the repository only finds it within
+    `tenant_id` (another tenant's policy is `PolicyNotFound`)."""
+
+    tenant_id: uuid.UUID
+    policy_id: uuid.UUID
+
+    @classmethod
+    def of(cls, policy: Policy) -> PolicyRef:
+        """A policy already found within its tenant (say by the caller's tenant and name)."""
+        return cls(policy.tenant_id, policy.id)
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a new version carries besides its number: its rules, who made it and why."""
+
+    rules: PolicyRules
+    actor: str
+    reason: str | None = None
+
+
 def _version_number(session: Session, version_id: uuid.UUID | None) -> int | None:
     if version_id is None:
         return None
@@ -42,6 +66,8 @@ def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any],
 ) -> None:
+    """Write the change made to `policy` (flushed first) and its audit entry."""
+    session.flush()
     append_entry(
         session=session,
         tenant_id=policy.tenant_id,
@@ -64,12 +90,19 @@ def get_policy(
     return one_or_raise(session, stmt, PolicyNotFound(policy_id))
 
 
+def _lock(session: Session, ref: PolicyRef) -> Policy:
+    """The referenced policy, locked for a change (`PolicyNotFound` outside its tenant)."""
+    return get_policy(
+        session=session, tenant_id=ref.tenant_id, policy_id=ref.policy_id, for_update=True
+    )
+
+
 def _locked(
-    session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, expected_active: int | None
+    session: Session, ref: PolicyRef, expected_active: int | None
 ) -> tuple[Policy, int | None]:
     """The policy, locked for a change, and its active version number; `StaleVersion` when
     `expected_active` is given and differs."""
-    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    policy = _lock(session, ref)
     active = _version_number(session, policy.active_version_id)
     if expected_active is not None and expected_active != active:
         raise StaleVersion(expected_active, active)
@@ -126,7 +159,7 @@ def create_policy(
     """A new policy with version 1 active; `AlreadyExists` if the tenant has that name."""
     policy = Policy(tenant_id=tenant_id, name=name, is_default=False)
     add_unique(session, policy, lambda: AlreadyExists("policy", name))
-    _add_version(session, policy, rules=rules, actor=actor, reason=reason, activate=True)
+    _add_version(session, policy, NewVersion(rules, actor, reason), activate=True)
     _audit(
         session,
         policy,
@@ -136,18 +169,12 @@ def create_policy(
         after={"name": name, "active_version": 1, "mode": rules.mode, "rules": to_json(rules)},
     )
     if is_default:
-        mark_default(session=session, tenant_id=tenant_id, policy_id=policy.id, actor=actor)
+        mark_default(session=session, ref=PolicyRef.of(policy), actor=actor)
     return policy
 
 
 def _add_version(
-    session: Session,
-    policy: Policy,
-    *,
-    rules: PolicyRules,
-    actor: str,
-    reason: str | None,
-    activate: bool,
+    session: Session, policy: Policy, new: NewVersion, *, activate: bool
 ) -> PolicyVersion:
     """The policy's next version (number = max + 1), made its active one when `activate`."""
     latest = session.scalar(
@@ -156,9 +183,9 @@ def _add_version(
     version = PolicyVersion(
         policy_id=policy.id,
         version=(latest or 0) + 1,
-        rules=rules,
-        created_by=actor,
-        reason=reason,
+        rules=new.rules,
+        created_by=new.actor,
+        reason=new.reason,
     )
     session.add(version)
     session.flush()
@@ -171,11 +198,8 @@ def _add_version(
 def create_version(
     *,
     session: Session,
-    tenant_id: uuid.UUID,
-    policy_id: uuid.UUID,
-    rules: PolicyRules,
-    actor: str,
-    reason: str | None = None,
+    ref: PolicyRef,
+    new: NewVersion,
     activate: bool = True,
     expected_active_version: int | None = None,
 ) -> PolicyVersion:
@@ -184,25 +208,26 @@ def create_version(
     With `expected_active_version`, raises `StaleVersion` if the policy's active version number
     differs (someone changed it since the caller read it).
     """
-    policy, active_before = _locked(session, tenant_id, policy_id, expected_active_version)
-    version = _add_version(
-        session, policy, rules=rules, actor=actor, reason=reason, activate=activate
-    )
+    policy, active_before = _locked(session, ref, expected_active_version)
+    version = _add_version(session, policy, new, activate=activate)
     _audit(
         session,
         policy,
-        actor=actor,
+        actor=new.actor,
         action="policy.version.create",
         before={"active_version": active_before},
         after={
             "version": version.version,
             "active_version": version.version if activate else active_before,
-            "mode": rules.mode,
-            "rules": to_json(rules),
-            "reason": reason,
+            **_described(new),
         },
     )
     return version
+
+
+def _described(new: NewVersion) -> dict[str, Any]:
+    """A new version's content as its audit entry records it."""
+    return {"mode": new.rules.mode, "rules": to_json(new.rules), "reason": new.reason}
 
 
 def get_version(
@@ -253,18 +278,18 @@ def list_versions(
 def activate_version(
     *,
     session: Session,
-    tenant_id: uuid.UUID,
-    policy_id: uuid.UUID,
+    ref: PolicyRef,
     version: int,
     actor: str,
     reason: str | None = None,
     expected_active_version: int | None = None,
 ) -> Policy:
     """Make an existing version the active one (apply a proposal, or roll back); audited."""
-    policy, active_before = _locked(session, tenant_id, policy_id, expected_active_version)
-    target = get_version(session=session, tenant_id=tenant_id, policy_id=policy_id, version=version)
+    policy, active_before = _locked(session, ref, expected_active_version)
+    target = get_version(
+        session=session, tenant_id=ref.tenant_id, policy_id=ref.policy_id, version=version
+    )
     policy.active_version = target
-    session.flush()
     _audit(
         session,
         policy,
@@ -279,37 +304,30 @@ def activate_version(
 def rollback_policy(
     *,
     session: Session,
-    tenant_id: uuid.UUID,
-    policy_id: uuid.UUID,
+    ref: PolicyRef,
     actor: str,
     to_version: int | None = None,
     reason: str | None = None,
 ) -> Policy:
     """Re-activate `to_version`, or by default the newest version older than the active one."""
-    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    policy = _lock(session, ref)
     if to_version is None:
         active = _version_number(session, policy.active_version_id)
-        older = select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy_id)
+        older = select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy.id)
         if active is not None:
             older = older.where(PolicyVersion.version < active)
         to_version = session.scalar(older)
         if to_version is None:
-            raise PolicyVersionNotFound(f"{policy_id}: no version before {active}")
+            raise PolicyVersionNotFound(f"{policy.id}: no version before {active}")
     return activate_version(
-        session=session,
-        tenant_id=tenant_id,
-        policy_id=policy_id,
-        version=to_version,
-        actor=actor,
-        reason=reason or "rollback",
+        session=session, ref=ref, version=to_version, actor=actor, reason=reason or "rollback"
     )
 
 
-def mark_default(
-    *, session: Session, tenant_id: uuid.UUID, policy_id: uuid.UUID, actor: str
-) -> Policy:
+def mark_default(*, session: Session, ref: PolicyRef, actor: str) -> Policy:
     """Make this policy the tenant's default (and no other); audited."""
-    policy = get_policy(session=session, tenant_id=tenant_id, policy_id=policy_id, for_update=True)
+    policy = _lock(session, ref)
+    tenant_id = policy.tenant_id
     if policy.is_default:
         return policy
     previous = session.scalar(
@@ -323,7 +341,6 @@ def mark_default(
         execution_options={"synchronize_session": "fetch"},
     )
     policy.is_default = True
-    session.flush()
     _audit(
         session,
         policy,

@@ -41,7 +41,7 @@ from db.repositories.calibrations import (
     store_summaries,
 )
 from db.repositories.generations import create_generation, mark_running, mark_succeeded
-from db.repositories.policies import create_policy, get_policy_by_name
+from db.repositories.policies import NewVersion, PolicyRef, create_policy, get_policy_by_name
 from db.repositories.shadow import set_shadow
 from db.repositories.stats import StatIncrement, increment_stats
 from db.repositories.tenants import (
@@ -108,10 +108,8 @@ class World:
             if policy.shadow_version_id is None:
                 set_shadow(
                     session=session,
-                    tenant_id=side.tenant_id,
-                    policy_id=policy.id,
-                    rules=MODEL_DECISION,
-                    actor=HARNESS,
+                    ref=PolicyRef(side.tenant_id, policy.id),
+                    new=NewVersion(MODEL_DECISION, HARNESS),
                 )
         return side.policy
 

@@ -59,11 +59,8 @@ def seed_policy_and_stats(session: Session, tenant_id: uuid.UUID, name: str = "m
     for _, tau, target in VERSIONS[1:]:
         v = policies.create_version(
             session=session,
-            tenant_id=tenant_id,
-            policy_id=policy.id,
-            rules=_rules(tau, target),
-            actor="system",
-            reason=f"safety threshold {tau}",
+            ref=policies.PolicyRef(tenant_id, policy.id),
+            new=policies.NewVersion(_rules(tau, target), "system", f"safety threshold {tau}"),
         )
         version_ids.append(v.id)
     # Spread the activations over the last day, as if they had happened then.
@@ -155,11 +152,12 @@ def finish_calibration_run(session: Session, seeded: Seeded, run_id: uuid.UUID) 
     safety = result["categories"].get("safety", {}).get("value", 0.5)
     version = policies.create_version(
         session=session,
-        tenant_id=seeded.tenant_id,
-        policy_id=seeded.policy_id,
-        rules=_rules(float(safety), float(run.targets.get("safety", 0.5))),
-        actor=f"calibration:{run_id}",
-        reason="calibration proposal",
+        ref=policies.PolicyRef(seeded.tenant_id, seeded.policy_id),
+        new=policies.NewVersion(
+            _rules(float(safety), float(run.targets.get("safety", 0.5))),
+            f"calibration:{run_id}",
+            "calibration proposal",
+        ),
         activate=False,
     )
     runs.store_result(session=session, run_id=run_id, result=result, produced_version_id=version.id)

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from db.actors import SYSTEM, key_actor
 from db.repositories.audit import ALL_TENANTS, append_entry, list_entries
-from db.repositories.policies import create_version
+from db.repositories.policies import NewVersion, PolicyRef, create_version
 from db.repositories.tenants import create_platform_admin_key
 from tests.db.factories import SERVER_SECRET, make_policy, make_tenant, threshold_rules
 
@@ -20,11 +20,8 @@ def test_policy_changes_leave_before_and_after(db_session: Session) -> None:
     actor = key_actor(policy.id)
     create_version(
         session=db_session,
-        tenant_id=tenant.id,
-        policy_id=policy.id,
-        rules=threshold_rules(0.8),
-        actor=actor,
-        reason="too permissive",
+        ref=PolicyRef(tenant.id, policy.id),
+        new=NewVersion(threshold_rules(0.8), actor, "too permissive"),
     )
     [entry] = list_entries(session=db_session, tenant_id=tenant.id, action="policy.version.create")
     assert entry.actor == actor and entry.entity == "policy" and entry.entity_id == str(policy.id)

@@ -23,7 +23,7 @@ from db.repositories.calibrations import (
     store_summaries,
     update_progress,
 )
-from db.repositories.policies import create_version
+from db.repositories.policies import NewVersion, PolicyRef, create_version
 from tests.db.factories import make_policy, make_tenant, threshold_rules
 
 pytestmark = pytest.mark.integration
@@ -64,10 +64,8 @@ def test_run_lifecycle_with_items_summaries_and_result(db_session: Session) -> N
 
     proposal = create_version(
         session=db_session,
-        tenant_id=tenant.id,
-        policy_id=policy.id,
-        rules=threshold_rules(0.33),
-        actor=calibration_actor(run.id),
+        ref=PolicyRef(tenant.id, policy.id),
+        new=NewVersion(threshold_rules(0.33), calibration_actor(run.id)),
         activate=False,
     )
     result = {"safety": {"threshold": 0.33, "rate": 0.9, "curve": [[0.1, 0.99]]}}

@@ -19,6 +19,8 @@ from db.errors import (
 from db.models import Policy
 from db.repositories.audit import list_entries
 from db.repositories.policies import (
+    NewVersion,
+    PolicyRef,
     activate_version,
     create_policy,
     create_version,
@@ -58,18 +60,13 @@ def test_new_versions_number_up_and_old_ones_stay_unchanged(db_session: Session)
     policy = make_policy(db_session, tenant, threshold=0.5)
     v2 = create_version(
         session=db_session,
-        tenant_id=tenant.id,
-        policy_id=policy.id,
-        rules=threshold_rules(0.7),
-        actor=SYSTEM,
-        reason="stricter",
+        ref=PolicyRef(tenant.id, policy.id),
+        new=NewVersion(threshold_rules(0.7), SYSTEM, "stricter"),
     )
     v3 = create_version(
         session=db_session,
-        tenant_id=tenant.id,
-        policy_id=policy.id,
-        rules=parse_rules({"mode": "bias", "categories": {}}),
-        actor=SYSTEM,
+        ref=PolicyRef(tenant.id, policy.id),
+        new=NewVersion(parse_rules({"mode": "bias", "categories": {}}), SYSTEM),
         activate=False,
     )
     assert (v2.version, v3.version) == (2, 3)
@@ -85,22 +82,20 @@ def test_activate_and_rollback_move_only_the_pointer(db_session: Session) -> Non
     for threshold in (0.6, 0.7):
         create_version(
             session=db_session,
-            tenant_id=tenant.id,
-            policy_id=policy.id,
-            rules=threshold_rules(threshold),
-            actor=SYSTEM,
+            ref=PolicyRef(tenant.id, policy.id),
+            new=NewVersion(threshold_rules(threshold), SYSTEM),
         )
     assert active_number(policy) == 3
-    rollback_policy(session=db_session, tenant_id=tenant.id, policy_id=policy.id, actor=SYSTEM)
+    rollback_policy(session=db_session, ref=PolicyRef(tenant.id, policy.id), actor=SYSTEM)
     assert active_number(policy) == 2
     rollback_policy(
-        session=db_session, tenant_id=tenant.id, policy_id=policy.id, actor=SYSTEM, to_version=1
+        session=db_session, ref=PolicyRef(tenant.id, policy.id), actor=SYSTEM, to_version=1
     )
     assert active_number(policy) == 1
     with pytest.raises(PolicyVersionNotFound):
-        rollback_policy(session=db_session, tenant_id=tenant.id, policy_id=policy.id, actor=SYSTEM)
+        rollback_policy(session=db_session, ref=PolicyRef(tenant.id, policy.id), actor=SYSTEM)
     activate_version(
-        session=db_session, tenant_id=tenant.id, policy_id=policy.id, version=3, actor=SYSTEM
+        session=db_session, ref=PolicyRef(tenant.id, policy.id), version=3, actor=SYSTEM
     )
     assert active_number(policy) == 3
     assert len(list_versions(session=db_session, tenant_id=tenant.id, policy_id=policy.id)) == 3
@@ -115,19 +110,15 @@ def test_stale_expected_version_is_refused(db_session: Session) -> None:
     policy = make_policy(db_session, tenant)
     create_version(
         session=db_session,
-        tenant_id=tenant.id,
-        policy_id=policy.id,
-        rules=threshold_rules(0.6),
-        actor=SYSTEM,
+        ref=PolicyRef(tenant.id, policy.id),
+        new=NewVersion(threshold_rules(0.6), SYSTEM),
         expected_active_version=1,
     )
     with pytest.raises(StaleVersion) as info:
         create_version(
             session=db_session,
-            tenant_id=tenant.id,
-            policy_id=policy.id,
-            rules=threshold_rules(0.9),
-            actor="auto-tuner",
+            ref=PolicyRef(tenant.id, policy.id),
+            new=NewVersion(threshold_rules(0.9), "auto-tuner"),
             expected_active_version=1,
         )
     assert (info.value.expected, info.value.actual) == (1, 2)
@@ -149,7 +140,7 @@ def test_one_default_policy_per_tenant(db_session: Session) -> None:
     first = get_default_policy(session=db_session, tenant_id=tenant.id)
     kids = make_policy(db_session, tenant, "kids-app", is_default=False)
     assert get_default_policy(session=db_session, tenant_id=tenant.id).id == first.id
-    mark_default(session=db_session, tenant_id=tenant.id, policy_id=kids.id, actor=SYSTEM)
+    mark_default(session=db_session, ref=PolicyRef(tenant.id, kids.id), actor=SYSTEM)
     assert get_default_policy(session=db_session, tenant_id=tenant.id).id == kids.id
     assert not first.is_default
     assert [p.name for p in list_policies(session=db_session, tenant_id=tenant.id)] == [
@@ -184,13 +175,11 @@ def test_tenant_b_cannot_reach_tenant_a_policies(db_session: Session) -> None:
     with pytest.raises(PolicyNotFound):
         create_version(
             session=db_session,
-            tenant_id=tenant_b.id,
-            policy_id=policy.id,
-            rules=threshold_rules(),
-            actor=SYSTEM,
+            ref=PolicyRef(tenant_b.id, policy.id),
+            new=NewVersion(threshold_rules(), SYSTEM),
         )
     with pytest.raises(PolicyNotFound):
-        mark_default(session=db_session, tenant_id=tenant_b.id, policy_id=policy.id, actor=SYSTEM)
+        mark_default(session=db_session, ref=PolicyRef(tenant_b.id, policy.id), actor=SYSTEM)
     with pytest.raises(PolicyVersionNotFound):
         get_version_by_id(
             session=db_session, tenant_id=tenant_b.id, version_id=policy.active_version_id
@@ -226,10 +215,8 @@ def test_calibration_versions_record_their_origin(db_session: Session) -> None:
     run_id = uuid.uuid4()
     version = create_version(
         session=db_session,
-        tenant_id=tenant.id,
-        policy_id=policy.id,
-        rules=threshold_rules(0.42),
-        actor=calibration_actor(run_id),
+        ref=PolicyRef(tenant.id, policy.id),
+        new=NewVersion(threshold_rules(0.42), calibration_actor(run_id)),
         activate=False,
     )
     assert version.created_by == f"calibration:{run_id}"
@@ -243,7 +230,7 @@ def test_a_version_stores_and_returns_the_typed_rules(db_session: Session) -> No
     rules = threshold_rules(0.25, humanizing={"enabled": False, "refusal_message": "no."})
     policy = make_policy(db_session, tenant)
     version = create_version(
-        session=db_session, tenant_id=tenant.id, policy_id=policy.id, rules=rules, actor=SYSTEM
+        session=db_session, ref=PolicyRef(tenant.id, policy.id), new=NewVersion(rules, SYSTEM)
     )
     db_session.expire_all()
     again = load_version(session=db_session, version_id=version.id)

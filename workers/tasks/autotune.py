@@ -21,7 +21,13 @@ from core.settings import get_settings
 from core.summary import Summaries
 from db.actors import AUTO_TUNER
 from db.models import Policy
-from db.repositories.policies import all_active_policies, create_version, list_versions
+from db.repositories.policies import (
+    NewVersion,
+    PolicyRef,
+    all_active_policies,
+    create_version,
+    list_versions,
+)
 from db.repositories.traffic import WindowTooLarge, window_traffic
 from db.session import session_scope
 from db.types import utcnow
@@ -118,11 +124,8 @@ def tune_policy(
         )
         create_version(
             session=session,
-            tenant_id=policy.tenant_id,
-            policy_id=policy.id,
-            rules=tuned_rules,
-            actor=AUTO_TUNER,
-            reason=f"auto-tune: {reason}",
+            ref=PolicyRef.of(policy),
+            new=NewVersion(tuned_rules, AUTO_TUNER, f"auto-tune: {reason}"),
             expected_active_version=version.version,
         )
     return decisions
