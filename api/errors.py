@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -191,6 +192,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.TimeoutError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         body = error_body("unavailable", "the database is unavailable; retry shortly")
+        return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    # Redis unreachable or too slow to answer (a stream or notification read): the same outage.
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+        body = error_body("unavailable", "the event store is unavailable; retry shortly")
         return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(Conflict)

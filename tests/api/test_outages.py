@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import redis.exceptions
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -73,3 +74,25 @@ def test_readyz_names_a_supervised_part_that_is_down(
     assert "postgres" not in response.json()["failing"]
     assert 'rcs_supervised_up{part="beat"} 0.0' in metrics
     assert 'rcs_supervised_restarts{part="beat"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    "error", [redis.exceptions.TimeoutError("slow"), redis.exceptions.ConnectionError("gone")]
+)
+def test_redis_unavailable_mid_request_gives_503_with_retry_after(
+    api_settings: Settings, error: Exception
+) -> None:
+    """A stream or notification read that Redis does not answer is an outage the client can
+    wait out (it was a 500 when a blocking read outlived redis-py's default socket timeout)."""
+    app = create_app(api_settings)
+
+    def read_events() -> None:
+        raise error
+
+    app.add_api_route("/test-redis-read", read_events)
+    with TestClient(app) as client:
+        response = client.get("/test-redis-read")
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"].isdigit()
+    assert response.json()["error"]["type"] == "unavailable"
+
