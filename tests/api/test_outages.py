@@ -95,4 +95,3 @@ def test_redis_unavailable_mid_request_gives_503_with_retry_after(
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"].isdigit()
     assert response.json()["error"]["type"] == "unavailable"
-
