@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from workers.engine.prompt_tokens import encode_prompt
 from workers.training.data import Example
 
 CHECKPOINT_DIR = "checkpoint"
@@ -105,7 +106,8 @@ def encode(
     out: list[Encoded] = []
     for i, ex in enumerate(examples):
         response = responses[i] if responses is not None else ex.response
-        prompt = tokenizer(prompt_text(tokenizer, ex.messages), add_special_tokens=False).input_ids
+        # As the engine encodes it: control and role tokens typed in a message stay plain text.
+        prompt = encode_prompt(tokenizer, ex.messages)
         reply = [*tokenizer(response, add_special_tokens=False).input_ids, eot]
         keep = 1 if first_only_from is not None and i >= first_only_from else max_response_tokens
         out.append(Encoded(tuple(prompt + reply[:keep]), len(prompt)))
