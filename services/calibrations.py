@@ -26,6 +26,7 @@ from db.models import CalibrationRun, Policy, PolicyVersion
 from db.repositories import calibrations as runs
 from db.repositories.calibrations import NewCalibrationItem, NewCalibrationRun
 from db.repositories.policies import (
+    Change,
     NewVersion,
     PolicyRef,
     activate_version,
@@ -149,8 +150,7 @@ def apply_run(*, session: Session, tenant_id: uuid.UUID, run_id: uuid.UUID, acto
         session=session,
         ref=PolicyRef(tenant_id, run.policy_id),
         version=version.version,
-        actor=actor,
-        reason=f"apply calibration {run.id}",
+        change=Change(actor, f"apply calibration {run.id}"),
     )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from workers.training.register import LAYOUTS
+from workers.training.tiny import small_llama
 from workers.training.tokenizer import train_tiny_tokenizer
 
 PAPER_TOKENS = tuple(LAYOUTS["paper"].values())
@@ -31,19 +32,8 @@ def build_random_model(out_dir: Path, tokens: tuple[str, ...], *, seed: int = 0)
     tokenizer = train_tiny_tokenizer(TEXTS * 8, vocab_size=400)
     tokenizer.add_special_tokens({"additional_special_tokens": list(tokens)})
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=eot,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    ids = {"bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    config = small_llama(len(tokenizer), hidden=32, layers=1, heads=2, eos_token_id=eot, **ids)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = eot
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -111,9 +111,8 @@ def rollback(
         repo.rollback_policy(
             session=session,
             ref=repo.PolicyRef(write.tenant_id, policy.id),
-            actor=write.actor,
+            change=repo.Change(write.actor, "rollback from the dashboard"),
             to_version=version,
-            reason="rollback from the dashboard",
         )
     except NotFound as exc:
         session.rollback()

@@ -112,9 +112,7 @@ def promote(
         policy = shadow_repo.promote_shadow(
             session=session,
             ref=repo.PolicyRef(write.tenant_id, policy.id),
-            actor=write.actor,
-            reason="shadow promoted from the dashboard",
-            expected_active_version=expected_version,
+            change=repo.Change(write.actor, "shadow promoted from the dashboard", expected_version),
         )
     except NotFound as exc:
         session.rollback()

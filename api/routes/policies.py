@@ -24,7 +24,7 @@ from db.errors import PolicyVersionNotFound
 from db.models import Policy, PolicyVersion
 from db.repositories import policies as repo
 from db.repositories import shadow as shadow_repo
-from db.repositories.policies import NewVersion, PolicyRef
+from db.repositories.policies import Change, NewVersion, PolicyRef
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=errors(*AUTHENTICATED))
 #: The operations a created policy links to: link name -> (method, path) of a route below.
@@ -104,13 +104,11 @@ def list_policies(principal: TenantAdmin, session: SessionDep) -> list[PolicyOut
 def create_policy(
     body: PolicyIn, principal: TenantAdmin, session: SessionDep, response: Response
 ) -> PolicyOut:
-    tenant_id = principal.require_tenant()
-    rules = body.rules()
     policy = repo.create_policy(
         session=session,
-        tenant_id=tenant_id,
+        tenant_id=principal.require_tenant(),
         name=body.name,
-        rules=rules,
+        rules=body.rules(),
         actor=principal.actor,
         reason=body.reason,
         is_default=body.is_default,
@@ -172,9 +170,8 @@ def rollback(
         policy = repo.rollback_policy(
             session=session,
             ref=PolicyRef.of(policy),
-            actor=principal.actor,
+            change=Change(principal.actor, body.reason),
             to_version=body.version,
-            reason=body.reason,
         )
     except PolicyVersionNotFound:  # the policy exists; the body names a version it never had
         message = f"policy {name!r} has no version {body.version}"
@@ -237,8 +234,6 @@ def promote_shadow(
     policy = shadow_repo.promote_shadow(
         session=session,
         ref=PolicyRef.of(policy),
-        actor=principal.actor,
-        reason=body.reason if body is not None else None,
-        expected_active_version=expected,
+        change=Change(principal.actor, body.reason if body is not None else None, expected),
     )
     return _committed(session, response, policy)

@@ -9,7 +9,7 @@ concurrent writers get consecutive version numbers, and every change writes an a
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
@@ -51,6 +51,16 @@ class NewVersion:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Change:
+    """Who moves a policy's active or shadow version and why; with `expected_active_version`,
+    only if the active version is still the one the caller read (else `StaleVersion`)."""
+
+    actor: str
+    reason: str | None = None
+    expected_active_version: int | None = None
+
+
 def _version_number(session: Session, version_id: uuid.UUID | None) -> int | None:
     if version_id is None:
         return None
@@ -58,7 +68,6 @@ def _version_number(session: Session, version_id: uuid.UUID | None) -> int | Non
 
 
 def _audit(
-    session: Session,
     policy: Policy,
     *,
     actor: str,
@@ -66,7 +75,9 @@ def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any],
 ) -> None:
-    """Write the change made to `policy` (flushed first) and its audit entry."""
+    """Write the change made to `policy` (flushed first) and its audit entry, in its session."""
+    session = Session.object_session(policy)
+    assert session is not None, "an audited policy belongs to a session"
     session.flush()
     append_entry(
         session=session,
@@ -161,7 +172,6 @@ def create_policy(
     add_unique(session, policy, lambda: AlreadyExists("policy", name))
     _add_version(session, policy, NewVersion(rules, actor, reason), activate=True)
     _audit(
-        session,
         policy,
         actor=actor,
         action="policy.create",
@@ -211,7 +221,6 @@ def create_version(
     policy, active_before = _locked(session, ref, expected_active_version)
     version = _add_version(session, policy, new, activate=activate)
     _audit(
-        session,
         policy,
         actor=new.actor,
         action="policy.version.create",
@@ -275,39 +284,24 @@ def list_versions(
     return list(session.scalars(stmt))
 
 
-def activate_version(
-    *,
-    session: Session,
-    ref: PolicyRef,
-    version: int,
-    actor: str,
-    reason: str | None = None,
-    expected_active_version: int | None = None,
-) -> Policy:
+def activate_version(*, session: Session, ref: PolicyRef, version: int, change: Change) -> Policy:
     """Make an existing version the active one (apply a proposal, or roll back); audited."""
-    policy, active_before = _locked(session, ref, expected_active_version)
-    target = get_version(
+    policy, active_before = _locked(session, ref, change.expected_active_version)
+    policy.active_version = get_version(
         session=session, tenant_id=ref.tenant_id, policy_id=ref.policy_id, version=version
     )
-    policy.active_version = target
     _audit(
-        session,
         policy,
-        actor=actor,
+        actor=change.actor,
         action="policy.activate",
         before={"active_version": active_before},
-        after={"active_version": version, "reason": reason},
+        after={"active_version": version, "reason": change.reason},
     )
     return policy
 
 
 def rollback_policy(
-    *,
-    session: Session,
-    ref: PolicyRef,
-    actor: str,
-    to_version: int | None = None,
-    reason: str | None = None,
+    *, session: Session, ref: PolicyRef, change: Change, to_version: int | None = None
 ) -> Policy:
     """Re-activate `to_version`, or by default the newest version older than the active one."""
     policy = _lock(session, ref)
@@ -319,9 +313,8 @@ def rollback_policy(
         to_version = session.scalar(older)
         if to_version is None:
             raise PolicyVersionNotFound(f"{policy.id}: no version before {active}")
-    return activate_version(
-        session=session, ref=ref, version=to_version, actor=actor, reason=reason or "rollback"
-    )
+    change = replace(change, reason=change.reason or "rollback")
+    return activate_version(session=session, ref=ref, version=to_version, change=change)
 
 
 def mark_default(*, session: Session, ref: PolicyRef, actor: str) -> Policy:
@@ -342,7 +335,6 @@ def mark_default(*, session: Session, ref: PolicyRef, actor: str) -> Policy:
     )
     policy.is_default = True
     _audit(
-        session,
         policy,
         actor=actor,
         action="policy.default",

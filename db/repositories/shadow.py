@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from db.errors import NoShadowVersion
 from db.models import Policy, PolicyVersion
 from db.repositories.policies import (
+    Change,
     NewVersion,
     PolicyRef,
     _add_version,
@@ -26,7 +27,6 @@ def set_shadow(*, session: Session, ref: PolicyRef, new: NewVersion) -> PolicyVe
     version = _add_version(session, policy, new, activate=False)
     policy.shadow_version = version
     _audit(
-        session,
         policy,
         actor=new.actor,
         action="policy.shadow.set",
@@ -43,7 +43,6 @@ def clear_shadow(*, session: Session, ref: PolicyRef, actor: str) -> Policy:
     if before is not None:
         policy.shadow_version = None
         _audit(
-            session,
             policy,
             actor=actor,
             action="policy.shadow.clear",
@@ -53,27 +52,19 @@ def clear_shadow(*, session: Session, ref: PolicyRef, actor: str) -> Policy:
     return policy
 
 
-def promote_shadow(
-    *,
-    session: Session,
-    ref: PolicyRef,
-    actor: str,
-    reason: str | None = None,
-    expected_active_version: int | None = None,
-) -> Policy:
+def promote_shadow(*, session: Session, ref: PolicyRef, change: Change) -> Policy:
     """Make the shadow version the active one and clear the shadow, in one audited step;
     `NoShadowVersion` without one, `StaleVersion` when the active version moved."""
-    policy, active_before = _locked(session, ref, expected_active_version)
+    policy, active_before = _locked(session, ref, change.expected_active_version)
     shadow = policy.shadow_version
     if shadow is None:
         raise NoShadowVersion(policy.name)
     policy.active_version, policy.shadow_version = shadow, None
     _audit(
-        session,
         policy,
-        actor=actor,
+        actor=change.actor,
         action="policy.shadow.promote",
         before={"active_version": active_before, "shadow_version": shadow.version},
-        after={"active_version": shadow.version, "shadow_version": None, "reason": reason},
+        after={"active_version": shadow.version, "shadow_version": None, "reason": change.reason},
     )
     return policy

@@ -19,6 +19,7 @@ from db.errors import (
 from db.models import Policy
 from db.repositories.audit import list_entries
 from db.repositories.policies import (
+    Change,
     NewVersion,
     PolicyRef,
     activate_version,
@@ -86,17 +87,14 @@ def test_activate_and_rollback_move_only_the_pointer(db_session: Session) -> Non
             new=NewVersion(threshold_rules(threshold), SYSTEM),
         )
     assert active_number(policy) == 3
-    rollback_policy(session=db_session, ref=PolicyRef(tenant.id, policy.id), actor=SYSTEM)
+    ref, change = PolicyRef(tenant.id, policy.id), Change(SYSTEM)
+    rollback_policy(session=db_session, ref=ref, change=change)
     assert active_number(policy) == 2
-    rollback_policy(
-        session=db_session, ref=PolicyRef(tenant.id, policy.id), actor=SYSTEM, to_version=1
-    )
+    rollback_policy(session=db_session, ref=ref, change=change, to_version=1)
     assert active_number(policy) == 1
     with pytest.raises(PolicyVersionNotFound):
-        rollback_policy(session=db_session, ref=PolicyRef(tenant.id, policy.id), actor=SYSTEM)
-    activate_version(
-        session=db_session, ref=PolicyRef(tenant.id, policy.id), version=3, actor=SYSTEM
-    )
+        rollback_policy(session=db_session, ref=ref, change=change)
+    activate_version(session=db_session, ref=ref, version=3, change=change)
     assert active_number(policy) == 3
     assert len(list_versions(session=db_session, tenant_id=tenant.id, policy_id=policy.id)) == 3
     actions = [

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from workers.training.data import generate, iter_texts, split
+from workers.training.tiny import small_llama
 from workers.training.tokenizer import add_control_tokens, train_tiny_tokenizer
 from workers.training.train import (
     Encoded,
@@ -33,16 +34,7 @@ def small_setup():
 
 def _model(vocab: int) -> LlamaForCausalLM:
     torch.manual_seed(123)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config)
+    return LlamaForCausalLM(small_llama(vocab, hidden=32, layers=1, heads=2))
 
 
 def test_batches_depend_only_on_seed_and_step() -> None:

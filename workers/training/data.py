@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.categories import CLASSES, RESPOND, token_for
-from workers.training.real_world import as_people_type
+from workers.training.real_world import as_people_type, loosen
 from workers.training.template_groups import TemplateGroup, load_template_groups
 
 ALL_GROUPS: tuple[TemplateGroup, ...] = load_template_groups()
@@ -254,12 +254,7 @@ def _vary(text: str, rng: random.Random, *, noisy: bool, label: str, real_world:
     if noisy and real_world:
         return as_people_type(text, rng, label=label)
     text = rng.choice(PREFIXES) + text + rng.choice(SUFFIXES)
-    roll = rng.random()
-    if roll < 0.12:
-        text = text.lower()
-    elif roll < 0.2:
-        text = text.rstrip("?.!")
-    return text
+    return loosen(text, rng, lower=0.12, unpunctuated=0.08)
 
 
 def _messages(

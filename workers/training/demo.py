@@ -50,7 +50,6 @@ from workers.training.train import (
     cpu_has_bf16,
     encode,
     log_line,
-    prompt_text,
 )
 
 
@@ -134,27 +133,16 @@ def base_answers(
     missing = sorted({p for p in prompts if p not in cache})
     if missing:
         log(f"[demo] generating base answers for {len(missing)} prompts (cached in {cache_path})")
-    tokenizer.padding_side = "left"
-    eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     began = time.monotonic()
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]
-        texts = [prompt_text(tokenizer, [{"role": "user", "content": p}]) for p in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        out = model.generate(
-            **enc,
-            max_new_tokens=ANSWER_TOKENS,
-            do_sample=False,
-            eos_token_id=eot,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        for prompt, row in zip(chunk, out[:, enc.input_ids.shape[1] :], strict=True):
+        rows = greedy_tokens(model, tokenizer, chunk, max_new_tokens=ANSWER_TOKENS)
+        for prompt, row in zip(chunk, rows, strict=True):
             cache[prompt] = _trim(tokenizer.decode(row, skip_special_tokens=True))
         cache_path.write_text(json.dumps(cache, indent=0, ensure_ascii=False))
         done = start + len(chunk)
         eta = (time.monotonic() - began) / done * (len(missing) - done)
         log(f"[demo] base answers {done}/{len(missing)} eta {eta:.0f}s")
-    tokenizer.padding_side = "right"
     return cache
 
 

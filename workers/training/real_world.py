@@ -157,6 +157,17 @@ def non_native(text: str, rng: random.Random) -> str:
     return text
 
 
+def loosen(text: str, rng: random.Random, *, lower: float, unpunctuated: float) -> str:
+    """Lower-case the text with probability `lower`, else drop its end punctuation with
+    probability `unpunctuated` (one roll: never both)."""
+    roll = rng.random()
+    if roll < lower:
+        return text.lower()
+    if roll < lower + unpunctuated:
+        return text.rstrip("?.!")
+    return text
+
+
 def as_people_type(text: str, rng: random.Random, *, label: str) -> str:
     """`text` with an opening, context, role-play frame, learner phrasing, typos and a closing,
     each at its own rate. Humanizing requests are not role-played: asking a persona about its
@@ -170,9 +181,4 @@ def as_people_type(text: str, rng: random.Random, *, label: str) -> str:
     text = rng.choice(OPENINGS) + text + rng.choice(CLOSINGS)
     if rng.random() < TYPO_RATE:
         text = with_typos(text, rng)
-    roll = rng.random()
-    if roll < 0.15:
-        text = text.lower()
-    elif roll < 0.25:
-        text = text.rstrip("?.!")
-    return text
+    return loosen(text, rng, lower=0.15, unpunctuated=0.1)

@@ -44,6 +44,30 @@ CARD = CardText(
 )
 
 
+def small_llama(
+    vocab_size: int,
+    *,
+    hidden: int,
+    layers: int,
+    heads: int,
+    max_positions: int = 512,
+    **ids: int | None,
+) -> LlamaConfig:
+    """A Llama shape trained from scratch: feed-forward twice `hidden`, as many key-value heads
+    as heads, tied embeddings; `ids` are the special token ids (`eos_token_id=...`)."""
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        **ids,
+    )
+
+
 def _tokenizer(out_dir: Path, examples: list, resume: bool) -> PreTrainedTokenizerBase:
     """Train (or, when resuming, reload) the tokenizer; it is kept in the checkpoint directory."""
     saved = out_dir / CHECKPOINT_DIR / "tokenizer"
@@ -65,15 +89,11 @@ def build_tiny(out_dir: Path, options: RunOptions = DEFAULT_OPTIONS) -> dict[str
     run.log(f"{len(train_ex)} training / {len(heldout)} held-out examples")
     tok = _tokenizer(out_dir, examples, options.resume)
     manifest = manifest_from_tokenizer(tok)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
+    config = small_llama(
+        len(tok),
+        hidden=128,
+        layers=2,
+        heads=4,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
