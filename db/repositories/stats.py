@@ -3,10 +3,11 @@
 A row is live (the decisions served) or shadow (the decisions a policy's shadow version would
 have made on the same requests); every reader selects one of the two (`StatsQuery.shadow`).
 
-`increment_stats` adds counts, sums and histograms into bucket rows, creating them as needed.
-It takes three statements for a whole batch: insert the missing rows (``ON CONFLICT DO
-NOTHING``), lock the rows in key order (``FOR UPDATE``), and update them. Concurrent workers
-therefore never lose an increment and never deadlock each other. Histograms are JSON lists of `HISTOGRAM_BINS` ints.
+`increment_stats` adds counts, sums and histograms into bucket rows, creating them as needed,
+in one statement for a whole batch: an ``INSERT ... ON CONFLICT DO UPDATE`` over arrays, its rows
+in key order. Each row is locked as it is inserted or updated, in that order, so concurrent
+workers never lose an increment and never deadlock each other. Histograms are JSON lists of
+`HISTOGRAM_BINS` ints, added element by element in the database.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVarTuple
+from typing import TypeVarTuple
 
-from sqlalchemy import Select, func, select, text, tuple_
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidStats
@@ -46,32 +47,34 @@ _COUNT_COLUMNS = (
     RefusalStat.leaks,
     RefusalStat.histogram,
 )
-#: The bucket rows of a batch's keys that do not exist yet, created empty.
-_INSERT_MISSING = text(
+#: A batch of increments, added into their bucket rows (created when missing). The rows come in
+#: key order (`ORDER BY`), the order every writer locks them in.
+_UPSERT = text(
     """
-    INSERT INTO refusal_stats (tenant_id, policy_version_id, category, bucket_start, shadow,
-                               requests, refusals, sum_p, histogram, leak_checks, leaks)
+    INSERT INTO refusal_stats AS s (tenant_id, policy_version_id, category, bucket_start, shadow,
+                                    requests, refusals, sum_p, histogram, leak_checks, leaks)
     SELECT k.tenant_id, k.version_id, k.category, k.bucket_start, k.shadow,
-           0, 0, 0.0, CAST(:empty AS jsonb), 0, 0
+           k.requests, k.refusals, k.sum_p, k.histogram, k.leak_checks, k.leaks
     FROM unnest(CAST(:tenants AS uuid[]), CAST(:versions AS uuid[]), CAST(:categories AS text[]),
-                CAST(:buckets AS timestamptz[]), CAST(:shadows AS boolean[]))
-         AS k(tenant_id, version_id, category, bucket_start, shadow)
-    ON CONFLICT (tenant_id, policy_version_id, category, bucket_start, shadow) DO NOTHING
-    """
-)
-#: The locked bucket rows' new totals, by id.
-_UPDATE_ARRAYS = ("ids", "requests", "refusals", "sum_p", "leak_checks", "leaks", "histograms")
-_UPDATE_COUNTS = text(
-    """
-    UPDATE refusal_stats AS s
-    SET requests = u.requests, refusals = u.refusals, sum_p = u.sum_p,
-        leak_checks = u.leak_checks, leaks = u.leaks, histogram = u.histogram
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:requests AS integer[]),
-                CAST(:refusals AS integer[]), CAST(:sum_p AS float8[]),
-                CAST(:leak_checks AS integer[]), CAST(:leaks AS integer[]),
-                CAST(CAST(:histograms AS text[]) AS jsonb[]))
-         AS u(id, requests, refusals, sum_p, leak_checks, leaks, histogram)
-    WHERE s.id = u.id
+                CAST(:buckets AS timestamptz[]), CAST(:shadows AS boolean[]),
+                CAST(:requests AS integer[]), CAST(:refusals AS integer[]),
+                CAST(:sum_p AS float8[]), CAST(CAST(:histograms AS text[]) AS jsonb[]),
+                CAST(:leak_checks AS integer[]), CAST(:leaks AS integer[]))
+         AS k(tenant_id, version_id, category, bucket_start, shadow,
+              requests, refusals, sum_p, histogram, leak_checks, leaks)
+    ORDER BY k.tenant_id, k.version_id, k.category, k.bucket_start, k.shadow
+    ON CONFLICT (tenant_id, policy_version_id, category, bucket_start, shadow) DO UPDATE
+    SET requests = s.requests + EXCLUDED.requests,
+        refusals = s.refusals + EXCLUDED.refusals,
+        sum_p = s.sum_p + EXCLUDED.sum_p,
+        leak_checks = s.leak_checks + EXCLUDED.leak_checks,
+        leaks = s.leaks + EXCLUDED.leaks,
+        histogram = (
+            SELECT jsonb_agg(a.count::bigint + b.count::bigint ORDER BY a.bin)
+            FROM jsonb_array_elements_text(s.histogram) WITH ORDINALITY AS a(count, bin)
+            JOIN jsonb_array_elements_text(EXCLUDED.histogram) WITH ORDINALITY AS b(count, bin)
+                 USING (bin)
+        )
     """
 )
 
@@ -188,43 +191,26 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     merged = _merge(increments)
     if not merged:
         return 0
-    keys = sorted(merged, key=lambda k: (str(k[0]), str(k[1]), k[2], k[3], k[4]))
-    # Each statement takes the whole batch as arrays: one execution, one cached plan, whatever
-    # the batch size (a VALUES list compiled anew per size; executemany sent one per row).
-    tenants, versions, categories, buckets, shadows = (
-        list(column) for column in zip(*keys, strict=True)
-    )
+    keys, totals = list(merged), list(merged.values())
+    tenants, versions, categories, buckets, shadows = (list(c) for c in zip(*keys, strict=True))
+    # One execution over arrays: one cached plan whatever the batch size.
     session.execute(
-        _INSERT_MISSING,
+        _UPSERT,
         {
             "tenants": tenants,
             "versions": versions,
             "categories": categories,
             "buckets": buckets,
             "shadows": shadows,
-            "empty": json.dumps([0] * HISTOGRAM_BINS),
+            "requests": [t.requests for t in totals],
+            "refusals": [t.refusals for t in totals],
+            "sum_p": [t.sum_p for t in totals],
+            "histograms": [json.dumps(t.histogram) for t in totals],
+            "leak_checks": [t.leak_checks for t in totals],
+            "leaks": [t.leaks for t in totals],
         },
     )
-    locked = session.execute(
-        select(RefusalStat.id, *_KEY_COLUMNS, *_COUNT_COLUMNS)
-        .where(tuple_(*_KEY_COLUMNS).in_(keys))
-        .order_by(*_KEY_COLUMNS)
-        .with_for_update()
-    ).all()
-    new: dict[str, list[Any]] = {name: [] for name in _UPDATE_ARRAYS}
-    for row in locked:
-        total = merged[
-            (row.tenant_id, row.policy_version_id, row.category, row.bucket_start, row.shadow)
-        ]
-        new["ids"].append(row.id)
-        new["requests"].append(row.requests + total.requests)
-        new["refusals"].append(row.refusals + total.refusals)
-        new["sum_p"].append(row.sum_p + total.sum_p)
-        new["leak_checks"].append(row.leak_checks + total.leak_checks)
-        new["leaks"].append(row.leaks + total.leaks)
-        new["histograms"].append(json.dumps(add_histograms(row.histogram, total.histogram)))
-    session.execute(_UPDATE_COUNTS, new)
-    return len(locked)
+    return len(keys)
 
 
 @dataclass(frozen=True)
