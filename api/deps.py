@@ -6,11 +6,13 @@ The tenant always comes from the key, never from the URL or the body.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Final
 
+import anyio
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -22,19 +24,33 @@ TENANT_ADMIN: Final = "tenant_admin"
 CLIENT: Final = "client"
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request. Writing routes commit explicitly (`session.commit()`) before
-    they send a task (`services.tasks.send_after_commit`); anything left uncommitted when the route
-    ends is committed here, or rolled back if it raised."""
-    session: Session = request.app.state.session_factory()
+def _end(session: Session, *, failed: bool) -> None:
+    """Commit what the route left (roll back if it raised), and return the connection."""
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        if failed:
+            session.rollback()
+        else:
+            session.commit()
     finally:
         session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request. Writing routes commit explicitly (`session.commit()`) before
+    they send a task (`services.tasks.send_after_commit`); anything left uncommitted when the route
+    ends is committed here, or rolled back if it raised.
+
+    Async so that opening the session (no I/O yet) costs no hop to a worker thread; ending it
+    talks to the database, so that part runs in one."""
+    session: Session = request.app.state.session_factory()
+    failed = True
+    try:
+        yield session
+        failed = False
+    finally:
+        # Shielded: a cancelled request (the client left) still returns its connection.
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_end, session, failed=failed)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -93,8 +109,9 @@ def current_principal(
     return Principal(key_id=key.id, role=key.role, tenant_id=key.tenant_id)
 
 
-def require_roles(*roles: str) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+def require_roles(*roles: str) -> Callable[[Principal], Coroutine[None, None, Principal]]:
+    # Async: a check without I/O runs on the event loop, not in a worker thread.
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in roles:
             raise ApiError(
                 403, "forbidden", f"this route needs one of the roles: {', '.join(roles)}"
