@@ -14,6 +14,9 @@ then on the next, and wander). With strong evidence it goes straight to the thre
 the target on the window (a quantile over the requests the category can win, as calibration
 solves it), with the move bounded in refusal rate (`max_rate_step`), never in threshold: near a
 dense part of the scores 0.01 of threshold moves 20 points of traffic, in a sparse part 0.3 none.
+A gap wider than the bound is closed in the fewest equal moves (30 points with a 25-point bound:
+two of 15), so the last move never leaves a few-point remainder in the weak-evidence band, where
+the tuner would wait, sometimes for many rounds, before taking it.
 
 A long window buys precision but remembers old traffic. The caller reads it in `WINDOW_PARTS`
 equal slices of time; where the rows after a slice boundary are refused at a rate that differs
@@ -24,6 +27,7 @@ solves on the rows after the latest such boundary alone (when they are `min_samp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -48,7 +52,8 @@ class TuneGuards:
     No change is made with fewer than `min_samples` requests in the window, while the target
     lies in the replayed rate's Wilson interval at `z` (95%: noise) or at `strong_z` (99.9%: weak
     evidence), or while |replayed rate - target| <= hysteresis. A move changes the rate on the
-    window by at most `max_rate_step` (to the nearest request). The rows after a slice boundary
+    window by at most `max_rate_step` (to the nearest request); a wider gap is closed in the
+    fewest equal moves. The rows after a slice boundary
     count alone when their rate differs from the rows before it beyond `drift_z` standard errors.
     """
 
@@ -144,7 +149,10 @@ def propose_threshold(
             f"target {target} is outside the {replayed} but inside its 99.9% interval "
             f"[{strong.low:.4f}, {strong.high:.4f}]: weak evidence, wait for more",
         )
-    goal = float(np.clip(target, rate - guards.max_rate_step, rate + guards.max_rate_step))
+    # A gap wider than the step is closed in equal moves, never one full step and a remainder:
+    # a remainder of a few points would sit in the weak-evidence band and stall the tuner there.
+    moves = max(1, math.ceil(abs(target - rate) / guards.max_rate_step - 1e-9))
+    goal = rate + (target - rate) / moves
     c = category_index(category)
     solved = float(
         solve(window, {category: goal}, method="threshold", initial=threshold_vector(rules)).values[
@@ -155,8 +163,8 @@ def propose_threshold(
         return decide(current, rate, f"{replayed}: no threshold moves it toward {target}")
     new = float(np.clip(solved, rule.min_threshold, rule.max_threshold))
     reasons = [f"{replayed} vs target {target}: threshold {solved:.4f} gives {goal:.4f}"]
-    if goal != target:
-        reasons.append(f"rate step limited to {guards.max_rate_step}")
+    if moves > 1:
+        reasons.append(f"rate step limited to {guards.max_rate_step}: {moves} equal moves")
     if new != solved:
         reasons.append(f"held within [{rule.min_threshold}, {rule.max_threshold}]")
     return decide(new, rate, *reasons)

@@ -118,13 +118,31 @@ def test_it_moves_only_on_strong_evidence() -> None:
     assert strong.changed and strong.new_threshold < 0.6
 
 
+def test_a_gap_just_wider_than_the_step_is_closed_in_two_equal_moves_not_stalled() -> None:
+    """30 points with a 25-point bound: one full step would leave 5 points, which the next
+    window's noise can put in the weak-evidence band, where the tuner waits (13 rounds in one
+    recorded-traffic run). Two moves of 15 leave no such remainder: the second one is taken."""
+    x = logistic_window(7, -1.0, 1200)
+    window = safety_scores(x)
+    guards = TuneGuards(min_samples=150)
+    first = propose(x, 1.0, 0.3, guards)
+    middle = rate_on(window, safety_only(first.new_threshold, 0.3))
+    assert middle == pytest.approx(0.15, abs=1 / len(x)) and "2 equal moves" in first.reason
+    second = propose(x, first.new_threshold, 0.3, guards)
+    assert second.changed
+    assert rate_on(window, safety_only(second.new_threshold, 0.3)) == pytest.approx(0.3, abs=0.002)
+
+
 def test_the_move_is_bounded_in_refusal_rate_and_the_bounds_hold() -> None:
     x = logistic_window(5, -1.0, 1000)
     window = safety_scores(x)
     big = propose(x, 0.99, 0.9, TuneGuards(max_rate_step=0.1))
     before = rate_on(window, safety_only(0.99, 0.9))
     after = rate_on(window, safety_only(big.new_threshold, 0.9))
-    assert after - before == pytest.approx(0.1, abs=1e-9) and "rate step limited" in big.reason
+    # The gap is closed in the fewest equal moves of at most 0.1 (to the nearest request).
+    moves = math.ceil((0.9 - before) / 0.1)
+    assert after - before == pytest.approx((0.9 - before) / moves, abs=1 / len(x))
+    assert after - before <= 0.1 and f"{moves} equal moves" in big.reason
     capped = propose(x, 0.5, 0.05, max_threshold=0.52)
     assert capped.new_threshold == 0.52 and "held within" in capped.reason
     pinned = propose(x, 0.52, 0.05, min_threshold=0.52, max_threshold=0.52)
