@@ -1,7 +1,8 @@
 """Token streaming: a generation's Redis stream (`services.generation_events`) read as it grows.
 
 `open_stream` waits for the stream's first entry before the HTTP response starts, so a request
-that times out or fails before its first token still gets a plain HTTP error. `events` then
+that fails before its first token still gets a plain HTTP error, and one whose generation has
+not started in time gets whatever its route answers then (`StreamNotStarted`). `events` then
 yields the decision and the text pieces until the row is final; the finished text comes from
 the row (the record), so whatever the stream missed (or wrote twice, after a redelivery) is
 made up from it. A client that disconnects only stops this reader: the row goes on in the
@@ -84,13 +85,25 @@ class GenerationStream:
                 return
 
 
+class StreamNotStarted(Exception):
+    """The generation wrote nothing to its stream before the caller's timeout (it is still
+    queued or starting, and goes on)."""
+
+    def __init__(self, generation_id: uuid.UUID, timeout: float) -> None:
+        super().__init__(
+            f"generation {generation_id} did not start within {timeout:.0f}s; "
+            f"poll /v1/generations/{generation_id}"
+        )
+
+
 async def open_stream(
     client: aioredis.Redis,
     factory: sessionmaker[Session],
     generation_id: uuid.UUID,
     timeout: float,
 ) -> GenerationStream:
-    """Wait for the first entry; 504 when none comes in time, the row's error when it failed."""
+    """Wait for the first entry; `StreamNotStarted` when none comes in time, the row's error
+    when it failed."""
 
     stream = GenerationStream(
         client,
@@ -100,12 +113,7 @@ async def open_stream(
     )
     stream.first = await stream._next()
     if stream.first is None:
-        raise ApiError(
-            504,
-            "timeout",
-            f"generation {generation_id} did not start within {timeout:.0f}s; "
-            f"poll /v1/generations/{generation_id}",
-        )
+        raise StreamNotStarted(generation_id, timeout)
     if stream.first.type == "final":
         row_error(await stream.final_row())
     return stream

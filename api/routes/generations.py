@@ -18,11 +18,12 @@ from api.errors import ApiError, ErrorBody
 from api.metrics import observe_generation
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
 from api.schemas import GenerationIn, GenerationOut
-from api.streaming import GenerationStream, open_stream, sse
+from api.streaming import GenerationStream, StreamNotStarted, open_stream, sse
 from api.submissions import submit_and_wait, submit_generation
 from db.errors import GenerationNotFound
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
+from services.generations import read_generation
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"], responses=errors(*AUTHENTICATED))
 
@@ -105,7 +106,8 @@ def _decision(category: str | None, probabilities: object) -> dict[str, object]:
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         202: {
-            "description": "Queued; poll `Location` (also with `wait`, when not finished in time)",
+            "description": "Queued; poll `Location` (also with `wait` when not finished in time, "
+            "and with `stream` when not started in time)",
             "headers": {"Location": {"schema": {"type": "string"}}},
             **links(
                 "id",
@@ -117,7 +119,6 @@ def _decision(category: str | None, probabilities: object) -> dict[str, object]:
         },
         **errors(*JSON_BODY, 404, 409),
         502: {"model": ErrorBody, "description": "With `stream`: the worker failed it"},
-        504: {"model": ErrorBody, "description": "With `stream`: not started in time"},
     },
 )
 async def create_generation(
@@ -138,7 +139,13 @@ async def create_generation(
     response.headers["Location"] = location
     if body.stream:
         state = request.app.state
-        stream = await open_stream(state.redis, state.session_factory, row.id, body.timeout)
+        try:
+            stream = await open_stream(state.redis, state.session_factory, row.id, body.timeout)
+        except StreamNotStarted:  # the caller's own timeout: like `wait`, the row as it is now
+            now = await run_in_threadpool(read_generation, state.session_factory, row.id)
+            if now.status in FINAL_STATUSES:
+                response.status_code = status.HTTP_200_OK
+            return generation_out(now)
         return StreamingResponse(
             _native_events(stream),
             media_type="text/event-stream",

@@ -23,7 +23,7 @@ from api.deps import SessionDep, TenantMember
 from api.errors import ApiError, ErrorBody, validation_error
 from api.openapi import AUTHENTICATED, JSON_BODY, errors
 from api.schemas import MAX_MESSAGES, MAX_PROMPT_CHARS, GenerationIn
-from api.streaming import GenerationStream, open_stream, row_error, sse
+from api.streaming import GenerationStream, StreamNotStarted, open_stream, row_error, sse
 from api.submissions import submit_and_wait, submit_generation
 from db.models import FINAL_STATUSES, Generation
 
@@ -248,7 +248,10 @@ async def chat_completions(
         return completion_body(row)
     row = await run_in_threadpool(submit_generation, request, session, principal, native)
     state = request.app.state
-    stream = await open_stream(state.redis, state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)
+    try:
+        stream = await open_stream(state.redis, state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)
+    except StreamNotStarted as exc:  # the fixed timeout passed: the service is behind
+        raise ApiError(504, "timeout", str(exc)) from None
     head = {
         "id": f"chatcmpl-{row.id}",
         "object": "chat.completion.chunk",

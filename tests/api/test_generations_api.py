@@ -115,6 +115,23 @@ def test_wait_with_no_worker_returns_202_and_the_queued_row(
     assert response.json()["status"] == "queued"
 
 
+def test_a_stream_not_started_within_its_timeout_returns_202_and_the_queued_row(
+    client: TestClient, tenant: TenantKeys
+) -> None:
+    """The caller's own timeout is not a server error (schemathesis sent 1e-144 s and got a
+    504): like `wait`, the answer is the row as it is, to poll at `Location`."""
+    for timeout in (1e-144, 0.2):
+        response = client.post(
+            "/v1/generations",
+            json={"prompt": "hi", "stream": True, "timeout": timeout},
+            headers=tenant.headers("client"),
+        )
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["status"] == "queued"
+        assert response.headers["location"] == f"/v1/generations/{body['id']}"
+
+
 def test_cancel_a_queued_generation_then_a_second_cancel_is_409(
     client: TestClient, tenant: TenantKeys
 ) -> None:
