@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
+from workers.training.checkpoint import has_checkpoint
 from workers.training.data import generate, iter_texts, split
 from workers.training.tiny import small_llama
 from workers.training.tokenizer import add_control_tokens, train_tiny_tokenizer
@@ -19,7 +20,6 @@ from workers.training.train import (
     collate,
     distill_loss,
     encode,
-    has_checkpoint,
     train,
 )
 

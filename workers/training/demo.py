@@ -37,6 +37,7 @@ from workers.training import donotanswer
 from workers.training.after_token import refuses_in_text, respond_then_refuse
 from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
 from workers.training.base_model import ensure_base_model
+from workers.training.checkpoint import CHECKPOINT_DIR
 from workers.training.data import Example, generate, split
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
 from workers.training.tokenizer import (
@@ -45,7 +46,6 @@ from workers.training.tokenizer import (
     resize_for_control_tokens,
 )
 from workers.training.train import (
-    CHECKPOINT_DIR,
     TrainConfig,
     cpu_has_bf16,
     encode,

@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from core.categories import CLASSES, RefusalManifest, token_for
+from workers.engine.prompt_tokens import encode_prompt
 from workers.training.train import prompt_text
 
 OTHER = "other"
@@ -38,9 +39,7 @@ def first_step_logits(
     out: list[torch.Tensor] = []
     for start in range(0, len(conversations), batch_size):
         chunk = conversations[start : start + batch_size]
-        rows = [
-            tokenizer(prompt_text(tokenizer, c), add_special_tokens=False).input_ids for c in chunk
-        ]
+        rows = [encode_prompt(tokenizer, c) for c in chunk]  # as training and the engine do
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (B, T)
         mask = torch.zeros_like(ids)  # (B, T)

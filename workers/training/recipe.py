@@ -15,12 +15,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.categories import CLASSES, RefusalManifest
 from workers.training.card import write_card
+from workers.training.checkpoint import CHECKPOINT_DIR
 from workers.training.data import Example, heldout_templates, template_ids
 from workers.training.evaluate import classification_report, first_step_logits, predict_classes
 from workers.training.probe import evaluate_probe
 from workers.training.template_groups import TemplateGroup
 from workers.training.tokenizer import write_manifest
-from workers.training.train import CHECKPOINT_DIR
 
 
 class TrainingError(RuntimeError):

@@ -10,6 +10,7 @@ from typing import Any
 
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from workers.training.checkpoint import CHECKPOINT_DIR
 from workers.training.data import generate, iter_texts, split
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
 from workers.training.tokenizer import (
@@ -17,7 +18,7 @@ from workers.training.tokenizer import (
     manifest_from_tokenizer,
     train_tiny_tokenizer,
 )
-from workers.training.train import CHECKPOINT_DIR, TrainConfig, encode, prompt_text
+from workers.training.train import TrainConfig, encode, prompt_text
 
 DEFAULT_STEPS = 600
 VOCAB_SIZE = 4096
