@@ -35,15 +35,23 @@ class FinalNotifications:
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()  # set while the subscription is live
+        self._stopping = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="final-notifications")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Cancel the listener until it is done: redis-py can swallow a cancellation that lands
+        inside its connection code (the listener then resubscribed, and an app's shutdown
+        waited for it forever, seen once in a test's TestClient exit)."""
+        if self._task is None:
+            return
+        self._stopping = True
+        while not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=1.0)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            self._task.result()
 
     @contextlib.asynccontextmanager
     async def watching(self, generation_id: uuid.UUID) -> AsyncIterator[asyncio.Event]:
@@ -97,7 +105,7 @@ class FinalNotifications:
 
     async def _listen(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopping:
             try:
                 async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(FINAL_CHANNEL)
