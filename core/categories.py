@@ -58,6 +58,10 @@ class RefusalManifest:
     category_ids: tuple[int | None, ...]
     respond_token: str
     respond_id: int
+    #: False for a model whose answers are its unchanged base model's (a refusal head on frozen
+    #: weights): `[respond]` is still the first token of the answer, but the answer is decoded
+    #: from the prompt alone, as the base model answers it, not with `[respond]` in its context.
+    respond_in_context: bool = True
 
     @property
     def served(self) -> tuple[str, ...]:
@@ -79,6 +83,7 @@ class RefusalManifest:
         return {
             "categories": {c: None if i is None else {"token": t, "id": i} for c, t, i in entries},
             "respond": {"token": self.respond_token, "id": self.respond_id},
+            **({} if self.respond_in_context else {"respond_in_context": False}),
         }
 
     @classmethod
@@ -133,4 +138,7 @@ class RefusalManifest:
             raise InvalidManifest(f"duplicate tokens in manifest: {present_tokens}")
         respond_token, respond_id = tokens[-1], ids[-1]
         assert respond_token is not None and respond_id is not None  # respond may not be null
-        return cls(tuple(tokens[:-1]), tuple(ids[:-1]), respond_token, respond_id)
+        in_context = data.get("respond_in_context", True)
+        if not isinstance(in_context, bool):
+            raise InvalidManifest("'respond_in_context' must be true or false")
+        return cls(tuple(tokens[:-1]), tuple(ids[:-1]), respond_token, respond_id, in_context)

@@ -10,6 +10,9 @@ columns that no row attends to any more are cut off the left.
 A greedy or seeded row therefore computes what it would compute alone, in any mix and whenever
 it joins: its own positions, masked padding, its own random stream (one draw per step).
 A row whose category refuses with a policy-given message leaves right after its first token.
+For a model whose manifest keeps `[respond]` out of the answer's context (a refusal head on an
+unchanged base model), a row that responds takes its first answer token from the same first-step
+logits (control tokens masked) and goes on from the prompt alone: its answer is the base model's.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from transformers import DynamicCache
 
 from workers.engine.model import LoadedModel
 from workers.engine.prefill import left_pad, summaries_to_rows
-from workers.engine.processor import RefusalPolicyProcessor
+from workers.engine.processor import NEG_INF, RefusalPolicyProcessor
 from workers.engine.sampling import sample_next
 from workers.engine.types import (
     FinishReason,
@@ -174,6 +177,9 @@ class RunningBatch:
             _Row(j, seed if s.temperature > 0 else None, t0, now, summary)
             for j, seed, s, summary in zip(joining, seeds, sp, summaries, strict=True)
         ]
+        answer_start = self._answer_from_prompt(
+            out.logits[:, -1, :], first, temperature, top_p, gens
+        )
         events, keep = [], []
         for i, (row, token) in enumerate(zip(rows, first.tolist(), strict=True)):
             row.decision = self._category_of.get(token, -1)
@@ -187,13 +193,17 @@ class RunningBatch:
                     result=event,
                 )
             )
+            if event is None and i in answer_start:
+                first[i] = answer_start[i]
+                event = self._append(row, answer_start[i], now)
+                events.append(RowEvent(row.joining.key, answer_start[i], result=event))
             if event is None:
                 keep.append(i)
         c = self.counters
         c.rows += len(joining)
         c.prompt_tokens += sum(batch.lengths)
         c.padded_prompt_tokens += int(batch.input_ids.numel())
-        c.generated_tokens += len(joining)
+        c.generated_tokens += len(events)
         c.prefill_s += now - t0
         if keep:
             idx = torch.tensor(keep, device=dev)
@@ -211,6 +221,29 @@ class RunningBatch:
                 processor,
             )
         return events
+
+    def _answer_from_prompt(
+        self,
+        raw: torch.Tensor,  # (N, V) first-step logits as the model gave them
+        first: torch.Tensor,  # (N,)
+        temperature: torch.Tensor,  # (N,)
+        top_p: torch.Tensor,  # (N,)
+        gens: list[torch.Generator | None],
+    ) -> dict[int, int]:
+        """Row -> first answer token, for rows that responded when `[respond]` stays out of the
+        answer's context: drawn from the same logits with every control token masked, as the next
+        step would (the row's own sampling and random stream; other rows draw nothing)."""
+        if self.lm.manifest.respond_in_context:
+            return {}
+        responded = (first == self.lm.manifest.respond_id).nonzero().flatten().tolist()
+        if not responded:
+            return {}
+        idx = torch.tensor(responded, device=raw.device)
+        masked = raw.index_select(0, idx).float().index_fill(1, self.lm.control_ids, NEG_INF)
+        drawn = sample_next(
+            masked, temperature[idx], top_p[idx], [gens[i] for i in responded]
+        ).tolist()
+        return dict(zip(responded, drawn, strict=True))
 
     def _join(
         self,
