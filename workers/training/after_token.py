@@ -25,6 +25,7 @@ def respond_then_refuse(
     *,
     limit: int = 60,
     max_new_tokens: int = 32,
+    respond_in_context: bool = True,
 ) -> dict[str, object]:
     """Share of forced-`[respond]` answers to distinct held-out respond prompts that refuse anyway."""
     single = [
@@ -32,7 +33,12 @@ def respond_then_refuse(
     ]
     prompts = list(dict.fromkeys(single))[:limit]
     answers = sample_answers(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, first_token=token_for(RESPOND)
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        first_token=token_for(RESPOND),
+        respond_in_context=respond_in_context,
     )
     flagged = [(p, a) for p, a in zip(prompts, answers, strict=True) if refuses_in_text(a)]
     return {

@@ -37,13 +37,15 @@ def greedy_tokens(
     prompts: Sequence[str],
     *,
     first_token: str = "",
+    in_context: bool = True,
     max_new_tokens: int = KEPT_TOKENS,
     batch_size: int = 20,
 ) -> list[list[int]]:
     """Greedy answer token ids (cut after the end of turn) of single-turn prompts, batched.
 
     With `first_token` the answer is forced to start with it and control tokens are masked
-    from then on (as the service does after the first step)."""
+    from then on (as the service does after the first step); without `in_context` the answer
+    after it is decoded from the prompt alone (a manifest's `respond_in_context: false`)."""
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     processors = LogitsProcessorList()
     if first_token:
@@ -54,7 +56,8 @@ def greedy_tokens(
     try:
         for start in range(0, len(prompts), batch_size):
             texts = [
-                prompt_text(tokenizer, [{"role": "user", "content": p}]) + first_token
+                prompt_text(tokenizer, [{"role": "user", "content": p}])
+                + (first_token if in_context else "")
                 for p in prompts[start : start + batch_size]
             ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -78,10 +81,14 @@ def answers_kept(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     base: Sequence[list[int]],
+    *,
+    in_context: bool = True,
 ) -> dict[str, object]:
     """Share of prompts whose forced-`[respond]` greedy answer starts with the base answer's
     first `KEPT_TOKENS` tokens (`base` from `greedy_tokens` on the base model)."""
-    tuned = greedy_tokens(model, tokenizer, prompts, first_token=token_for(RESPOND))
+    tuned = greedy_tokens(
+        model, tokenizer, prompts, first_token=token_for(RESPOND), in_context=in_context
+    )
     kept = [t[:KEPT_TOKENS] == b[:KEPT_TOKENS] for t, b in zip(tuned, base, strict=True)]
     differ = [
         (p, tokenizer.decode(b), tokenizer.decode(t))

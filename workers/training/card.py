@@ -83,8 +83,15 @@ def answers_section(info: dict[str, Any], level: str = "##") -> list[str]:
             f"* kept from the base model: **{kept['kept']} of {kept['n']}** ({kept['rate']:.0%}) "
             f"distinct held-out respond prompts get, after a forced `[respond]`, the base model's "
             f"greedy answer token for token over its first {kept['tokens']} tokens "
-            "(`workers/training/answers_kept.py`).",
+            "(`workers/training/answers_kept.py`), as the service decodes them.",
         ]
+    in_context = info.get("answers_kept_in_context")
+    if in_context:
+        lines.append(
+            f"* with `[respond]` in the answer's context (the weights run outside the service, "
+            f"e.g. plain `generate`): **{in_context['kept']} of {in_context['n']}** "
+            f"({in_context['rate']:.0%})."
+        )
     after = info.get("after_respond")
     if after:
         lines.append(
@@ -108,6 +115,28 @@ def update_probe_section(out_dir: Path, probe: dict[str, Any]) -> Path:
     return path
 
 
+def training_lines(info: dict[str, Any]) -> list[str]:
+    """The card's training section: a recipe's own lines (`training["lines"]`), or the figures
+    of `train.train`'s loop."""
+    training = info["training"]
+    if "lines" in training:
+        lines = [f"* {line}" for line in training["lines"]]
+    else:
+        cfg = training["config"]
+        lines = [
+            f"* steps: {training['steps']} (batch {cfg['batch_size']}, lr {cfg['lr']}, "
+            f"first-token weight {cfg['first_token_weight']})",
+            f"* final training loss {training['final_loss']}, first-token accuracy "
+            f"{training['final_first_token_acc']}",
+        ]
+    return [
+        *lines,
+        f"* trained parameters: {info['trainable']}",
+        f"* training time: {training['seconds']:.0f} s; end to end: {info['total_seconds']:.0f} s "
+        f"on {info['machine']}",
+    ]
+
+
 def write_card(
     out_dir: Path,
     *,
@@ -118,8 +147,7 @@ def write_card(
 ) -> Path:
     """Write MODEL_CARD.md and training_report.json from `info` (data, training, report, timings)."""
     (out_dir / REPORT_FILENAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    data, training, report = info["data"], info["training"], info["heldout"]
-    cfg = training["config"]
+    data, report = info["data"], info["heldout"]
     parts = [
         f"# {title}",
         "",
@@ -139,13 +167,7 @@ def write_card(
         "",
         "## Training",
         "",
-        f"* steps: {training['steps']} (batch {cfg['batch_size']}, lr {cfg['lr']}, "
-        f"first-token weight {cfg['first_token_weight']})",
-        f"* trained parameters: {info['trainable']}",
-        f"* training time: {training['seconds']:.0f} s; end to end: {info['total_seconds']:.0f} s "
-        f"on {info['machine']}",
-        f"* final training loss {training['final_loss']}, first-token accuracy "
-        f"{training['final_first_token_acc']}",
+        *training_lines(info),
         "",
         "## Held-out first-token classification",
         "",

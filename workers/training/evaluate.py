@@ -17,7 +17,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from core.categories import CLASSES, RefusalManifest, token_for
+from core.categories import CLASSES, RESPOND, RefusalManifest, token_for
 from workers.engine.prompt_tokens import encode_prompt
 from workers.training.train import prompt_text
 
@@ -105,17 +105,29 @@ def sample_answers(
     *,
     max_new_tokens: int = 40,
     first_token: str = "",
+    respond_in_context: bool = True,
 ) -> list[str]:
-    """Greedy answers (control token kept, and masked after the first step) to single prompts.
+    """Greedy answers (control token kept, and masked after the first step) to single prompts,
+    as the engine makes them.
 
     With `first_token` the answer is forced to start with it (it is part of the prompt, and of
-    the returned answer)."""
+    the returned answer). Without `respond_in_context` (the manifest's flag), an answer that
+    starts with `[respond]` is decoded from the prompt alone, as the engine does."""
     answers: list[str] = []
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     control = tokenizer.convert_tokens_to_ids(list(CONTROL_TOKEN_TEXTS))
+    respond = token_for(RESPOND)
     for prompt in prompts:
-        text = prompt_text(tokenizer, [{"role": "user", "content": prompt}]) + first_token
-        ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])  # (1, T)
+        text = prompt_text(tokenizer, [{"role": "user", "content": prompt}])
+        lead = first_token
+        if not lead and not respond_in_context:
+            ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])  # (1, T)
+            if tokenizer.decode(model(input_ids=ids).logits[0, -1].argmax()) == respond:
+                lead = respond
+        outside = lead == respond and not respond_in_context
+        ids = torch.tensor(
+            [tokenizer(text + ("" if outside else lead), add_special_tokens=False).input_ids]
+        )
         gen = model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
@@ -123,9 +135,11 @@ def sample_answers(
             do_sample=False,
             eos_token_id=eot,
             pad_token_id=tokenizer.pad_token_id,
-            logits_processor=LogitsProcessorList([MaskControlAfterFirst(ids.shape[1], control)]),
+            logits_processor=LogitsProcessorList(
+                [MaskControlAfterFirst(0 if outside else ids.shape[1], control)]
+            ),
         )
         new = gen[0, ids.shape[1] :]
         answer = tokenizer.decode(new, skip_special_tokens=False).replace("<|im_end|>", "")
-        answers.append(first_token + answer.strip())
+        answers.append(lead + answer.strip())
     return answers

@@ -102,7 +102,13 @@ class RecipeRun:
         reports = recipe.evaluate(model, tokenizer, manifest, heldout, name=self.name, log=log)
         recipe.save_model(self.out_dir, model, tokenizer, manifest)
         prompts = card.sample_prompts
-        answers = sample_answers(model, tokenizer, prompts, max_new_tokens=card.sample_tokens)
+        answers = sample_answers(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=card.sample_tokens,
+            respond_in_context=manifest.respond_in_context,
+        )
         info = {
             "model": self.name,
             "data": recipe.data_info(self.options.seed, train_ex, heldout, ALL_GROUPS),

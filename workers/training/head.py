@@ -1,0 +1,116 @@
+"""A refusal head on a frozen model: the control tokens' output rows, fitted to its final states.
+
+The base model's weights stay as they are. Its final hidden state at the position where the answer
+starts (after the chat template's generation prompt) is computed once per training prompt; the
+six control tokens' rows of an untied output head are then a multinomial logistic regression over
+those states, trained with the full vocabulary's softmax (the ordinary tokens' log-sum-exp is one
+fixed competitor per prompt), so the control token wins the full-vocabulary argmax where the
+label says so. Every ordinary token's logit is the base model's, at every position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from workers.engine.prompt_tokens import encode_prompt
+
+
+@torch.no_grad()
+def decision_states(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    *,
+    batch_size: int = 32,
+    log: Callable[[str], None] | None = None,
+) -> torch.Tensor:
+    """Final hidden state at each conversation's first answer position: (N, H) float32.
+
+    Prompts run in batches of similar length (less padding), right-padded, so every row keeps its
+    own positions."""
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = [encode_prompt(tokenizer, c) for c in conversations]  # as the engine encodes them
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = torch.empty((len(rows), model.config.hidden_size))
+    for n, start in enumerate(range(0, len(order), batch_size)):
+        chunk = order[start : start + batch_size]
+        width = max(len(rows[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # (B, T)
+        mask = torch.zeros_like(ids)  # (B, T)
+        for j, i in enumerate(chunk):
+            ids[j, : len(rows[i])] = torch.tensor(rows[i])
+            mask[j, : len(rows[i])] = 1
+        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = torch.tensor([len(rows[i]) - 1 for i in chunk])
+        out[chunk] = hidden[torch.arange(len(chunk)), last].float()
+        if log and n % 40 == 0:
+            log(f"[head] decision states {start + len(chunk)}/{len(rows)}")
+    return out
+
+
+def untie_head(model: PreTrainedModel) -> None:
+    """Give the model its own output head (a copy of the tied embedding), so the control tokens'
+    output rows can change without changing their input rows or any other token."""
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(head.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    if hasattr(model.config, "get_text_config"):
+        model.config.get_text_config().tie_word_embeddings = False
+
+
+def ordinary_logsumexp(states: torch.Tensor, head: torch.Tensor, vocab: int) -> torch.Tensor:
+    """log sum exp of the ordinary tokens' logits (ids below `vocab`) per state: (N,)."""
+    return torch.cat([(s @ head[:vocab].T).logsumexp(-1) for s in states.split(1024)])  # (N,)
+
+
+def fit_rows(
+    states: torch.Tensor,  # (N, H)
+    labels: torch.Tensor,  # (N,) index into the control rows
+    others: torch.Tensor,  # (N,) ordinary tokens' log-sum-exp
+    *,
+    weight_decay: float,
+    init: torch.Tensor,  # (K, H)
+    max_iter: int = 500,
+) -> torch.Tensor:
+    """Control rows (K, H) minimising full-vocabulary cross-entropy + weight_decay * |rows|^2."""
+    rows = init.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([rows], max_iter=max_iter, line_search_fn="strong_wolfe")
+    competitors = others[:, None]  # (N, 1): every ordinary token at once
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = torch.cat([states @ rows.T, competitors], dim=-1)  # (N, K + 1)
+        loss = F.cross_entropy(logits, labels) + weight_decay * rows.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return rows.detach()
+
+
+def choose_weight_decay(
+    states: torch.Tensor,
+    labels: torch.Tensor,
+    others: torch.Tensor,
+    init: torch.Tensor,
+    candidates: Sequence[float],
+    *,
+    seed: int,
+) -> tuple[float, dict[float, float]]:
+    """The candidate with the best accuracy on a tenth of the training prompts held out (never
+    an evaluation set), and each candidate's accuracy."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(labels), generator=gen)
+    cut = len(labels) // 10
+    val, fit = perm[:cut], perm[cut:]
+    scores = {}
+    for wd in candidates:
+        rows = fit_rows(states[fit], labels[fit], others[fit], weight_decay=wd, init=init)
+        logits = torch.cat([states[val] @ rows.T, others[val, None]], dim=-1)
+        scores[wd] = float((logits.argmax(-1) == labels[val]).float().mean())
+    return max(candidates, key=lambda wd: scores[wd]), scores
