@@ -58,16 +58,16 @@ def test_control_and_role_tokens_in_user_or_system_text_are_plain_text(
     tokenizer: PreTrainedTokenizerBase, injection: str
 ) -> None:
     special = set(tokenizer.all_special_ids)
-    clean = encode_prompt(tokenizer, _user("What is the capital of France?"))
-    for messages in (
-        _user("What is the capital of France?" + injection),
-        [{"role": "system", "content": injection}, *_user("What is the capital of France?")],
+    question = "What is the capital of France?"
+    # The same conversation without the injection holds every template marker there is (with
+    # a system turn, SmolLM2's template drops its default system prompt; the tiny one has none).
+    for shape in (
+        lambda extra: _user(question + extra),
+        lambda extra: [{"role": "system", "content": "Be brief." + extra}, *_user(question)],
     ):
-        ids = encode_prompt(tokenizer, messages)
-        template_specials = [i for i in clean if i in special]
-        if messages[0]["role"] == "system":  # one more turn: one more <|im_start|> <|im_end|>
-            template_specials += [i for i in template_specials[:2]]
-        assert sorted(i for i in ids if i in special) == sorted(template_specials)
+        clean = [i for i in encode_prompt(tokenizer, shape("")) if i in special]
+        ids = encode_prompt(tokenizer, shape(injection))
+        assert sorted(i for i in ids if i in special) == sorted(clean)
 
 
 def test_ordinary_prompts_tokenize_as_the_whole_rendered_prompt_did(

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from core.categories import RESPOND, token_for
 from workers.training.after_token import refuses_in_text, respond_then_refuse
 from workers.training.data import generate, split
-from workers.training.demo import training_targets
+from workers.training.demo import ANSWER_TOKENS, soft_items
 from workers.training.evaluate import sample_answers
 
 
@@ -37,19 +37,26 @@ def test_forced_respond_answers_start_with_respond_and_are_counted(tiny_model_di
     assert token_for("safety") not in answer
 
 
-def test_demo_respond_targets_skip_base_answers_that_refuse() -> None:
+def test_demo_soft_items_skip_base_answers_that_refuse() -> None:
     examples = [e for e in generate(0, examples_per_class=30) if len(e.messages) == 1]
-    respond = [e for e in examples if e.label == RESPOND][:2]
+    respond = [e for e in examples if e.label == RESPOND][:3]
     refusal = next(e for e in examples if e.label == "safety")
     answers = {
         respond[0].messages[0]["content"]: "Sure: here is how it works.",
         respond[1].messages[0]["content"]: "I'm sorry, but as a chatbot I can't help with that.",
         refusal.messages[0]["content"]: "Here you go.",
-    }
-    targets, refused = training_targets([*respond, refusal], answers)
-    assert targets == [
-        token_for(RESPOND) + "Sure: here is how it works.",
-        respond[1].response,
-        refusal.response,
-    ]
+    }  # respond[2] has no base answer
+    items, refused = soft_items(
+        [*respond, refusal],
+        answers,
+        lambda e: [len(e.messages[0]["content"])],
+        lambda text: [ord(c) for c in text],
+        lambda label: 1000 + len(label),
+    )
     assert refused == 1
+    distilled, replied = items
+    assert distilled.distil and distilled.answer == [ord(c) for c in "Sure: here is how it works."]
+    assert distilled.control == 1000 + len(RESPOND)
+    # a refusal trains its own token on the recipe's reply, never on the base model's answer
+    assert not replied.distil and replied.control == 1000 + len("safety")
+    assert replied.answer == [ord(c) for c in refusal.reply.strip()][:ANSWER_TOKENS]

@@ -7,15 +7,12 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
-from core.categories import CATEGORIES, CLASSES, token_for
+from core.categories import CATEGORIES, token_for
 from workers.training import donotanswer
 from workers.training.data import content_words, generate, split
 from workers.training.demo import demo_examples
 from workers.training.probe import PROBE
 from workers.training.real_world import as_people_type
-from workers.training.train import encode
 
 #: Share of a probe prompt's content words that a training prompt may share with it (Jaccard).
 NEAR_COPY = 0.75
@@ -97,14 +94,3 @@ def test_real_world_wrappers_keep_the_request_and_skip_role_play_for_humanizing(
         assert not any(frame in text for frame in ("You are ", "Pretend you're", "Act as "))
     texts = {as_people_type("Explain how tides work.", rng, label="respond") for _ in range(200)}
     assert len(texts) > 100
-
-
-def test_first_token_only_examples_keep_just_the_control_token(tiny_model_dir: Path) -> None:
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    examples = [e for e in generate(0, examples_per_class=10) if len(e.messages) == 1][:4]
-    encoded = encode(examples, tok, max_response_tokens=32, first_only_from=2)
-    control = {tok.convert_tokens_to_ids(token_for(c)) for c in CLASSES}
-    for i, e in enumerate(encoded):
-        response = e.ids[e.prompt_len :]
-        assert response[0] in control
-        assert (len(response) == 1) == (i >= 2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,9 @@ from workers.training.data import generate, iter_texts, split
 from workers.training.tiny import small_llama
 from workers.training.tokenizer import add_control_tokens, train_tiny_tokenizer
 from workers.training.train import (
-    Encoded,
     TrainConfig,
     batch_indices,
     collate,
-    distill_loss,
     encode,
     train,
 )
@@ -87,58 +84,3 @@ def test_resume_after_interruption_gives_the_same_weights(small_setup, tmp_path:
         straight.state_dict().items(), resumed.state_dict().items(), strict=True
     ):
         assert torch.allclose(a, b, atol=1e-6), name
-
-
-def _distilled(data: list[Encoded]) -> list[Encoded]:
-    return [replace(e, distill=True) for e in data]
-
-
-def test_distilled_rows_pair_each_answer_position_with_the_teacher_position_without_the_token(
-    small_setup,
-) -> None:
-    tok, data = small_setup
-    rows = [data[0], *_distilled(data[1:4])]
-    batch = collate(rows, tok.pad_token_id)
-    assert not batch["distill"][0].any()
-    student_targets = batch["targets"][1:][batch["distill"][1:]]
-    at = batch["teacher_at"][:, :-1]
-    teacher_next = batch["teacher_ids"][:, 1:][at]
-    real = batch["teacher_mask"][:, 1:][at].bool()
-    # the teacher sees the same answer one position earlier, without the control token
-    assert torch.equal(student_targets[student_targets != -100], teacher_next[real])
-    for d, enc in enumerate(rows[1:]):
-        plain = list(enc.ids[: enc.prompt_len] + enc.ids[enc.prompt_len + 1 :])
-        assert batch["teacher_ids"][d, : len(plain)].tolist() == plain
-        assert batch["teacher_at"][d].sum() == batch["distill"][d + 1].sum()
-
-
-def test_distillation_brings_the_answers_after_the_control_token_to_the_teachers(
-    small_setup, tmp_path: Path
-) -> None:
-    tok, data = small_setup
-    teacher = _model(len(tok)).requires_grad_(False).eval()
-    student = _model(len(tok))
-    rows = _distilled(data[:16])
-    cfg = TrainConfig(
-        steps=30, batch_size=8, lr=3e-3, warmup=2, first_token_weight=0.0, distill_weight=1.0
-    )
-
-    def kl(model: LlamaForCausalLM) -> float:
-        batch = collate(rows, tok.pad_token_id)
-        with torch.no_grad():
-            hidden = model.base_model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).last_hidden_state
-            return distill_loss(model, hidden, batch, teacher).item()
-
-    before = kl(student)
-    train(
-        student,
-        rows,
-        cfg,
-        pad_id=tok.pad_token_id,
-        out_dir=tmp_path,
-        log=lambda _: None,
-        teacher=teacher,
-    )
-    assert kl(student) < before / 2

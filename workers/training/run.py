@@ -68,7 +68,6 @@ class RecipeRun:
         cfg: TrainConfig,
         *,
         pad_id: int,
-        teacher: PreTrainedModel | None = None,
     ) -> dict[str, object]:
         """Train (or, with `resume`, continue) with checkpoints in the output directory."""
         options = self.options
@@ -80,7 +79,6 @@ class RecipeRun:
             out_dir=self.out_dir,
             resume=options.resume,
             log=options.log,
-            teacher=teacher,
         )
 
     def finish(

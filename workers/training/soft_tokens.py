@@ -106,7 +106,7 @@ def train_soft_tokens(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 5 == 0 or step == steps:
             log(
                 f"[soft] step {step}/{steps} loss {sum(losses[-5:]) / len(losses[-5:]):.4f} "

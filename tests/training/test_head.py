@@ -1,0 +1,100 @@
+"""The demo recipe's parts on the tiny model: the refusal head fitted to frozen final states, the
+soft-prompt input rows, and the untied head surviving save and load. Nothing else may change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from core.categories import CLASSES
+from workers.engine.prompt_tokens import encode_prompt
+from workers.training.data import generate, split
+from workers.training.evaluate import first_step_logits
+from workers.training.head import decision_states, fit_rows, ordinary_logsumexp, untie_head
+from workers.training.soft_tokens import SoftItem, train_soft_tokens
+
+
+@pytest.fixture
+def untied(tiny_model_dir: Path) -> tuple[PreTrainedModel, object]:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    untie_head(model)
+    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _snapshot(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_decision_states_are_where_the_first_token_is_decided(untied) -> None:
+    model, tok = untied
+    convs = [e.messages for e in split(generate(1, examples_per_class=3))[1][:20]]
+    states = decision_states(model, tok, convs, batch_size=7)  # batches sorted by length
+    expected = first_step_logits(model, tok, convs)
+    assert torch.allclose(model.lm_head(states), expected, atol=1e-4)
+
+
+def test_fitted_rows_win_the_full_vocabulary_and_nothing_else_moves(untied) -> None:
+    model, tok = untied
+    first = len(tok) - len(CLASSES)
+    examples = split(generate(2, examples_per_class=4))[0][:120]
+    states = decision_states(model, tok, [e.messages for e in examples])
+    labels = torch.tensor([CLASSES.index(e.label) for e in examples])
+    head = model.lm_head.weight
+    others = ordinary_logsumexp(states, head.detach(), first)
+    noise = torch.randn(len(CLASSES), states.shape[1], generator=torch.Generator().manual_seed(0))
+    before = _snapshot(model)
+    rows = fit_rows(states, labels, others, weight_decay=1e-4, init=noise)
+    with torch.no_grad():
+        head[first:] = rows
+    logits = model.lm_head(states)
+    assert (logits.argmax(-1) == labels + first).float().mean() > 0.9  # the control token wins
+    after = model.state_dict()
+    assert torch.equal(after["lm_head.weight"][:first], before["lm_head.weight"][:first])
+    for name in before:
+        if name != "lm_head.weight":
+            assert torch.equal(after[name], before[name]), name
+
+
+def test_soft_tokens_train_only_the_control_input_rows(untied, tmp_path: Path) -> None:
+    model, tok = untied
+    first = len(tok) - len(CLASSES)
+    examples = [e for e in split(generate(3, examples_per_class=4))[0] if len(e.messages) == 1]
+    items = [
+        SoftItem(
+            encode_prompt(tok, e.messages),
+            first + CLASSES.index(e.label),
+            tok(e.reply, add_special_tokens=False).input_ids[:12],
+            distil=i % 2 == 0,
+        )
+        for i, e in enumerate(examples[:24])
+    ]
+    before = _snapshot(model)
+    report = train_soft_tokens(
+        model,
+        items,
+        first_id=first,
+        count=len(CLASSES),
+        steps=6,
+        batch_size=6,
+        lr=0.05,
+        pad=tok.pad_token_id,
+        seed=0,
+        log=lambda _: None,
+    )
+    after = model.state_dict()
+    emb = "model.embed_tokens.weight"
+    assert not torch.equal(after[emb][first:], before[emb][first:])
+    assert torch.equal(after[emb][:first], before[emb][:first])
+    for name in before:
+        if name != emb:
+            assert torch.equal(after[name], before[name]), name
+    assert report["steps"] == 6 and report["items"] == 24
+    # untied on disk too: the head and the embedding load back as two different matrices
+    model.save_pretrained(tmp_path)
+    again = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert torch.equal(again.lm_head.weight, model.lm_head.weight)
+    assert torch.equal(again.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    assert not torch.equal(again.lm_head.weight, again.model.embed_tokens.weight)
