@@ -38,6 +38,19 @@ def test_paper_layout_is_registered_and_loads_in_the_engine(fresh_paper_model: P
     lm = load_model(fresh_paper_model, device="cpu", dtype="float32")
     assert lm.manifest.served == CATEGORIES
     assert lm.tokenizer.convert_ids_to_tokens(lm.manifest.respond_id) == " [respond]"
+    assert lm.manifest.respond_in_context and "respond_in_context" not in data
+
+
+def test_a_head_on_an_unchanged_model_is_registered_outside_the_context(
+    fresh_paper_model: Path,
+) -> None:
+    argv = [str(fresh_paper_model), "--layout", "paper", "--respond-outside-context"]
+    assert _register(argv) == 0
+    data = json.loads((fresh_paper_model / MANIFEST_FILENAME).read_text())
+    assert data["respond_in_context"] is False
+    assert not load_model(
+        fresh_paper_model, device="cpu", dtype="float32"
+    ).manifest.respond_in_context
 
 
 def test_single_refusal_token_is_served_as_one_category(tmp_path: Path) -> None:

@@ -47,15 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rcs model train",
         description="Train a refusal-token model: --tiny (from scratch, ~1-2 min) or --demo "
-        "(SmolLM2-135M-Instruct fine-tune, about 35 min on 2 shared CPU cores).",
+        "(a refusal head on frozen SmolLM2-135M-Instruct, about 22 min on 2 CPU cores).",
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--tiny", action="store_true", help="train the tiny test model")
-    which.add_argument("--demo", action="store_true", help="fine-tune the SmolLM2 demo model")
+    which.add_argument("--demo", action="store_true", help="build the SmolLM2 demo model")
     parser.add_argument("--out", type=Path, help="output directory (default var/models/tiny|demo)")
     parser.add_argument("--seed", type=_non_negative, default=0, help="data and training seed")
-    parser.add_argument("--steps", type=_positive, help="optimizer steps (default: recipe's)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument(
+        "--steps",
+        type=_positive,
+        help="optimizer steps (demo: soft-prompt steps; default: recipe's)",
+    )
+    parser.add_argument("--resume", action="store_true", help="tiny: continue from OUT/checkpoint")
     parser.add_argument(
         "--keep-checkpoint", action="store_true", help="keep OUT/checkpoint after success"
     )
@@ -102,7 +106,8 @@ def run_train_command(argv: list[str]) -> int:
         print(f"rcs model train: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rcs model train: interrupted; continue with --resume --out {out}", file=sys.stderr)
+        again = f"continue with --resume --out {out}" if args.tiny else "run it again"
+        print(f"rcs model train: interrupted; {again}", file=sys.stderr)
         return 130
     return 0
 

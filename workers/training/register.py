@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from core.categories import CATEGORIES, MANIFEST_FILENAME, RESPOND, InvalidManifest, RefusalManifest
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the token of a category (repeatable; overrides the layout's)",
     )
     parser.add_argument("--respond-token", metavar="TOKEN", help="the respond token")
+    parser.add_argument(
+        "--respond-outside-context",
+        action="store_true",
+        help="decode the answer after the respond token from the prompt alone (a refusal head "
+        "on an unchanged base model: its answers are the base model's)",
+    )
     parser.add_argument(
         "--force", action="store_true", help=f"replace an existing {MANIFEST_FILENAME}"
     )
@@ -133,13 +140,17 @@ def build_manifest(model_dir: Path, mapping: Mapping[str, str]) -> RefusalManife
 
 
 def register(
-    model_dir: Path, mapping: Mapping[str, str], *, force: bool = False
+    model_dir: Path,
+    mapping: Mapping[str, str],
+    *,
+    force: bool = False,
+    respond_in_context: bool = True,
 ) -> RefusalManifest:
     """Check `mapping` against the model and write its `refusal_tokens.json`."""
     path = model_dir / MANIFEST_FILENAME
     if path.exists() and not force:
         raise RegisterError(f"{path} exists; use --force to replace it")
-    manifest = build_manifest(model_dir, mapping)
+    manifest = replace(build_manifest(model_dir, mapping), respond_in_context=respond_in_context)
     path.write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
 
@@ -151,7 +162,12 @@ def run_register_command(argv: list[str]) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         mapping = token_mapping(args.layout, args.token, args.respond_token)
-        manifest = register(args.model_dir, mapping, force=args.force)
+        manifest = register(
+            args.model_dir,
+            mapping,
+            force=args.force,
+            respond_in_context=not args.respond_outside_context,
+        )
     except RegisterError as exc:
         print(f"rcs model register: error: {exc}", file=sys.stderr)
         return 2
@@ -160,7 +176,10 @@ def run_register_command(argv: list[str]) -> int:
     ):
         shown = f"{token!r} (id {tid})" if tid is not None else "no token: never refused"
         print(f"{name:<14} {shown}")
-    print(f"{RESPOND:<14} {manifest.respond_token!r} (id {manifest.respond_id})")
+    where = "in" if manifest.respond_in_context else "outside"
+    print(
+        f"{RESPOND:<14} {manifest.respond_token!r} (id {manifest.respond_id}), answer decoded {where} its context"
+    )
     print(f"wrote {args.model_dir / MANIFEST_FILENAME}")
     return 0
 
