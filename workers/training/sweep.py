@@ -183,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         loaded = load(model_dir)
         rows = sweep(loaded)
-        after = respond_then_refuse(loaded.model, loaded.tokenizer, loaded.heldout)
+        after = respond_then_refuse(
+            loaded.model,
+            loaded.tokenizer,
+            loaded.heldout,
+            respond_in_context=loaded.manifest.respond_in_context,
+        )
         print(f"{name} ({model_dir})\n{sweep_table(rows)}\n")
         print(f"forced [respond]: {after['refused_in_text']}/{after['n']} refuse in the text\n")
         sections.append(_model_section(name, model_dir, rows, after))
