@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from core.categories import CLASSES
 from workers.engine.prompt_tokens import encode_prompt
 from workers.training.data import generate, split
-from workers.training.evaluate import first_step_logits
-from workers.training.head import decision_states, fit_rows, ordinary_logsumexp, untie_head
+from workers.training.evaluate import decision_states
+from workers.training.head import fit_rows, ordinary_logsumexp, untie_head
 from workers.training.soft_tokens import SoftItem, train_soft_tokens
 
 
@@ -29,11 +29,20 @@ def _snapshot(model: PreTrainedModel) -> dict[str, torch.Tensor]:
 
 
 def test_decision_states_are_where_the_first_token_is_decided(untied) -> None:
+    """Batched by length with right padding, each state is the one its prompt gives alone."""
     model, tok = untied
     convs = [e.messages for e in split(generate(1, examples_per_class=3))[1][:20]]
-    states = decision_states(model, tok, convs, batch_size=7)  # batches sorted by length
-    expected = first_step_logits(model, tok, convs)
-    assert torch.allclose(model.lm_head(states), expected, atol=1e-4)
+    states = decision_states(model, tok, convs, batch_size=7)
+    with torch.no_grad():
+        alone = torch.stack(
+            [
+                model.base_model(input_ids=torch.tensor([encode_prompt(tok, c)])).last_hidden_state[
+                    0, -1
+                ]
+                for c in convs
+            ]
+        )
+    assert torch.allclose(states, alone, atol=1e-4)
 
 
 def test_fitted_rows_win_the_full_vocabulary_and_nothing_else_moves(untied) -> None:

@@ -36,9 +36,9 @@ from workers.training.after_token import refuses_in_text, respond_then_refuse
 from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
 from workers.training.base_model import ensure_base_model
 from workers.training.data import Example, generate, split
+from workers.training.evaluate import decision_states
 from workers.training.head import (
     choose_weight_decay,
-    decision_states,
     fit_rows,
     ordinary_logsumexp,
     untie_head,

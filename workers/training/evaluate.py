@@ -7,7 +7,7 @@ whole vocabulary; an ordinary token winning counts as `other` (always wrong).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import (
@@ -26,6 +26,40 @@ CONTROL_TOKEN_TEXTS = tuple(token_for(c) for c in CLASSES)
 
 
 @torch.no_grad()
+def decision_states(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    *,
+    batch_size: int = 32,
+    log: Callable[[str], None] | None = None,
+) -> torch.Tensor:
+    """Final hidden state at each conversation's first answer position: (N, H) float32.
+
+    Prompts run in batches of similar length (less padding), right-padded, so every row keeps its
+    own positions."""
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = [encode_prompt(tokenizer, c) for c in conversations]  # as the engine encodes them
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = torch.empty((len(rows), model.config.hidden_size))
+    for n, start in enumerate(range(0, len(order), batch_size)):
+        chunk = order[start : start + batch_size]
+        width = max(len(rows[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # (B, T)
+        mask = torch.zeros_like(ids)  # (B, T)
+        for j, i in enumerate(chunk):
+            ids[j, : len(rows[i])] = torch.tensor(rows[i])
+            mask[j, : len(rows[i])] = 1
+        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = torch.tensor([len(rows[i]) - 1 for i in chunk])
+        out[chunk] = hidden[torch.arange(len(chunk)), last].float()
+        if log and n % 40 == 0:
+            log(f"[states] decision states {start + len(chunk)}/{len(rows)}")
+    return out
+
+
+@torch.no_grad()
 def first_step_logits(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -34,22 +68,8 @@ def first_step_logits(
     batch_size: int = 32,
 ) -> torch.Tensor:
     """Float32 logits of the first response token for each conversation: (N, V)."""
-    model.eval()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out: list[torch.Tensor] = []
-    for start in range(0, len(conversations), batch_size):
-        chunk = conversations[start : start + batch_size]
-        rows = [encode_prompt(tokenizer, c) for c in chunk]  # as training and the engine do
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (B, T)
-        mask = torch.zeros_like(ids)  # (B, T)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
-        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
-        last = torch.tensor([len(r) - 1 for r in rows])
-        out.append(model.lm_head(hidden[torch.arange(len(rows)), last]).float())  # (B, V)
-    return torch.cat(out)  # (N, V)
+    states = decision_states(model, tokenizer, conversations, batch_size=batch_size)
+    return model.lm_head(states).float()  # (N, V)
 
 
 def predict_classes(logits: torch.Tensor, manifest: RefusalManifest) -> list[str]:
@@ -117,12 +137,13 @@ def sample_answers(
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     control = tokenizer.convert_tokens_to_ids(list(CONTROL_TOKEN_TEXTS))
     respond = token_for(RESPOND)
+    respond_id = tokenizer.convert_tokens_to_ids(respond)
     for prompt in prompts:
         text = prompt_text(tokenizer, [{"role": "user", "content": prompt}])
         lead = first_token
         if not lead and not respond_in_context:
             ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])  # (1, T)
-            if tokenizer.decode(model(input_ids=ids).logits[0, -1].argmax()) == respond:
+            if int(model(input_ids=ids).logits[0, -1].argmax()) == respond_id:
                 lead = respond
         outside = lead == respond and not respond_in_context
         ids = torch.tensor(

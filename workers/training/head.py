@@ -10,47 +10,11 @@ label says so. Every ordinary token's logit is the base model's, at every positi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from workers.engine.prompt_tokens import encode_prompt
-
-
-@torch.no_grad()
-def decision_states(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    conversations: Sequence[Sequence[dict[str, str]]],
-    *,
-    batch_size: int = 32,
-    log: Callable[[str], None] | None = None,
-) -> torch.Tensor:
-    """Final hidden state at each conversation's first answer position: (N, H) float32.
-
-    Prompts run in batches of similar length (less padding), right-padded, so every row keeps its
-    own positions."""
-    model.eval()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    rows = [encode_prompt(tokenizer, c) for c in conversations]  # as the engine encodes them
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = torch.empty((len(rows), model.config.hidden_size))
-    for n, start in enumerate(range(0, len(order), batch_size)):
-        chunk = order[start : start + batch_size]
-        width = max(len(rows[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # (B, T)
-        mask = torch.zeros_like(ids)  # (B, T)
-        for j, i in enumerate(chunk):
-            ids[j, : len(rows[i])] = torch.tensor(rows[i])
-            mask[j, : len(rows[i])] = 1
-        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-        last = torch.tensor([len(rows[i]) - 1 for i in chunk])
-        out[chunk] = hidden[torch.arange(len(chunk)), last].float()
-        if log and n % 40 == 0:
-            log(f"[head] decision states {start + len(chunk)}/{len(rows)}")
-    return out
+from transformers import PreTrainedModel
 
 
 def untie_head(model: PreTrainedModel) -> None:
