@@ -6,9 +6,9 @@ The tenant always comes from the key, never from the URL or the body.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Annotated, Final
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final
 
 import anyio
 from fastapi import Depends, Request
@@ -63,6 +63,8 @@ class Principal:
     key_id: uuid.UUID
     role: str
     tenant_id: uuid.UUID | None
+    #: The tenant's quotas, read with the key (empty for platform admins).
+    quotas: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def actor(self) -> str:
@@ -106,7 +108,8 @@ def current_principal(
         raise ApiError(401, "unauthenticated", "invalid or revoked API key")
     if key.tenant is not None and not key.tenant.active:
         raise ApiError(403, "forbidden", "tenant is deactivated")
-    return Principal(key_id=key.id, role=key.role, tenant_id=key.tenant_id)
+    quotas = dict(key.tenant.quotas) if key.tenant is not None else {}
+    return Principal(key_id=key.id, role=key.role, tenant_id=key.tenant_id, quotas=quotas)
 
 
 def require_roles(*roles: str) -> Callable[[Principal], Coroutine[None, None, Principal]]:

@@ -27,7 +27,9 @@ def submit_generation(
     generation_id: uuid.UUID | None = None,
 ) -> Generation:
     """Queue the generation `body` asks for (`services.generations.queue_generation`)."""
-    caller = Caller(principal.require_tenant(), principal.key_id, request.state.request_id)
+    caller = Caller(
+        principal.require_tenant(), principal.key_id, request.state.request_id, principal.quotas
+    )
     new = NewGeneration(body.chat(), body.sampling(), body.policy, body.stream)
     state = request.app.state
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.queue import GENERATE_TASK
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
-from db.repositories.policies import resolve_active_version
-from db.repositories.tenants import get_tenant
+from db.repositories.policies import resolve_active_policy
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
 from services.tasks import TaskMessage, TaskSender, send_after_commit
@@ -43,11 +42,13 @@ class NewGeneration:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who submits: the tenant, the key and the request id of the HTTP request."""
+    """Who submits: the tenant, the key and the request id of the HTTP request, and the
+    tenant's quotas as read with the key (in the same transaction)."""
 
     tenant_id: uuid.UUID
     api_key_id: uuid.UUID | None
     request_id: str
+    quotas: Mapping[str, Any]
 
 
 def read_generation(factory: sessionmaker[Session], generation_id: uuid.UUID) -> Generation:
@@ -71,19 +72,18 @@ def queue_generation(
     """Check the tenant's quotas (`QuotaExceeded`; `check_rate` with its requests per minute),
     resolve the policy (`PolicyNotFound`), write the queued row (with `generation_id` if given)
     and send the task after commit."""
-    tenant = get_tenant(session=session, tenant_id=caller.tenant_id)
-    max_tokens = int(tenant.quotas.get("max_tokens", 1024))
+    max_tokens = int(caller.quotas.get("max_tokens", 1024))
     if int(new.params["max_tokens"]) > max_tokens:
         raise QuotaExceeded("max_tokens", f"max_tokens exceeds this tenant's quota of {max_tokens}")
-    check_rate(caller.tenant_id, int(tenant.quotas.get("requests_per_minute", 600)))
-    version = resolve_active_version(
+    check_rate(caller.tenant_id, int(caller.quotas.get("requests_per_minute", 600)))
+    policy, version = resolve_active_policy(
         session=session, tenant_id=caller.tenant_id, policy_name=new.policy
     )
     row = repo.create_generation(
         session=session,
         tenant_id=caller.tenant_id,
         policy_version_id=version.id,
-        shadow_version_id=version.policy.shadow_version_id,
+        shadow_version_id=policy.shadow_version_id,
         model=model,
         messages=new.messages,
         params=new.params,

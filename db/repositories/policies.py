@@ -142,19 +142,29 @@ def list_policies(*, session: Session, tenant_id: uuid.UUID) -> list[Policy]:
     return list(session.scalars(stmt))
 
 
-def resolve_active_version(
+def resolve_active_policy(
     *, session: Session, tenant_id: uuid.UUID, policy_name: str | None = None
-) -> PolicyVersion:
-    """The active version of the named policy, or of the tenant's default when no name is given.
+) -> tuple[Policy, PolicyVersion]:
+    """The named policy (the tenant's default when no name is given) and its active version.
 
-    Raises `PolicyNotFound`, or `NoActiveVersion` if the policy has none.
+    One statement on every generation's path: the policy with its active version joined. The
+    policy is returned too because the session holds loaded rows only weakly: reaching it later
+    through `version.policy` would read it again. Raises `PolicyNotFound`, or `NoActiveVersion`
+    if the policy has none.
     """
-    # One statement on every generation's path: the policy with its active version joined.
     stmt = _policy_named(tenant_id, policy_name).options(joinedload(Policy.active_version))
     policy = one_or_raise(session, stmt, PolicyNotFound(policy_name or "default"))
     if policy.active_version is None:
         raise NoActiveVersion(f"policy {policy.name!r} has no active version")
-    return policy.active_version
+    return policy, policy.active_version
+
+
+def resolve_active_version(
+    *, session: Session, tenant_id: uuid.UUID, policy_name: str | None = None
+) -> PolicyVersion:
+    """The active version of the named policy, or of the tenant's default when no name is given
+    (`resolve_active_policy`)."""
+    return resolve_active_policy(session=session, tenant_id=tenant_id, policy_name=policy_name)[1]
 
 
 def create_policy(

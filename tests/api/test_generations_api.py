@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
@@ -78,6 +79,36 @@ def test_submit_is_202_with_location_and_the_task_follows_the_commit(
     assert sender.sent == [(GENERATE_TASK, [body["id"]])]
     # When the task left, another connection could already read the committed, queued row.
     assert sender.seen == ["queued"]
+
+
+def test_a_submission_reads_the_key_and_the_policy_once_then_writes_the_row(
+    client: TestClient, tenant: TenantKeys, api_settings: Settings
+) -> None:
+    """Three statements before the task leaves: the key with its tenant (quotas), the policy
+    with its active version, the insert. Neither is read twice through a relationship."""
+    client.post("/v1/generations", json={"prompt": "warm"}, headers=tenant.headers("client"))
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        response = client.post(
+            "/v1/generations", json={"prompt": "hello"}, headers=tenant.headers("client")
+        )
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert response.status_code == 202, response.text
+    reads = [
+        s.split(" WHERE ")[0].split(" FROM ")[-1] for s in statements if s.startswith("SELECT")
+    ]
+    assert reads == [
+        "api_keys LEFT OUTER JOIN tenants AS tenants_1 ON tenants_1.id = api_keys.tenant_id",
+        "policies LEFT OUTER JOIN policy_versions AS policy_versions_1 ON "
+        "policy_versions_1.id = policies.active_version_id",
+    ]
+    assert sum(s.startswith("INSERT INTO generations") for s in statements) == 1
 
 
 def test_get_returns_the_row_with_its_policy_version_and_params(
