@@ -62,7 +62,7 @@ class DemoRecipe:
     batch_size: int = 8
     lr: float = 0.03
     #: Generated examples per class (train and held-out).
-    examples_per_class: int = 600
+    examples_per_class: int = 1200
     #: Training prompts dressed the way people type (`real_world.py`).
     real_world: bool = True
     donotanswer: bool = True
