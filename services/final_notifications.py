@@ -3,9 +3,11 @@
 One pub/sub subscription per API process (`FINAL_CHANNEL`) wakes the waiters of the ids it
 names. A waiter registers before it reads the row, so a notification published between the
 worker's commit and the registration is never lost: the read sees the final row. The database
-stays the record (a woken waiter reads the row); if the subscription drops, every waiter is
-woken to re-read, and a waiter also re-reads every `RECHECK_SECONDS` in case a notification
-was missed (a worker that could not publish), the only database cost of a long wait.
+stays the record: a notification that carries the row as the worker's committed transaction
+wrote it (`take_row`) spares the woken waiter its read; one without reads the row. If the
+subscription drops, every waiter is woken to re-read, and a waiter also re-reads every
+`RECHECK_SECONDS` in case a notification was missed (a worker that could not publish), the
+only database cost of a long wait.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from services.generation_events import FINAL_CHANNEL
+from services.generation_events import FINAL_CHANNEL, parse_final
 
 log = logging.getLogger(__name__)
 RECHECK_SECONDS = 30.0
@@ -33,6 +35,7 @@ class FinalNotifications:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self._rows: dict[uuid.UUID, dict[str, Any]] = {}  # final rows carried by notifications
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()  # set while the subscription is live
         self._stopping = False
@@ -64,6 +67,12 @@ class FinalNotifications:
             waiters.discard(event)
             if not waiters:
                 self._waiters.pop(generation_id, None)
+                self._rows.pop(generation_id, None)
+
+    def take_row(self, generation_id: uuid.UUID) -> dict[str, Any] | None:
+        """The final row a notification carried for a watched id (as the worker's committed
+        transaction wrote it), once; None if none came."""
+        return self._rows.pop(generation_id, None)
 
     async def wait_until(
         self,
@@ -127,6 +136,10 @@ class FinalNotifications:
     def _on_message(self, data: bytes | str) -> None:
         text = data.decode() if isinstance(data, bytes) else data
         try:
-            self._wake(uuid.UUID(text))
+            generation_id, row = parse_final(text)
         except ValueError:
             log.warning("ignoring a malformed final notification: %r", text[:80])
+            return
+        if row is not None and generation_id in self._waiters:
+            self._rows[generation_id] = row
+        self._wake(generation_id)

@@ -2,9 +2,11 @@
 
 The database stays the record; Redis only says *when* to read it and carries tokens early.
 
-* `FINAL_CHANNEL` (pub/sub): the generation id, published by the worker after the transaction
-  that made the row final has committed. Each API process holds one subscription for all its
-  synchronous waiters (`api/final_notifications.py`), so waiting costs the database nothing.
+* `FINAL_CHANNEL` (pub/sub): published by the worker after the transaction that made the row
+  final has committed: the generation id, or `{"id": ..., "row": {...}}` with the row as that
+  transaction wrote it (`row_to_json`), so that a woken waiter answers without reading it. Each
+  API process holds one subscription for all its synchronous waiters
+  (`services/final_notifications.py`), so waiting costs the database nothing.
 * `stream_key(id)` (a Redis stream, only for rows submitted with `stream: true`): entries with
   a `type` field, in order — `decision` (category, first-token probabilities), `text` (a piece
   of the answer), and `final` (after the commit, like the notification). The worker pipelines
@@ -84,14 +86,41 @@ def append_events(
         pipe.expire(key, ttl)
 
 
+def final_message(generation_id: uuid.UUID | str, row: str | None = None) -> str:
+    """A `FINAL_CHANNEL` message: the id, with the row's JSON as written when given."""
+    return str(generation_id) if row is None else f'{{"id": "{generation_id}", "row": {row}}}'
+
+
+def parse_final(text: str) -> tuple[uuid.UUID, dict[str, Any] | None]:
+    """(id, the row as written, or None) of a `FINAL_CHANNEL` message; `ValueError` if
+    malformed."""
+    if not text.startswith("{"):
+        return uuid.UUID(text), None
+    try:
+        message = json.loads(text)
+        row = message["row"]
+        if not isinstance(row, dict):
+            raise TypeError("row is not an object")
+        return uuid.UUID(message["id"]), row
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def publish_final(
-    client: redis.Redis, finals: Sequence[tuple[uuid.UUID | str, bool]], *, ttl: int
+    client: redis.Redis,
+    finals: Sequence[tuple[uuid.UUID | str, bool]],
+    *,
+    ttl: int,
+    rows: Mapping[uuid.UUID, str] | None = None,
 ) -> None:
     """After the rows' final commit, in one round trip: end the streams of the streamed ones
-    (`(id, streamed)` pairs) and notify waiters of each."""
+    (`(id, streamed)` pairs) and notify waiters of each, with the row as written when `rows`
+    holds it."""
+    rows = rows or {}
     pipe = client.pipeline(transaction=False)
     ended = [(str(gid), GenerationEvent("final")) for gid, streamed in finals if streamed]
     append_events(pipe, ended, ttl)
     for gid, _ in finals:
-        pipe.publish(FINAL_CHANNEL, str(gid))
+        row = rows.get(gid) if isinstance(gid, uuid.UUID) else None
+        pipe.publish(FINAL_CHANNEL, final_message(gid, row))
     pipe.execute()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.queue import GENERATE_TASK
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
+from db.repositories.generations import generation_from_row
 from db.repositories.policies import resolve_active_policy
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
@@ -119,9 +120,13 @@ async def wait_for_final(
         # The row is committed and will finish: wait a database restart out, up to the timeout.
         return retry_on_disconnect(lambda: read_generation(factory, generation_id), seconds=timeout)
 
+    async def read() -> Generation:
+        carried = waiter.take_row(generation_id)  # final as committed: no read needed
+        return generation_from_row(carried) if carried is not None else await run_sync(load)
+
     return await waiter.wait_until(
         generation_id,
-        lambda: run_sync(load),
+        read,
         lambda r: r.status in FINAL_STATUSES,
         timeout,
         woken=woken,

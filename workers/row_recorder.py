@@ -3,9 +3,10 @@
 Consumer threads finish at their own pace, but writing each row and its statistics in its own
 transaction costs a round of statements per row and serialises threads on the same statistics
 rows (same tenant, version, category and minute). `RowRecorder.record` queues a row; a writer
-thread takes everything queued, writes it with `write(rows, results)` in one transaction, then
-runs `after_commit(rows)` (notifications) and resolves each row's `Future` with whether the row
-moved. The consumer returns only after that, so its message is still acknowledged only after
+thread takes everything queued, writes it with `write(rows, results)` in one transaction (which
+returns the rows that moved, by id, each with what the writer says of it), then runs
+`after_commit(rows, written)` (notifications) and resolves each row's `Future` with whether the
+row moved. The consumer returns only after that, so its message is still acknowledged only after
 its row is written.
 """
 
@@ -15,7 +16,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Generic, Protocol, TypeVar
 
@@ -34,12 +35,12 @@ Result = TypeVar("Result")
 class RowRecorder(Generic[Row, Result]):
     def __init__(
         self,
-        write: Callable[[Sequence[Row], Sequence[Result]], set[uuid.UUID]],
-        after_commit: Callable[[Sequence[Row]], None],
+        write: Callable[[Sequence[Row], Sequence[Result]], Mapping[uuid.UUID, object]],
+        after_commit: Callable[[Sequence[Row], Mapping[uuid.UUID, object]], None],
         *,
         max_rows: int = 256,
     ) -> None:
-        """`write` returns the ids (`row.id`) of the rows that moved."""
+        """`write` returns the rows that moved, keyed by `row.id`."""
         self.write = write
         self.after_commit = after_commit
         self.max_rows = max_rows
@@ -65,7 +66,7 @@ class RowRecorder(Generic[Row, Result]):
                     future.set_exception(exc)
                 continue
             try:
-                self.after_commit(rows)
+                self.after_commit(rows, moved)
             except Exception:  # the rows are written; waiters fall back to reading them
                 log.exception("notifying %d written rows failed", len(rows))
             for row, _, future in items:

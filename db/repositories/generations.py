@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, TypeDecorator, func, select, text, update
 from sqlalchemy.orm import Session
 
 from core.summary import SummaryRow
@@ -157,7 +157,7 @@ _MARK_SUCCEEDED = text(
          AS u(id, output, refused, refusal_category, probabilities, summary, prompt_tokens,
               completion_tokens, leak, leak_phrase)
     WHERE g.id = u.id AND g.status = ANY(CAST(:active AS text[]))
-    RETURNING g.id
+    RETURNING g.id, row_to_json(g)::text
     """
 )
 
@@ -166,13 +166,14 @@ def _json_or_null(value: object) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def mark_many_succeeded(*, session: Session, rows: Sequence[Succeeded]) -> set[uuid.UUID]:
+def mark_many_succeeded(*, session: Session, rows: Sequence[Succeeded]) -> dict[uuid.UUID, str]:
     """queued|running -> succeeded with each row's result, in one statement (the worker records
-    every row that finished meanwhile at once); returns the ids that moved. A row already final
+    every row that finished meanwhile at once); returns the rows that moved, by id, each as the
+    JSON of the whole row as written (`generation_from_json` reads it back). A row already final
     does not move and is not overwritten (do not count it again)."""
     rows = list({r.generation_id: r for r in reversed(rows)}.values())  # an id once: its first
     if not rows:
-        return set()
+        return {}
     moved = session.execute(
         _MARK_SUCCEEDED,
         {
@@ -190,10 +191,38 @@ def mark_many_succeeded(*, session: Session, rows: Sequence[Succeeded]) -> set[u
             "leak_phrases": [r.leak_phrase for r in rows],
         },
     )
-    ids = {row_id for (row_id,) in moved}
-    for row_id in ids:
+    written = {row_id: row for row_id, row in moved}
+    for row_id in written:
         expire_cached(session, Generation, row_id)
-    return ids
+    return written
+
+
+def _python_type(column: ColumnElement[Any]) -> type:
+    kind = column.type
+    if isinstance(kind, TypeDecorator):  # UTCDateTime says `object`; its impl says datetime
+        kind = kind.impl_instance
+    return kind.python_type
+
+
+def generation_from_json(text: str) -> Generation:
+    """A detached `Generation` from a row's JSON as PostgreSQL wrote it (`row_to_json`)."""
+    return generation_from_row(json.loads(text))
+
+
+def generation_from_row(raw: Mapping[str, Any]) -> Generation:
+    """A detached `Generation` from a row's parsed JSON (`row_to_json`), read by the mapped
+    columns' own types: what reading the row would give."""
+    values: dict[str, Any] = {}
+    for column in Generation.__table__.columns:
+        if column.computed is not None or column.key not in raw:
+            continue
+        value, kind = raw[column.key], _python_type(column)
+        if value is not None and kind is uuid.UUID:
+            value = uuid.UUID(value)
+        elif value is not None and kind is datetime:
+            value = datetime.fromisoformat(value)
+        values[column.key] = value
+    return Generation(**values)
 
 
 def mark_succeeded(*, session: Session, generation_id: uuid.UUID, **result: Any) -> bool:

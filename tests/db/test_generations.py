@@ -9,10 +9,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.errors import GenerationNotFound
-from db.models import Policy, Tenant
+from db.models import Generation, Policy, Tenant
 from db.repositories.generations import (
     Succeeded,
     claim_generation,
+    generation_from_json,
     get_generation,
     list_generations,
     load_generations,
@@ -138,7 +139,7 @@ def test_a_batch_of_results_moves_each_unfinished_row_once_in_one_statement(
         Succeeded(generation_id=final.id, **RESULT),
     ]
     moved = mark_many_succeeded(session=db_session, rows=results)
-    assert moved == {queued.id, running.id}
+    assert set(moved) == {queued.id, running.id}
     db_session.expire_all()
     assert (queued.status, queued.output, queued.summary) == (
         "succeeded",
@@ -148,7 +149,7 @@ def test_a_batch_of_results_moves_each_unfinished_row_once_in_one_statement(
     assert queued.finished_at is not None and queued.probabilities == RESULT["probabilities"]
     assert (running.status, running.refused, running.refusal_category) == ("succeeded", False, None)
     assert (final.status, final.error, final.output) == ("failed", "earlier", None)
-    assert mark_many_succeeded(session=db_session, rows=results) == set()
+    assert mark_many_succeeded(session=db_session, rows=results) == {}
 
 
 def test_queued_rows_can_fail_or_be_cancelled_directly(
@@ -195,3 +196,22 @@ def test_listing_pages_newest_first(db_session: Session, tenant_policy: TenantPo
     mark_failed(session=db_session, generation_id=rows[0].id, error="x")
     failed = list_generations(session=db_session, tenant_id=tenant.id, status="failed")
     assert [g.id for g in failed] == [rows[0].id]
+
+
+def test_a_succeeded_row_comes_back_as_written_and_reads_back_as_the_row(
+    db_session: Session, tenant_policy: TenantPolicy
+) -> None:
+    """What the worker publishes for waiters (the row's JSON as written) reads back as the row."""
+    tenant, policy = tenant_policy
+    generation = make_generation(db_session, tenant, policy)
+    mark_running(session=db_session, generation_id=generation.id)
+    written = mark_many_succeeded(
+        session=db_session, rows=[Succeeded(generation_id=generation.id, **RESULT)]
+    )
+    from_json = generation_from_json(written[generation.id])
+    db_session.expire_all()
+    read = db_session.get(Generation, generation.id)
+    assert read is not None and read.status == "succeeded" and read.finished_at is not None
+    for column in Generation.__table__.columns:
+        if column.computed is None:
+            assert getattr(from_json, column.key) == getattr(read, column.key), column.key

@@ -185,9 +185,12 @@ def _claim(generation_id: uuid.UUID, stream: bool) -> Claimed | None:
         return Claimed(row, request, _tenant_share(session, row.tenant_id), stream)
 
 
-def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> set[uuid.UUID]:
+def _record(
+    claimed: Sequence[Claimed], results: Sequence[GenerationResult]
+) -> dict[uuid.UUID, str]:
     """Write every row's result and the statistics of the rows that really moved, atomically;
-    returns the ids of the rows that moved (a redelivered, finished row does not)."""
+    returns the rows that moved, by id, as written (JSON; a redelivered, finished row does not
+    move)."""
     checks = [leak_check(item.row, result) for item, result in zip(claimed, results, strict=True)]
     succeeded = [
         repo.Succeeded(
@@ -207,8 +210,8 @@ def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> 
         for item, result, check in zip(claimed, results, checks, strict=True)
     ]
     with session_scope(session_factory()) as session:
-        moved = repo.mark_many_succeeded(session=session, rows=succeeded)
-        done = []
+        written = repo.mark_many_succeeded(session=session, rows=succeeded)
+        moved, done = set(written), []
         for item, result, check in zip(claimed, results, checks, strict=True):
             if item.id in moved:  # a row twice in one batch (redelivered) counts once
                 moved.discard(item.id)
@@ -223,15 +226,19 @@ def _record(claimed: Sequence[Claimed], results: Sequence[GenerationResult]) -> 
         )
         increment_stats(session=session, increments=increments)
     observe_leaks([d[2] for d in done])
-    return {d[0].id for d in done}
+    return written
 
 
-def _notify(claimed: Sequence[Claimed]) -> None:
-    """After the commit: streamed rows' last text, then their `final` and every notification."""
+def _notify(claimed: Sequence[Claimed], written: Mapping[uuid.UUID, object]) -> None:
+    """After the commit: streamed rows' last text, then their `final` and every notification,
+    carrying each row that moved as written (its waiter then need not read it)."""
     if any(c.stream for c in claimed):
         token_stream().flush()
     publish_final(
-        redis_client(), [(c.id, c.stream) for c in claimed], ttl=_settings.stream_ttl_seconds
+        redis_client(),
+        [(c.id, c.stream) for c in claimed],
+        ttl=_settings.stream_ttl_seconds,
+        rows={gid: str(row) for gid, row in written.items()},
     )
 
 
