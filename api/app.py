@@ -9,6 +9,7 @@ from api.calibration_input import CalibrationIn, CalibrationUpload
 from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
 from api.final_notifications import generation_events
+from api.metrics import observe_message
 from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
 from api.request_context import RequestContext
@@ -26,6 +27,7 @@ from api.tasks_client import CeleryTaskSender, TaskSender
 from core.logs import configure_json_logging
 from core.settings import Settings, get_settings
 from db.session import create_session_factory
+from services.task_batching import CoalescingSender
 
 API_DESCRIPTION = (
     "Every route takes `Authorization: Bearer <api key>`; the tenant comes from the key. "
@@ -45,7 +47,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.session_factory = create_session_factory(settings.sqlalchemy_url)
-    app.state.task_sender = task_sender or CeleryTaskSender(settings)
+    app.state.task_sender = task_sender or CoalescingSender(
+        CeleryTaskSender(settings), max_rows=settings.rows_per_message, observe=observe_message
+    )
     app.state.rate_limiter = RateLimiter(settings.redis_url)
     app.state.model_name = settings.model_name
     install_error_handlers(app)

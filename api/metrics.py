@@ -44,6 +44,13 @@ API_GENERATIONS = Counter(
     ["outcome", "category"],
     registry=REGISTRY,
 )
+ROWS_PER_MESSAGE = Histogram(
+    "rcs_generation_rows_per_message",
+    "Generations per broker message sent by this API process (those committed while its "
+    "previous message was in flight go together).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "rcs_queue_depth",
     "Messages waiting in each broker queue (Redis only; -1 when unreadable).",
@@ -107,6 +114,10 @@ def observe_request(scope: Scope, status: int, elapsed: float) -> None:
         status,
         extra={"route": route, "status": status, "duration_ms": round(elapsed * 1e3, 2)},
     )
+
+
+def observe_message(rows: int) -> None:
+    ROWS_PER_MESSAGE.observe(rows)
 
 
 def observe_generation(row: Generation) -> None:

@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 from bench.saving import save_results
@@ -54,6 +55,17 @@ def cpu_seconds() -> dict[int, tuple[str, float]]:
     return found
 
 
+def rows_and_messages(base: str) -> tuple[float, float]:
+    """Generations sent and the broker messages that carried them, so far (the API's metrics)."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    found = {}
+    for line in text.splitlines():
+        for name in ("sum", "count"):
+            if line.startswith(f"rcs_generation_rows_per_message_{name} "):
+                found[name] = float(line.split()[1])
+    return found.get("sum", 0.0), found.get("count", 0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
@@ -64,9 +76,12 @@ def main() -> None:
     load = {"requests": args.requests, "max_tokens": args.max_tokens}
     with running_service(args.model, embedded=False) as (base, keys):
         asyncio.run(_load(base, keys, concurrency=4, requests=32, max_tokens=args.max_tokens))
+        sent_before = rows_and_messages(base)
         before, started = cpu_seconds(), time.perf_counter()
         row = asyncio.run(_load(base, keys, concurrency=args.clients, **load))
         elapsed, after = time.perf_counter() - started, cpu_seconds()
+        sent_after = rows_and_messages(base)
+    rows, messages = (a - b for a, b in zip(sent_after, sent_before, strict=True))
     per_kind: dict[str, float] = {}
     for pid, (kind, seconds) in after.items():
         per_kind[kind] = per_kind.get(kind, 0.0) + seconds - before.get(pid, (kind, 0.0))[1]
@@ -79,13 +94,14 @@ def main() -> None:
         "p50_ms": row["p50_ms"],
         "cpu_ms_per_request": ms_per_request,
         "cores_used": sum(per_kind.values()) / elapsed,
+        "rows_per_message": rows / messages if messages else None,
         "load_average": os.getloadavg(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     save_results(f"service-cost-{args.model.name}.json", out)
     print(
         f"{args.clients} clients: {row['requests_per_s']:.1f} req/s, p50 {row['p50_ms']:.0f} ms,"
-        f" {out['cores_used']:.2f} cores used"
+        f" {out['cores_used']:.2f} cores used, {rows / max(messages, 1):.2f} rows per message"
     )
     for kind, ms in sorted(ms_per_request.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:15s} {ms:7.2f} CPU ms per request")

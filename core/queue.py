@@ -16,6 +16,8 @@ MAINTENANCE_QUEUE = "maintenance"
 QUEUES: tuple[str, ...] = (GENERATE_QUEUE, CALIBRATE_QUEUE, MAINTENANCE_QUEUE)
 
 GENERATE_TASK = "rcs.generate"
+#: Several generations in one message (`services/task_batching.py`).
+GENERATE_BATCH_TASK = "rcs.generate_batch"
 CALIBRATE_TASK = "rcs.calibrate"
 AUTOTUNE_TASK = "rcs.autotune"
 HEARTBEAT_TASK = "rcs.heartbeat"
@@ -26,6 +28,7 @@ INPUT_TOO_LONG = "input_too_long: "
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     GENERATE_TASK: {"queue": GENERATE_QUEUE},
+    GENERATE_BATCH_TASK: {"queue": GENERATE_QUEUE},
     CALIBRATE_TASK: {"queue": CALIBRATE_QUEUE},
     AUTOTUNE_TASK: {"queue": MAINTENANCE_QUEUE},
     HEARTBEAT_TASK: {"queue": MAINTENANCE_QUEUE},

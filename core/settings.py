@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     #: Celery consumer threads per worker: requests it holds (running plus waiting for fair
     #: admission); None means 4 x `max_batch_size`.
     worker_threads: int | None = Field(default=None, ge=1, le=4096)
+    #: At most this many generations in one broker message: an API process folds the ones
+    #: committed while its previous message was being sent (`services/task_batching.py`).
+    rows_per_message: int = Field(default=16, ge=1, le=256)
     #: How long a generation's token stream stays readable in Redis after its last event.
     stream_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
     preload_model: bool = True

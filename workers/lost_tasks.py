@@ -3,8 +3,9 @@
 kombu's Redis transport takes a message off its queue (BRPOP) before it writes it to the
 `unacked` hash: a worker killed between the two loses the message (seen: one generation in a few
 hundred kills under load), and so does an API killed between its commit and its send. The
-database is the record. A row still to do, older than a grace period, whose task id (the row's
-id) is neither queued nor unacknowledged in two snapshots taken apart, gets its task again. A
+database is the record. A row still to do, older than a grace period, whose id (a `generate`
+task's id, or listed in a `generate_batch` message's `rows` header) is neither queued nor
+unacknowledged in two snapshots taken apart, gets its task again. A
 duplicate is harmless: a claim takes a queued or running row and the final write is guarded, so
 a row may run twice but counts once.
 """
@@ -29,6 +30,7 @@ from core.queue import CALIBRATE_TASK, GENERATE_TASK, QUEUES
 from db.models import UNFINISHED, CalibrationRun, Generation
 from db.repositories.jobs import JobModel, unfinished_before
 from db.types import utcnow
+from services.task_batching import ROWS_HEADER
 
 log = logging.getLogger(__name__)
 #: Seconds between the two snapshots: far longer than a message spends in a worker's hands
@@ -60,22 +62,25 @@ def _broker_keys() -> list[str]:
     return [f"{q}{Channel.sep}{p}" if p else q for q in QUEUES for p in steps]
 
 
-def _task_id(message: dict[str, Any]) -> str | None:
-    return message.get("headers", {}).get("id")
+def _row_ids(message: dict[str, Any]) -> set[str]:
+    """The ids a message stands for: its task id, and the rows of a `generate_batch` message."""
+    headers = message.get("headers", {})
+    ids = set(str(headers.get(ROWS_HEADER, "")).split())
+    return ids | {headers["id"]} if headers.get("id") else ids
 
 
 def held_task_ids(client: redis.Redis) -> set[str]:
-    """Task ids of every message the broker holds, queued or delivered and unacknowledged, read
-    in one transaction (a message moving between the two is seen in one of them)."""
+    """Task ids of every message the broker holds, queued or delivered and unacknowledged, and
+    the row ids of its batch messages, read in one transaction (a message moving between the
+    two is seen in one of them)."""
     pipe = client.pipeline(transaction=True)
     for key in _broker_keys():
         pipe.lrange(key, 0, -1)
     pipe.hvals(Channel.unacked_key)
     *queued, unacked = pipe.execute()
-    ids = {_task_id(json.loads(raw)) for batch in queued for raw in batch}
+    ids = {i for batch in queued for raw in batch for i in _row_ids(json.loads(raw))}
     # An unacknowledged entry is `[message, exchange, routing key]`.
-    ids |= {_task_id(json.loads(raw)[0]) for raw in unacked}
-    return {i for i in ids if i is not None}
+    return ids | {i for raw in unacked for i in _row_ids(json.loads(raw)[0])}
 
 
 def _still_unfinished(

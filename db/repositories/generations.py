@@ -115,24 +115,38 @@ def mark_running(*, session: Session, generation_id: uuid.UUID) -> bool:
 #: entity cost about twice the client's CPU per claim: `bench/claim_cost.py`).
 _CLAIM = text(
     """
+    WITH todo AS (
+        SELECT id FROM generations
+        WHERE id = ANY(CAST(:ids AS uuid[])) AND status = ANY(CAST(:active AS text[]))
+        ORDER BY id FOR UPDATE
+    )
     UPDATE generations AS g
     SET status = 'running', started_at = coalesce(g.started_at, :now)
-    WHERE g.id = :id AND g.status = ANY(CAST(:active AS text[]))
+    FROM todo
+    WHERE g.id = todo.id AND g.status = ANY(CAST(:active AS text[]))
     RETURNING row_to_json(g)::text
     """
 )
 
 
-def claim_generation(*, session: Session, generation_id: uuid.UUID) -> Generation | None:
-    """The row marked running, if still to do (queued, or running after a lost worker), in one
-    ``UPDATE ... RETURNING``, as a detached `Generation`; None if final or absent. `started_at`
+def claim_generations(*, session: Session, generation_ids: Sequence[uuid.UUID]) -> list[Generation]:
+    """The rows still to do (queued, or running after a lost worker) among `generation_ids`,
+    marked running in one statement, as detached `Generation`s; final or absent ones are left
+    out. Rows are locked in id order, so two claims sharing rows cannot deadlock. `started_at`
     keeps the first claim's time."""
-    params = {"id": generation_id, "now": utcnow(), "active": list(ACTIVE_STATUSES)}
-    written = session.execute(_CLAIM, params).scalar_one_or_none()
-    if written is None:
-        return None
-    expire_cached(session, Generation, generation_id)
-    return generation_from_json(written)
+    if not generation_ids:
+        return []
+    params = {"ids": list(generation_ids), "now": utcnow(), "active": list(ACTIVE_STATUSES)}
+    written = session.execute(_CLAIM, params).scalars().all()
+    for generation_id in generation_ids:
+        expire_cached(session, Generation, generation_id)
+    return [generation_from_json(row) for row in written]
+
+
+def claim_generation(*, session: Session, generation_id: uuid.UUID) -> Generation | None:
+    """`claim_generations` of one row: the row marked running, or None if final or absent."""
+    found = claim_generations(session=session, generation_ids=[generation_id])
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.tasks_client import CeleryTaskSender
 from core.categories import CATEGORIES
 from core.settings import Settings
+from tests import servers
 from tests.api.conftest import TEST_BROKER, TEST_SECRET, TenantKeys, set_policy
 from tests.worker_process import flush_broker, start_worker, stop_worker, worker_env
 
@@ -62,9 +63,34 @@ def running_worker(
     stop_worker(proc)
 
 
+#: A broker no worker consumes: its messages stay where a test puts them.
+IDLE_BROKER = servers.redis_url(7)
+
+
+@pytest.fixture
+def idle_broker(e2e_settings: Settings) -> Iterator[Settings]:
+    """The live settings with a broker nobody consumes, emptied before and after."""
+    client = redis.Redis.from_url(IDLE_BROKER)
+    client.flushdb()
+    yield e2e_settings.model_copy(update={"broker_url": IDLE_BROKER})
+    client.flushdb()
+
+
+def submit_queued(client: TestClient, keys: TenantKeys, n: int) -> list[str]:
+    """`n` queued generations (4 tokens each) as the tenant's client; returns their ids."""
+    ids = []
+    for i in range(n):
+        body = {"prompt": f"What is {i} plus {i}?", "max_tokens": 4}
+        response = client.post("/v1/generations", json=body, headers=keys.headers("client"))
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
 @pytest.fixture
 def live_client(e2e_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(e2e_settings, task_sender=CeleryTaskSender(e2e_settings))) as client:
+    # The API's own sender: tasks committed together go in one message.
+    with TestClient(create_app(e2e_settings)) as client:
         yield client
 
 
@@ -79,7 +105,7 @@ def live_server(e2e_settings: Settings) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(e2e_settings, task_sender=CeleryTaskSender(e2e_settings))
+    app = create_app(e2e_settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

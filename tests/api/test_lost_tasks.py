@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +24,11 @@ from core.settings import Settings
 from db.models import FINAL_STATUSES, Generation, RefusalStat
 from db.session import create_session_factory
 from services.tasks import TaskMessage
-from tests import servers
 from tests.api.conftest import RecordingSender, TenantKeys
+from tests.api.live import IDLE_BROKER, submit_queued
 from workers.lost_tasks import held_task_ids, resend_lost
 
 pytestmark = pytest.mark.integration
-#: A broker no worker consumes: its messages stay where the test puts them.
-IDLE_BROKER = servers.redis_url(7)
-
-
-def _submit(client: TestClient, keys: TenantKeys, n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        body = {"prompt": f"What is {i} plus {i}?", "max_tokens": 4}
-        response = client.post("/v1/generations", json=body, headers=keys.headers("client"))
-        assert response.status_code == 202, response.text
-        ids.append(response.json()["id"])
-    return ids
-
-
-@pytest.fixture
-def idle_broker(e2e_settings: Settings) -> Iterator[Settings]:
-    client = redis.Redis.from_url(IDLE_BROKER)
-    client.flushdb()
-    yield e2e_settings.model_copy(update={"broker_url": IDLE_BROKER})
-    client.flushdb()
 
 
 def test_a_held_message_is_never_sent_again_and_a_lost_one_is(
@@ -59,7 +38,7 @@ def test_a_held_message_is_never_sent_again_and_a_lost_one_is(
     broker = redis.Redis.from_url(IDLE_BROKER)
     app = create_app(idle_broker, task_sender=CeleryTaskSender(idle_broker))
     with TestClient(app) as client:
-        [gid] = _submit(client, tenant_a, 1)
+        [gid] = submit_queued(client, tenant_a, 1)
     sent: list[tuple[str, list[Any], str]] = []
     resend = {
         "factory": factory,
@@ -113,7 +92,7 @@ def test_lost_generations_are_decoded_and_counted_once(
 ) -> None:
     app = create_app(e2e_settings, task_sender=RecordingSender())  # sends nothing: all lost
     with TestClient(app) as client:
-        lost = set(_submit(client, tenant_b, 3))
+        lost = set(submit_queued(client, tenant_b, 3))
     factory = create_session_factory(e2e_settings.sqlalchemy_url)
     worker_broker = CeleryTaskSender(e2e_settings)
     sent: list[str] = []

@@ -13,6 +13,7 @@ from db.models import Generation, Policy, Tenant
 from db.repositories.generations import (
     Succeeded,
     claim_generation,
+    claim_generations,
     generation_from_json,
     get_generation,
     list_generations,
@@ -123,6 +124,14 @@ def test_a_claim_takes_a_queued_or_running_row_once_and_never_a_final_one(
     assert mark_cancelled(session=db_session, generation_id=cancelled.id, tenant_id=tenant.id)
     assert claim_generation(session=db_session, generation_id=cancelled.id) is None
     assert claim_generation(session=db_session, generation_id=uuid.uuid4()) is None
+
+    # Several at once (a batch message): the ones still to do, each once, in one statement.
+    queued = [make_generation(db_session, tenant, policy) for _ in range(3)]
+    asked = [queued[0].id, generation.id, queued[1].id, cancelled.id, uuid.uuid4(), queued[2].id]
+    taken = claim_generations(session=db_session, generation_ids=asked)
+    assert sorted(r.id for r in taken) == sorted(r.id for r in queued)
+    assert {r.status for r in taken} == {"running"}
+    assert claim_generations(session=db_session, generation_ids=[]) == []
 
 
 def test_a_batch_of_results_moves_each_unfinished_row_once_in_one_statement(

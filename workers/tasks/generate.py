@@ -17,8 +17,10 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from celery.signals import worker_init
@@ -28,7 +30,7 @@ from core.categories import CATEGORIES
 from core.histogram import histogram_of
 from core.leaks import LeakCheck, check_answer
 from core.policy import PolicyRules
-from core.queue import GENERATE_TASK, INPUT_TOO_LONG
+from core.queue import GENERATE_BATCH_TASK, GENERATE_TASK, INPUT_TOO_LONG
 from core.replay import draw_decisions, refusal_chances
 from core.sampling import SamplingParams
 from core.settings import get_settings
@@ -40,6 +42,7 @@ from db.retry import retry_on_disconnect
 from db.session import session_scope
 from db.types import utcnow
 from services.generation_events import publish_final
+from services.task_batching import batch_rows
 from workers.celery_app import app
 from workers.engine.types import (
     GenerationRequest,
@@ -50,6 +53,9 @@ from workers.engine.types import (
 from workers.metrics import observe_batch, observe_failure, observe_leaks
 from workers.row_recorder import RowRecorder
 from workers.runtime import engine_loop, redis_client, session_factory, token_stream
+
+if TYPE_CHECKING:
+    from workers.engine.loop import EngineLoop  # imports torch: only once a row runs
 
 log = logging.getLogger(__name__)
 _settings = get_settings()
@@ -175,14 +181,21 @@ class Claimed:
         return self.row.id
 
 
-def _claim(generation_id: uuid.UUID, stream: bool) -> Claimed | None:
-    """The row if still to do (queued, or running after a lost worker), marked running."""
+def _claim(rows: Sequence[tuple[uuid.UUID, bool]]) -> list[Claimed]:
+    """The rows still to do (queued, or running after a lost worker), marked running in one
+    statement; `rows` pairs each id with whether it is streamed."""
+    streamed = dict(rows)
     with session_scope(session_factory()) as session:
-        row = repo.claim_generation(session=session, generation_id=generation_id)
-        if row is None:
-            return None
-        request = _engine_request(session, row)
-        return Claimed(row, request, _tenant_share(session, row.tenant_id), stream)
+        found = repo.claim_generations(session=session, generation_ids=list(streamed))
+        return [
+            Claimed(
+                row,
+                _engine_request(session, row),
+                _tenant_share(session, row.tenant_id),
+                streamed[row.id],
+            )
+            for row in found
+        ]
 
 
 def _record(
@@ -254,41 +267,77 @@ def recorder() -> RowRecorder[Claimed, GenerationResult]:
     return RowRecorder(lambda c, r: retry_on_disconnect(lambda: _record(c, r)), _notify)
 
 
-@app.task(name=GENERATE_TASK, acks_late=True, ignore_result=True)
-def generate(generation_id: str, stream: bool = False) -> None:
+def _give_up(item: Claimed, exc: Exception) -> None:
+    """The row must say why, not stay running forever."""
+    log.exception("generation %s failed", item.id, exc_info=exc)
+    error = f"{type(exc).__name__}: {exc}"
+    retry_on_disconnect(lambda: _fail(item.id, error, stream=item.stream))
+    observe_failure([item.row], error)
+
+
+def _start(loop: EngineLoop, claimed: Sequence[Claimed]) -> dict[Future[GenerationResult], Claimed]:
+    """Hand every claimed row to the engine loop; a row too long for the model fails alone, at
+    once (the model never sees it)."""
     from workers.engine.batch import RequestTooLong  # imports torch: only once a row runs
 
-    gid = uuid.UUID(str(generation_id))
-    claimed = retry_on_disconnect(lambda: _claim(gid, stream))
-    if claimed is None:
+    running = {}
+    for item in claimed:
+        stream_to = str(item.id) if item.stream else None
+        try:
+            future = loop.submit(
+                item.request, tenant=item.row.tenant_id, share=item.share, stream_to=stream_to
+            )
+        except RequestTooLong as exc:
+            _fail(item.id, f"{INPUT_TOO_LONG}{exc}", stream=item.stream)
+            continue
+        running[future] = item
+    return running
+
+
+def run_rows(rows: Sequence[tuple[uuid.UUID, bool]]) -> None:
+    """Claim, decode and write `rows` (id, streamed): each row is handed to the recorder as soon
+    as the engine finishes it, and this returns (so the message is acknowledged) only once every
+    row is written or failed."""
+    claimed = retry_on_disconnect(lambda: _claim(rows))
+    if not claimed:
         return
-    loop = engine_loop()
-    stream_to = str(gid) if stream else None
-    try:
-        future = loop.submit(
-            claimed.request, tenant=claimed.row.tenant_id, share=claimed.share, stream_to=stream_to
+    running = _start(engine_loop(), claimed)
+    recording = []
+    for future in as_completed(running):
+        item = running[future]
+        try:
+            result = future.result()
+        except Exception as exc:
+            _give_up(item, exc)
+            continue
+        recording.append((item, result, recorder().record(item, result)))  # one commit for all
+    for item, result, written in recording:
+        try:
+            moved = written.result()
+        except Exception as exc:
+            _give_up(item, exc)
+            continue
+        observe_batch([item.row], [result], batch_rows=result.batch_rows)
+        log.info(
+            "generation %s written=%s: %d tokens, decoded in a batch of up to %d rows",
+            item.id,
+            moved,
+            result.completion_tokens,
+            result.batch_rows,
+            extra={"request_id": item.row.request_id},
         )
-    except RequestTooLong as exc:  # fails alone, at once; the model never sees it
-        _fail(gid, f"{INPUT_TOO_LONG}{exc}", stream=stream)
-        return
-    try:
-        result = future.result()
-        written = recorder().record(claimed, result).result()
-    except Exception as exc:  # the row must say why, not stay running forever
-        log.exception("generation %s failed", gid)
-        error = f"{type(exc).__name__}: {exc}"
-        retry_on_disconnect(lambda: _fail(gid, error, stream=stream))
-        observe_failure([claimed.row], f"{type(exc).__name__}: {exc}")
-        return
-    observe_batch([claimed.row], [result], batch_rows=result.batch_rows)
-    log.info(
-        "generation %s written=%s: %d tokens, decoded in a batch of up to %d rows",
-        gid,
-        written,
-        result.completion_tokens,
-        result.batch_rows,
-        extra={"request_id": claimed.row.request_id},
-    )
+
+
+@app.task(name=GENERATE_TASK, acks_late=True, ignore_result=True)
+def generate(generation_id: str, stream: bool = False) -> None:
+    run_rows([(uuid.UUID(str(generation_id)), stream)])
+
+
+@app.task(name=GENERATE_BATCH_TASK, acks_late=True, ignore_result=True)
+def generate_batch(rows: list[list[Any]]) -> None:
+    """Several rows in one message (`services/task_batching.py`), acknowledged once all are
+    written."""
+    run_rows(batch_rows(rows))
 
 
 @worker_init.connect

@@ -1,0 +1,183 @@
+"""Generations committed together travel in one broker message (`services/task_batching.py`):
+each caller returns once its own row's message is with the broker, a refused send reaches every
+caller of that message, the lost-task check sees every row of a batch message, and a worker
+decodes, writes and counts each row of one once, however often the message comes."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.app import create_app
+from api.tasks_client import CeleryTaskSender
+from core.queue import GENERATE_BATCH_TASK, GENERATE_QUEUE, GENERATE_TASK
+from core.settings import Settings
+from db.models import FINAL_STATUSES, Generation, RefusalStat
+from db.session import create_session_factory
+from services.task_batching import ROWS_HEADER, CoalescingSender, batch_message
+from services.tasks import BrokerUnavailable, TaskMessage
+from tests.api.conftest import RecordingSender, TenantKeys, make_tenant
+from tests.api.live import IDLE_BROKER, ONLY_SAFETY_ALWAYS, create_policy, submit_queued
+from workers.lost_tasks import held_task_ids, resend_lost
+
+pytestmark = pytest.mark.integration
+
+
+class SlowSender:
+    """Takes a while per message, as a broker round trip does, and records each one."""
+
+    def __init__(self, seconds: float, *, refuse: bool = False) -> None:
+        self.seconds = seconds
+        self.refuse = refuse
+        self.sent: list[TaskMessage] = []
+
+    def send(self, message: TaskMessage) -> None:
+        time.sleep(self.seconds)
+        if self.refuse:
+            raise BrokerUnavailable("refused")
+        self.sent.append(message)
+
+
+def _generate(i: int) -> TaskMessage:
+    row = str(uuid.UUID(int=i + 1))
+    args: list[object] = [row, True] if i % 2 else [row]
+    return TaskMessage(GENERATE_TASK, args, row, {"request_id": f"req-{i}"})
+
+
+def _send_concurrently(sender: CoalescingSender, n: int) -> list[BaseException | None]:
+    outcomes: list[BaseException | None] = [None] * n
+    start = threading.Barrier(n)
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            sender.send(_generate(i))
+        except BaseException as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return outcomes
+
+
+def test_concurrent_sends_share_messages_and_each_row_goes_once() -> None:
+    inner = SlowSender(0.05)
+    observed: list[int] = []
+    sender = CoalescingSender(inner, max_rows=4, observe=observed.append)
+    assert _send_concurrently(sender, 10) == [None] * 10
+    rows: list[tuple[str, bool]] = []
+    for message in inner.sent:
+        if message.name == GENERATE_TASK:
+            rows.append((message.args[0], len(message.args) > 1))
+        else:
+            assert message.name == GENERATE_BATCH_TASK
+            batch = [(str(r), bool(s)) for r, s in message.args[0]]
+            assert 2 <= len(batch) <= 4
+            assert message.headers[ROWS_HEADER].split() == [r for r, _ in batch]
+            rows += batch
+    expected = [(str(uuid.UUID(int=i + 1)), bool(i % 2)) for i in range(10)]
+    assert sorted(rows) == sorted(expected)  # every row once, its stream flag kept
+    assert len(inner.sent) < 10  # the ones sent while another was in flight went together
+    assert sum(observed) == 10 and len(observed) == len(inner.sent)
+
+    # Alone, a row goes as itself, at once.
+    inner.sent.clear()
+    sender.send(_generate(20))
+    assert [(m.name, m.task_id) for m in inner.sent] == [(GENERATE_TASK, str(uuid.UUID(int=21)))]
+
+    # Other tasks pass straight through.
+    sender.send(TaskMessage("rcs.calibrate", ["x"], "x"))
+    assert inner.sent[-1].name == "rcs.calibrate"
+
+
+def test_a_refused_batch_reaches_every_caller_and_the_next_one_is_sent() -> None:
+    inner = SlowSender(0.05, refuse=True)
+    sender = CoalescingSender(inner, max_rows=16)
+    outcomes = _send_concurrently(sender, 6)
+    assert all(isinstance(o, BrokerUnavailable) for o in outcomes), outcomes
+    inner.refuse = False
+    sender.send(_generate(7))  # nothing is left stuck "in flight"
+    assert [m.task_id for m in inner.sent] == [str(uuid.UUID(int=8))]
+
+
+def _submit_unsent(settings: Settings, keys: TenantKeys, n: int) -> list[str]:
+    """Queued rows whose tasks were never sent (the test sends them)."""
+    with TestClient(create_app(settings, task_sender=RecordingSender())) as client:
+        return submit_queued(client, keys, n)
+
+
+def _batch_of(ids: list[str]) -> TaskMessage:
+    return batch_message([TaskMessage(GENERATE_TASK, [i], i) for i in ids])
+
+
+def test_the_lost_task_check_sees_every_row_of_a_batch_message(
+    idle_broker: Settings, tenant_a: TenantKeys
+) -> None:
+    ids = _submit_unsent(idle_broker, tenant_a, 3)
+    broker = redis.Redis.from_url(IDLE_BROKER)
+    CeleryTaskSender(idle_broker).send(_batch_of(ids))
+    assert set(ids) <= held_task_ids(broker)
+    sent: list[str] = []
+    resend = {
+        "factory": create_session_factory(idle_broker.sqlalchemy_url),
+        "client": broker,
+        "send": lambda name, args, task_id: sent.append(task_id),
+        "recheck_seconds": 0.2,
+    }
+    assert resend_lost(**resend, grace_seconds=0) == 0
+    broker.delete(GENERATE_QUEUE)  # lost: each row gets its own task again
+    assert resend_lost(**resend, grace_seconds=0) == 3
+    assert sorted(sent) == sorted(ids)
+
+
+def test_a_worker_decodes_each_row_of_a_batch_once_however_often_it_comes(
+    e2e_settings: Settings, running_worker: Path, live_client: TestClient
+) -> None:
+    keys = make_tenant(e2e_settings, f"batch-{uuid.uuid4().hex[:8]}")
+    create_policy(live_client, keys, "strict", {**ONLY_SAFETY_ALWAYS, "is_default": True})
+    ids = _submit_unsent(e2e_settings, keys, 4)
+    factory = create_session_factory(e2e_settings.sqlalchemy_url)
+    with factory.begin() as session:  # a row cancelled before its message arrives stays so
+        cancelled = session.get(Generation, uuid.UUID(ids[3]))
+        assert cancelled is not None
+        cancelled.status = "cancelled"
+    broker = CeleryTaskSender(e2e_settings)
+    message = _batch_of([*ids, str(uuid.uuid4())])  # and an id with no row is skipped
+    broker.send(message)
+    broker.send(message)  # delivered twice, as after a lost worker
+
+    deadline = time.monotonic() + 120
+    while True:
+        with factory() as session:
+            rows = {
+                str(r.id): r
+                for r in session.scalars(
+                    select(Generation).where(Generation.id.in_([uuid.UUID(i) for i in ids]))
+                )
+            }
+        if all(r.status in FINAL_STATUSES for r in rows.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [rows[i].status for i in ids] == ["succeeded"] * 3 + ["cancelled"]
+    assert all(rows[i].refusal_category == "safety" for i in ids[:3])
+    held = redis.Redis.from_url(e2e_settings.redis_url)
+    while message.task_id in held_task_ids(held) and time.monotonic() < deadline:
+        time.sleep(0.2)  # both deliveries acknowledged: the second has run too
+    assert message.task_id not in held_task_ids(held)
+    with factory() as session:
+        counted = session.scalar(
+            select(func.sum(RefusalStat.requests)).where(
+                RefusalStat.tenant_id == keys.tenant_id, RefusalStat.category == "safety"
+            )
+        )
+    assert counted == 3
