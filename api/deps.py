@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from db.repositories.tenants import find_api_key
+from db.repositories.tenants import authenticate_key
 
 PLATFORM_ADMIN = "platform_admin"
 TENANT_ADMIN: Final = "tenant_admin"
@@ -100,16 +100,13 @@ def current_principal(
     limiter.check_authentication(address, settings.auth_failures_per_minute)
     if credentials is None:  # not a guess at a key: not counted
         raise ApiError(401, "unauthenticated", "missing Authorization: Bearer <api key>")
-    key = find_api_key(
+    key = authenticate_key(
         session=session, presented=credentials.credentials, secret=settings.secret_key
     )
-    if key is None:
+    if key is None:  # unknown, revoked, or its tenant deactivated
         limiter.record_failed_authentication(address)
         raise ApiError(401, "unauthenticated", "invalid or revoked API key")
-    if key.tenant is not None and not key.tenant.active:
-        raise ApiError(403, "forbidden", "tenant is deactivated")
-    quotas = dict(key.tenant.quotas) if key.tenant is not None else {}
-    return Principal(key_id=key.id, role=key.role, tenant_id=key.tenant_id, quotas=quotas)
+    return Principal(key_id=key.key_id, role=key.role, tenant_id=key.tenant_id, quotas=key.quotas)
 
 
 def require_roles(*roles: str) -> Callable[[Principal], Coroutine[None, None, Principal]]:

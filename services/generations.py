@@ -16,7 +16,7 @@ from core.queue import GENERATE_TASK
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.generations import generation_from_row
-from db.repositories.policies import resolve_active_policy
+from db.repositories.policies import resolve_active_version_ids
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
 from services.tasks import TaskMessage, TaskSender, send_after_commit
@@ -77,14 +77,14 @@ def queue_generation(
     if int(new.params["max_tokens"]) > max_tokens:
         raise QuotaExceeded("max_tokens", f"max_tokens exceeds this tenant's quota of {max_tokens}")
     check_rate(caller.tenant_id, int(caller.quotas.get("requests_per_minute", 600)))
-    policy, version = resolve_active_policy(
+    active = resolve_active_version_ids(
         session=session, tenant_id=caller.tenant_id, policy_name=new.policy
     )
     row = repo.create_generation(
         session=session,
         tenant_id=caller.tenant_id,
-        policy_version_id=version.id,
-        shadow_version_id=policy.shadow_version_id,
+        policy_version_id=active.version_id,
+        shadow_version_id=active.shadow_version_id,
         model=model,
         messages=new.messages,
         params=new.params,

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, TypeDecorator, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
@@ -23,6 +23,18 @@ from db.models import Generation
 from db.repositories.common import expire_cached, one_or_raise
 from db.repositories.transitions import ACTIVE_STATUSES, finish, start
 from db.types import utcnow
+
+#: On every request's path: a constant statement (the ORM's unit-of-work flush of one new row
+#: was a tenth of the API's time under load).
+_INSERT = text(
+    """
+    INSERT INTO generations AS g (id, tenant_id, policy_version_id, shadow_version_id,
+        api_key_id, model, messages, params, status, request_id, created_at)
+    VALUES (:id, :tenant_id, :policy_version_id, :shadow_version_id, :api_key_id, :model,
+        CAST(:messages AS jsonb), CAST(:params AS jsonb), 'queued', :request_id, :created_at)
+    RETURNING row_to_json(g)::text
+    """
+)
 
 
 def create_generation(
@@ -39,22 +51,24 @@ def create_generation(
     generation_id: uuid.UUID | None = None,
 ) -> Generation:
     """A new `queued` generation (with `generation_id` when the caller chose it: a waiter
-    registered before the row exists); send its task only after the transaction commits."""
-    generation = Generation(
-        id=generation_id or uuid.uuid4(),
-        tenant_id=tenant_id,
-        policy_version_id=policy_version_id,
-        shadow_version_id=shadow_version_id,
-        api_key_id=api_key_id,
-        model=model,
-        messages=messages,
-        params=params or {},
-        status="queued",
-        request_id=request_id,
-    )
-    session.add(generation)
-    session.flush()
-    return generation
+    registered before the row exists), in the session as if read; send its task only after
+    the transaction commits."""
+    values = {
+        "id": generation_id or uuid.uuid4(),
+        "tenant_id": tenant_id,
+        "policy_version_id": policy_version_id,
+        "shadow_version_id": shadow_version_id,
+        "api_key_id": api_key_id,
+        "model": model,
+        "messages": json.dumps(messages),
+        "params": json.dumps(params or {}),
+        "request_id": request_id,
+        "created_at": utcnow(),
+    }
+    row = generation_from_json(session.execute(_INSERT, values).scalar_one())
+    make_transient_to_detached(row)  # as if loaded: later updates of the row expire it
+    session.add(row)
+    return row
 
 
 def get_generation(

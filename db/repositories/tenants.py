@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core.api_keys import MalformedKey, generate_key, parse_prefix, verify_key
@@ -15,7 +16,7 @@ from db.actors import SYSTEM
 from db.errors import AlreadyExists, ApiKeyNotFound, LastAdminKey, TenantNotFound
 from db.models import ROLES, ApiKey, Tenant
 from db.repositories.audit import append_entry
-from db.repositories.common import add_unique, get_or_raise, one_or_raise
+from db.repositories.common import add_unique, expire_cached, get_or_raise, one_or_raise
 from db.repositories.policies import create_policy
 from db.types import utcnow
 
@@ -178,9 +179,32 @@ def create_platform_admin_key(
     )
 
 
-def find_api_key(
+@dataclass(frozen=True)
+class LiveKey:
+    """A live key as authentication reads it: who it is, and its tenant's quotas."""
+
+    key_id: uuid.UUID
+    role: str
+    tenant_id: uuid.UUID | None
+    quotas: dict[str, Any]
+
+
+#: On every request's path: constant statements (the ORM's entity loading and flush were a
+#: seventh of the API's time under load).
+_KEY_BY_PREFIX = text(
+    """
+    SELECT k.id, k.role, k.tenant_id, k.secret_hash, k.revoked_at, k.last_used_at,
+           t.active, t.quotas
+    FROM api_keys AS k LEFT JOIN tenants AS t ON t.id = k.tenant_id
+    WHERE k.prefix = :prefix
+    """
+)
+_TOUCH_KEY = text("UPDATE api_keys SET last_used_at = :now WHERE id = :id")
+
+
+def authenticate_key(
     *, session: Session, presented: str, secret: str, now: datetime | None = None
-) -> ApiKey | None:
+) -> LiveKey | None:
     """The live key matching a presented plaintext, or None.
 
     Looks up by prefix, compares digests in constant time, rejects revoked keys and keys of
@@ -190,16 +214,24 @@ def find_api_key(
         prefix = parse_prefix(presented)
     except MalformedKey:
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if key is None or not verify_key(presented, key.secret_hash, server_secret=secret):
+    found = session.execute(_KEY_BY_PREFIX, {"prefix": prefix}).one_or_none()
+    if found is None or not verify_key(presented, found.secret_hash, server_secret=secret):
         return None
-    if key.revoked_at is not None or (key.tenant is not None and not key.tenant.active):
+    if found.revoked_at is not None or (found.tenant_id is not None and not found.active):
         return None
     now = now or utcnow()
-    if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL:
-        key.last_used_at = now
-        session.flush()
-    return key
+    if found.last_used_at is None or now - found.last_used_at >= TOUCH_INTERVAL:
+        session.execute(_TOUCH_KEY, {"now": now, "id": found.id})
+        expire_cached(session, ApiKey, found.id)
+    return LiveKey(found.id, found.role, found.tenant_id, dict(found.quotas or {}))
+
+
+def find_api_key(
+    *, session: Session, presented: str, secret: str, now: datetime | None = None
+) -> ApiKey | None:
+    """The live key matching a presented plaintext, as its row (`authenticate_key`), or None."""
+    live = authenticate_key(session=session, presented=presented, secret=secret, now=now)
+    return None if live is None else session.get(ApiKey, live.key_id)
 
 
 def list_api_keys(*, session: Session, tenant_id: uuid.UUID | None) -> list[ApiKey]:
