@@ -11,23 +11,18 @@ bench/results/claim-cost.json.
 from __future__ import annotations
 
 import argparse
-import time
 import uuid
 from collections.abc import Callable
 
 from sqlalchemy import func, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from bench.saving import save_results
-from db.migrate import upgrade
+from bench.paired_blocks import cpu_ms_per, paired_blocks, queued_rows
 from db.models import Generation
 from db.repositories.generations import claim_generation
 from db.repositories.transitions import ACTIVE_STATUSES
-from db.session import create_session_factory, session_scope
+from db.session import session_scope
 from db.types import utcnow
-from tests import servers
-from tests.conftest import temporary_pg_database
-from tests.db.factories import make_generation, make_policy, make_tenant
 
 Claim = Callable[[Session, uuid.UUID], Generation | None]
 
@@ -48,47 +43,27 @@ def sql_claim(session: Session, generation_id: uuid.UUID) -> Generation | None:
     return claim_generation(session=session, generation_id=generation_id)
 
 
-def cpu_ms_per_claim(factory: sessionmaker[Session], claim: Claim, ids: list[uuid.UUID]) -> float:
-    began = time.process_time()
-    for generation_id in ids:
-        with session_scope(factory) as session:
-            row = claim(session, generation_id)
-            assert row is not None and row.status == "running"
-    return (time.process_time() - began) / len(ids) * 1000
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=6, help="blocks per variant")
     parser.add_argument("--block", type=int, default=200, help="claims per block")
     args = parser.parse_args()
     variants: dict[str, Claim] = {"orm bulk update": orm_claim, "constant statement": sql_claim}
-    figures: dict[str, list[float]] = {name: [] for name in variants}
-    with temporary_pg_database(servers.pg_admin_url(), label="claim") as url:
-        upgrade(url)
-        factory = create_session_factory(url)
-        with session_scope(factory) as session:
-            tenant, _ = make_tenant(session)
-            policy = make_policy(session, tenant)
-            total = args.blocks * args.block * len(variants)
-            ids = [make_generation(session, tenant, policy).id for _ in range(total)]
-        for block in range(args.blocks):
-            order = list(variants) if block % 2 == 0 else list(reversed(variants))
-            for name in order:
-                chunk, ids = ids[: args.block], ids[args.block :]
-                figures[name].append(cpu_ms_per_claim(factory, variants[name], chunk))
-    for name, values in figures.items():
-        print(f"{name:20s} " + " ".join(f"{v:.2f}" for v in values) + " CPU ms per claim")
-    before, after = (sorted(v)[len(v) // 2] for v in figures.values())
-    print(f"constant statement / orm bulk update (medians): {after / before:.2f}")
-    save_results(
-        "claim-cost.json",
-        {
-            "cpu_ms_per_claim": figures,
-            "ratio_of_medians": after / before,
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    )
+    total = args.blocks * args.block * len(variants)
+    with queued_rows("claim", total) as rows:
+
+        def claim_block(name: str) -> float:
+            def claim(generation_id: uuid.UUID) -> None:
+                with session_scope(rows.factory) as session:
+                    row = variants[name](session, generation_id)
+                    assert row is not None and row.status == "running"
+
+            return cpu_ms_per(claim, rows.take(args.block))
+
+        before, after = variants
+        paired_blocks(
+            before, after, args.blocks, claim_block, unit="claim", results="claim-cost.json"
+        )
 
 
 if __name__ == "__main__":

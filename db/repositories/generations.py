@@ -179,7 +179,9 @@ class Succeeded:
     leak_phrase: str | None = None
 
 
-#: Every row of a batch, queued|running -> succeeded, in one statement over arrays.
+#: Every row of a batch, queued|running -> succeeded, in one statement. The rows travel as one
+#: JSON array (psycopg dumping ten array parameters element by element was a third of the
+#: statement's client-side cost).
 _MARK_SUCCEEDED = text(
     """
     UPDATE generations AS g
@@ -187,21 +189,14 @@ _MARK_SUCCEEDED = text(
         output = u.output, refused = u.refused, refusal_category = u.refusal_category,
         probabilities = u.probabilities, summary = u.summary, prompt_tokens = u.prompt_tokens,
         completion_tokens = u.completion_tokens, leak = u.leak, leak_phrase = u.leak_phrase
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:outputs AS text[]), CAST(:refused AS boolean[]),
-                CAST(:categories AS text[]), CAST(CAST(:probabilities AS text[]) AS jsonb[]),
-                CAST(CAST(:summaries AS text[]) AS jsonb[]), CAST(:prompt_tokens AS integer[]),
-                CAST(:completion_tokens AS integer[]), CAST(:leaks AS boolean[]),
-                CAST(:leak_phrases AS text[]))
-         AS u(id, output, refused, refusal_category, probabilities, summary, prompt_tokens,
-              completion_tokens, leak, leak_phrase)
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS u(id uuid, output text, refused boolean, refusal_category text, probabilities jsonb,
+              summary jsonb, prompt_tokens integer, completion_tokens integer, leak boolean,
+              leak_phrase text)
     WHERE g.id = u.id AND g.status = ANY(CAST(:active AS text[]))
     RETURNING g.id, row_to_json(g)::text
     """
 )
-
-
-def _json_or_null(value: object) -> str | None:
-    return None if value is None else json.dumps(value)
 
 
 def mark_many_succeeded(*, session: Session, rows: Sequence[Succeeded]) -> dict[uuid.UUID, str]:
@@ -212,23 +207,23 @@ def mark_many_succeeded(*, session: Session, rows: Sequence[Succeeded]) -> dict[
     rows = list({r.generation_id: r for r in reversed(rows)}.values())  # an id once: its first
     if not rows:
         return {}
-    moved = session.execute(
-        _MARK_SUCCEEDED,
+    payload = [
         {
-            "now": utcnow(),
-            "active": list(ACTIVE_STATUSES),
-            "ids": [r.generation_id for r in rows],
-            "outputs": [r.output for r in rows],
-            "refused": [r.refused for r in rows],
-            "categories": [r.refusal_category for r in rows],
-            "probabilities": [_json_or_null(r.probabilities) for r in rows],
-            "summaries": [_json_or_null(r.summary) for r in rows],
-            "prompt_tokens": [r.prompt_tokens for r in rows],
-            "completion_tokens": [r.completion_tokens for r in rows],
-            "leaks": [r.leak for r in rows],
-            "leak_phrases": [r.leak_phrase for r in rows],
-        },
-    )
+            "id": str(r.generation_id),
+            "output": r.output,
+            "refused": r.refused,
+            "refusal_category": r.refusal_category,
+            "probabilities": r.probabilities,
+            "summary": r.summary,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "leak": r.leak,
+            "leak_phrase": r.leak_phrase,
+        }
+        for r in rows
+    ]
+    params = {"now": utcnow(), "active": list(ACTIVE_STATUSES), "rows": json.dumps(payload)}
+    moved = session.execute(_MARK_SUCCEEDED, params)
     written = {row_id: row for row_id, row in moved}
     for row_id in written:
         expire_cached(session, Generation, row_id)
