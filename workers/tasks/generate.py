@@ -1,14 +1,17 @@
-"""The `generate` task: one queued generation, decoded in the worker's continuous batch.
+"""The `generate` and `generate_batch` tasks: queued generations (one, or the several an API
+process sent in one message: `services/task_batching.py`), decoded in the worker's continuous
+batch.
 
 The worker runs Celery's thread pool (`worker_pool = "threads"`, one consumer thread per
-request it holds). A task claims its row, hands the request to the process's single
+message it holds). A task claims its rows, hands each request to the process's single
 `EngineLoop` (which admits it between decode steps, fairly across tenants, and decodes it
-alongside every other running row), waits for the row's result, has it written with its
+alongside every other running row), waits for each row's result, has it written with its
 statistics (`RowRecorder`: one transaction for all rows finished meanwhile; a row queued while
 its policy had a shadow version also counts the shadow's decision, taken from the same
-first-token summary), after which waiters are notified through Redis, and returns. With `acks_late`
-the message is acknowledged only after that, so a worker killed at any moment leaves it to be
-redelivered; the `mark_succeeded` guard makes a redelivered row count once.
+first-token summary), after which waiters are notified through Redis, and returns once every
+row is written. With `acks_late` the message is acknowledged only after that, so a worker
+killed at any moment leaves it to be redelivered; the `mark_succeeded` guard makes a
+redelivered row count once.
 """
 
 from __future__ import annotations
