@@ -4,10 +4,11 @@ Each message costs a worker far more than a row does: the Redis transport's `BRP
 pipelines that hold and acknowledge it, Celery's dispatch (py-spy at 32 clients: 46% of the
 worker's Python time). `CoalescingSender` wraps the real sender: a `generate` task sent while no
 send is in flight goes out at once, as itself (no added wait); those sent meanwhile wait for it
-and then leave together as one `generate_batch` message, up to `max_rows` per message. Every
-caller still returns only once its row's message is with the broker, and if the broker refuses,
-each caller of that message gets `BrokerUnavailable` (and fails its own row). The batch message
-names its rows in the `rows` header, where the lost-task check looks for them.
+and then leave together as one `generate_batch` message, up to `max_rows` per message, sent
+by the first of them (each caller sends at most one message). Every caller still returns only
+once its row's message is with the broker, and if the broker refuses, each caller of that
+message gets `BrokerUnavailable` (and fails its own row). The batch message names its rows in
+the `rows` header, where the lost-task check looks for them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.queue import GENERATE_BATCH_TASK, GENERATE_TASK
@@ -33,10 +34,23 @@ def batch_message(messages: list[TaskMessage]) -> TaskMessage:
     return TaskMessage(GENERATE_BATCH_TASK, [rows], str(uuid.uuid4()), headers)
 
 
+@dataclass(eq=False)
+class _Waiter:
+    """A caller's `generate` message, waiting to be sent or to send."""
+
+    message: TaskMessage
+    woken: threading.Event = field(default_factory=threading.Event)
+    leads: bool = False  # this caller sends the next message
+    sent: bool = False
+    error: BaseException | None = None
+
+
 class CoalescingSender:
     """A `TaskSender` that folds `generate` tasks sent concurrently into one message; any other
-    task passes straight through. Thread-safe: the caller that finds no send in flight sends,
-    for itself and for whoever queues meanwhile, until nothing is left."""
+    task passes straight through. Thread-safe. The caller that finds no send in flight sends one
+    message, with whatever queued before it (its own included), then hands the sending on to
+    the first caller still waiting; so nobody sends more than once, and a busy process never
+    keeps one caller sending for the others."""
 
     def __init__(
         self,
@@ -50,45 +64,47 @@ class CoalescingSender:
         self.max_rows = max_rows
         self.observe = observe
         self._lock = threading.Lock()
-        self._pending: list[tuple[TaskMessage, Future[None]]] = []
+        self._pending: list[_Waiter] = []
         self._sending = False
 
     def send(self, message: TaskMessage) -> None:
         if message.name != GENERATE_TASK:
             self.inner.send(message)
             return
-        done: Future[None] = Future()
+        me = _Waiter(message)
         with self._lock:
-            self._pending.append((message, done))
-            lead = not self._sending
+            self._pending.append(me)
+            me.leads = not self._sending
             self._sending = True
-        if lead:
-            self._drain()
-        done.result()  # raises what the broker raised for this row's message
+        if not me.leads:
+            me.woken.wait()  # sent by another caller, or asked to send
+        if not me.sent:
+            self._send_next()
+        if me.error is not None:
+            raise me.error  # what the broker raised for this row's message
 
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                batch = self._pending[: self.max_rows]
-                del self._pending[: self.max_rows]
-                if not batch:
-                    self._sending = False
-                    return
-            self._send_batch(batch)
-
-    def _send_batch(self, batch: list[tuple[TaskMessage, Future[None]]]) -> None:
-        messages = [m for m, _ in batch]
-        outcome: BaseException | None = None
+    def _send_next(self) -> None:
+        """Send the waiting messages (the caller's own first among them) as one, then pass the
+        sending to the next waiting caller, or stand down."""
+        with self._lock:
+            batch = self._pending[: self.max_rows]
+            del self._pending[: self.max_rows]
+        messages = [w.message for w in batch]
+        error: BaseException | None = None
         try:
             self.inner.send(messages[0] if len(messages) == 1 else batch_message(messages))
             self.observe(len(messages))
-        except BaseException as exc:  # every waiter of this message learns it, the leader too
-            outcome = exc
-        for _, done in batch:
-            if outcome is None:
-                done.set_result(None)
+        except BaseException as exc:  # every caller of this message learns it
+            error = exc
+        with self._lock:
+            if self._pending:
+                self._pending[0].leads = True
+                self._pending[0].woken.set()
             else:
-                done.set_exception(outcome)
+                self._sending = False
+        for waiter in batch:
+            waiter.sent, waiter.error = True, error
+            waiter.woken.set()
 
 
 def batch_rows(rows: list[list[Any]]) -> list[tuple[uuid.UUID, bool]]:

@@ -100,6 +100,29 @@ def test_concurrent_sends_share_messages_and_each_row_goes_once() -> None:
     assert inner.sent[-1].name == "rcs.calibrate"
 
 
+def test_each_caller_sends_at_most_one_message_and_returns_after_its_own() -> None:
+    """Under a steady stream of callers nobody keeps sending for the others."""
+    inner = SlowSender(0.05)
+    sender = CoalescingSender(inner, max_rows=2)
+    returned_after: dict[int, int] = {}
+
+    def one(i: int) -> None:
+        sender.send(_generate(i))
+        returned_after[i] = len(inner.sent)
+
+    first = threading.Thread(target=one, args=(0,))
+    first.start()
+    time.sleep(0.01)  # the first caller's message is in flight: the others queue behind it
+    others = [threading.Thread(target=one, args=(i,)) for i in range(1, 7)]
+    for t in others:
+        t.start()
+    for t in [first, *others]:
+        t.join(timeout=30)
+    assert returned_after[0] == 1  # back once its own message went, not after the others'
+    assert len(inner.sent) < 7  # those queued behind it went two by two
+    assert sorted(returned_after) == list(range(7))
+
+
 def test_a_refused_batch_reaches_every_caller_and_the_next_one_is_sent() -> None:
     inner = SlowSender(0.05, refuse=True)
     sender = CoalescingSender(inner, max_rows=16)
