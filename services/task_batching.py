@@ -39,8 +39,7 @@ class _Waiter:
     """A caller's `generate` message, waiting to be sent or to send."""
 
     message: TaskMessage
-    woken: threading.Event = field(default_factory=threading.Event)
-    leads: bool = False  # this caller sends the next message
+    woken: threading.Event = field(default_factory=threading.Event)  # sent, or to send next
     sent: bool = False
     error: BaseException | None = None
 
@@ -74,9 +73,8 @@ class CoalescingSender:
         me = _Waiter(message)
         with self._lock:
             self._pending.append(me)
-            me.leads = not self._sending
-            self._sending = True
-        if not me.leads:
+            leads, self._sending = not self._sending, True
+        if not leads:
             me.woken.wait()  # sent by another caller, or asked to send
         if not me.sent:
             self._send_next()
@@ -98,8 +96,7 @@ class CoalescingSender:
             error = exc
         with self._lock:
             if self._pending:
-                self._pending[0].leads = True
-                self._pending[0].woken.set()
+                self._pending[0].woken.set()  # the next caller sends
             else:
                 self._sending = False
         for waiter in batch:

@@ -5,9 +5,9 @@ kombu's Redis transport takes a message off its queue (BRPOP) before it writes i
 hundred kills under load), and so does an API killed between its commit and its send. The
 database is the record. A row still to do, older than a grace period, whose id (a `generate`
 task's id, or listed in a `generate_batch` message's `rows` header) is neither queued nor
-unacknowledged in two snapshots taken apart, gets its task again. A
-duplicate is harmless: a claim takes a queued or running row and the final write is guarded, so
-a row may run twice but counts once.
+unacknowledged in two snapshots taken apart, gets its task again. A duplicate is harmless: a
+claim takes a queued or running row and the final write is guarded, so a row may run twice but
+counts once.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def _row_ids(message: dict[str, Any]) -> set[str]:
     """The ids a message stands for: its task id, and the rows of a `generate_batch` message."""
     headers = message.get("headers", {})
     ids = set(str(headers.get(ROWS_HEADER, "")).split())
-    return ids | {headers["id"]} if headers.get("id") else ids
+    if headers.get("id"):
+        ids.add(headers["id"])
+    return ids
 
 
 def held_task_ids(client: redis.Redis) -> set[str]:

@@ -189,7 +189,6 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     merged = _merge(increments)
     if not merged:
         return 0
-    keys = list(merged)
     # One execution, one JSON parameter: one cached plan whatever the batch size.
     rows = [
         {
@@ -208,7 +207,7 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
         for (tenant_id, version_id, category, bucket_start, shadow), t in merged.items()
     ]
     session.execute(_UPSERT, {"rows": json.dumps(rows)})
-    return len(keys)
+    return len(rows)
 
 
 @dataclass(frozen=True)
