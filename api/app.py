@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
 from api.body_limit import BodyLimit
@@ -24,6 +27,7 @@ from api.routes import (
     stats,
 )
 from api.tasks_client import CeleryTaskSender, TaskSender
+from core.gc_freeze import freeze_startup_objects
 from core.logs import configure_json_logging
 from core.settings import Settings, get_settings
 from db.session import create_session_factory
@@ -35,6 +39,13 @@ API_DESCRIPTION = (
 )
 
 
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with generation_events(app):
+        freeze_startup_objects()  # built and connected: keep it out of full collections
+        yield
+
+
 def create_app(
     settings: Settings | None = None, *, task_sender: TaskSender | None = None
 ) -> FastAPI:
@@ -43,7 +54,7 @@ def create_app(
         title="Refusal Control Service",
         version="0.1.0",
         description=API_DESCRIPTION,
-        lifespan=generation_events,
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.session_factory = create_session_factory(settings.sqlalchemy_url)

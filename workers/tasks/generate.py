@@ -30,6 +30,7 @@ from celery.signals import worker_init
 from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
+from core.gc_freeze import freeze_startup_objects
 from core.histogram import histogram_of
 from core.leaks import LeakCheck, check_answer
 from core.policy import PolicyRules
@@ -353,3 +354,4 @@ def _load_engine_at_start(**_: object) -> None:
             # Celery logs and swallows exceptions from signal handlers; SystemExit stops the worker.
             log.critical("cannot load the model: %s", exc)
             raise SystemExit(f"cannot load the model: {exc}") from exc
+    freeze_startup_objects()  # the model and Celery: keep them out of full collections
