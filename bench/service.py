@@ -8,7 +8,9 @@ serving the API. For 1, 8 and 32 closed-loop clients it sends synchronous `POST 
 (`stream=true`) for the time to the first event (the decision, i.e. the first token) and to the
 first text. The baseline runs the same requests with the same clients on the engine in this
 process (`EngineLoop`, continuous batching like the worker), so `service_vs_engine` and
-`overhead_p50_ms` say what the API, queue, database and notifications cost.
+`overhead_p50_ms` say what the API, queue, database and notifications cost. The synchronous
+load and the baseline alternate in `--blocks` blocks (A B, B A, ...) while the idle service
+waits, so a machine whose speed drifts during the run moves both alike.
 With `--embedded` the service is `rcs serve`'s embedded stack (PostgreSQL and Redis from their
 wheels, supervised), started exactly as `make run` starts it.
 Saves bench/results/service-<model>[-embedded].json.
@@ -130,6 +132,7 @@ def running_service(model: Path, *, embedded: bool) -> Iterator[tuple[str, list[
 
 
 def _summary(concurrency: int, requests: int, elapsed: float, latencies: list[float]) -> dict:
+    """Rates and percentiles, with the raw figures (`combine` pools blocks from them)."""
     lat = np.array(latencies) * 1000
     return {
         "concurrency": concurrency,
@@ -137,7 +140,24 @@ def _summary(concurrency: int, requests: int, elapsed: float, latencies: list[fl
         "requests_per_s": requests / elapsed,
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
+        "elapsed_s": elapsed,
+        "latencies_s": latencies,
     }
+
+
+def combine(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Blocks of one load pooled: all their requests' latencies, over their summed time."""
+    latencies = [x for b in blocks for x in b["latencies_s"]]
+    row = _summary(
+        blocks[0]["concurrency"], len(latencies), sum(b["elapsed_s"] for b in blocks), latencies
+    )
+    tokens = [b["mean_completion_tokens"] * b["requests"] for b in blocks]
+    row["mean_completion_tokens"] = sum(tokens) / len(latencies)
+    return row
+
+
+def without_raw(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("elapsed_s", "latencies_s")}
 
 
 async def _load(
@@ -252,10 +272,9 @@ def engine_closed_loop(loop: Any, reqs: list[Any], concurrency: int) -> dict[str
     return row
 
 
-def _engine_baseline(
-    model: Path, requests: int, max_tokens: int, concurrency: list[int]
-) -> dict[int, dict[str, Any]]:
-    """Per client count, the same requests and clients on the engine in this process."""
+@contextmanager
+def engine_in_process(model: Path, max_tokens: int) -> Iterator[Any]:
+    """An `EngineLoop` on the model in this process, configured like the worker's, warmed up."""
     from core.settings import get_settings
     from workers.engine.batch import Engine
     from workers.engine.loop import EngineLoop
@@ -265,12 +284,46 @@ def _engine_baseline(
     loop = EngineLoop(
         engine, max_rows=settings.max_batch_size, max_kv_tokens=settings.max_batch_tokens
     )
-    reqs = engine_requests(requests, max_tokens, tenants=8)
     try:
-        engine_closed_loop(loop, reqs[:16], 4)  # warm-up
-        return {c: engine_closed_loop(loop, reqs, c) for c in concurrency}
+        engine_closed_loop(loop, engine_requests(16, max_tokens, tenants=8), 4)  # warm-up
+        yield loop
     finally:
         loop.close()
+
+
+def _engine_baseline(
+    model: Path, requests: int, max_tokens: int, concurrency: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Per client count, the same requests and clients on the engine in this process."""
+    reqs = engine_requests(requests, max_tokens, tenants=8)
+    with engine_in_process(model, max_tokens) as loop:
+        return {c: engine_closed_loop(loop, reqs, c) for c in concurrency}
+
+
+def interleaved(
+    base: str,
+    keys: list[str],
+    loop: Any,
+    *,
+    concurrency: int,
+    requests: int,
+    max_tokens: int,
+    blocks: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The synchronous load on the service and the same requests on the in-process engine, in
+    alternating blocks (service first, then engine first, ...), so that a machine that speeds up
+    or slows down during the run moves both; each pooled over its blocks."""
+    size = requests // blocks
+    reqs = engine_requests(size, max_tokens, tenants=8)
+    service, engine = [], []
+    for block in range(blocks):
+        for side in ("service", "engine") if block % 2 == 0 else ("engine", "service"):
+            if side == "service":
+                load = {"concurrency": concurrency, "requests": size, "max_tokens": max_tokens}
+                service.append(asyncio.run(_load(base, keys, **load)))
+            else:
+                engine.append(engine_closed_loop(loop, reqs, concurrency))
+    return combine(service), combine(engine)
 
 
 def main() -> None:
@@ -279,6 +332,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--model", type=Path, default=TINY_MODEL, help="model directory")
+    parser.add_argument(
+        "--blocks", type=int, default=4, help="alternating service / engine blocks per load"
+    )
     parser.add_argument(
         "--torch-threads", type=int, default=0, help="torch threads, worker and baseline alike"
     )
@@ -293,25 +349,36 @@ def main() -> None:
 
         torch.set_num_threads(args.torch_threads)
         os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
-    with running_service(args.model, embedded=args.embedded) as (base, keys):
+    with (
+        running_service(args.model, embedded=args.embedded) as (base, keys),
+        engine_in_process(args.model, args.max_tokens) as loop,
+    ):
         asyncio.run(
             _load(base, keys, concurrency=4, requests=16, max_tokens=args.max_tokens)
         )  # warm-up
         rows = []
         for c in args.concurrency:
+            row, engine = interleaved(
+                base,
+                keys,
+                loop,
+                concurrency=c,
+                requests=args.requests,
+                max_tokens=args.max_tokens,
+                blocks=args.blocks,
+            )
             load = {"concurrency": c, "requests": args.requests, "max_tokens": args.max_tokens}
-            row = asyncio.run(_load(base, keys, **load))
             streamed = asyncio.run(_load(base, keys, stream=True, **load))
+            row = without_raw(row)
             row["streamed"] = {
-                k: v for k, v in streamed.items() if k not in ("concurrency", "requests")
+                k: v
+                for k, v in without_raw(streamed).items()
+                if k not in ("concurrency", "requests")
             }
+            row["engine"] = without_raw(engine)
+            row["service_vs_engine"] = row["requests_per_s"] / engine["requests_per_s"]
+            row["overhead_p50_ms"] = row["p50_ms"] - engine["p50_ms"]
             rows.append(row)
-    engine = _engine_baseline(args.model, args.requests, args.max_tokens, args.concurrency)
-    for row in rows:
-        base_row = engine[row["concurrency"]]
-        row["engine"] = base_row
-        row["service_vs_engine"] = row["requests_per_s"] / base_row["requests_per_s"]
-        row["overhead_p50_ms"] = row["p50_ms"] - base_row["p50_ms"]
     stack_name = "embedded" if args.embedded else "servers"
     out = {
         "model": args.model.name,
