@@ -10,7 +10,8 @@ first text. The baseline runs the same requests with the same clients on the eng
 process (`EngineLoop`, continuous batching like the worker), so `service_vs_engine` and
 `overhead_p50_ms` say what the API, queue, database and notifications cost. The synchronous
 load and the baseline alternate in `--blocks` blocks (A B, B A, ...) while the idle service
-waits, so a machine whose speed drifts during the run moves both alike.
+waits, so a machine whose speed drifts during the run moves both alike; a block holds
+`--requests / --blocks` requests, at least two per client.
 With `--embedded` the service is `rcs serve`'s embedded stack (PostgreSQL and Redis from their
 wheels, supervised), started exactly as `make run` starts it.
 Saves bench/results/service-<model>[-embedded].json.
@@ -312,8 +313,9 @@ def interleaved(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The synchronous load on the service and the same requests on the in-process engine, in
     alternating blocks (service first, then engine first, ...), so that a machine that speeds up
-    or slows down during the run moves both; each pooled over its blocks."""
-    size = requests // blocks
+    or slows down during the run moves both; each pooled over its blocks. A block holds
+    `requests / blocks` requests, but at least two per client, or fewer clients would run."""
+    size = max(requests // blocks, 2 * concurrency)
     reqs = engine_requests(size, max_tokens, tenants=8)
     service, engine = [], []
     for block in range(blocks):
