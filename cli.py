@@ -75,10 +75,15 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
     from api.routes.admin import TenantIn
     from db.repositories.tenants import create_tenant
 
-    TenantIn(name=args.name)  # the API's rule for names
+    given = {"requests_per_minute": args.requests_per_minute, "max_tokens": args.max_tokens}
+    # The API's rules for names and quotas; an option left out takes the API's default.
+    new = TenantIn(name=args.name, **{k: v for k, v in given.items() if v is not None})
     with _database_session() as session:
         tenant, api_key = create_tenant(
-            session=session, name=args.name, secret=get_settings().secret_key
+            session=session,
+            name=new.name,
+            secret=get_settings().secret_key,
+            quotas={"requests_per_minute": new.requests_per_minute, "max_tokens": new.max_tokens},
         )
         out = {"tenant_id": str(tenant.id), "api_key": api_key}
     print(json.dumps(out))
@@ -173,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create = tenant.add_parser("create", help="create a tenant and print its first admin key once")
     create.add_argument("name")
+    create.add_argument(
+        "--requests-per-minute", type=int, help="the tenant's generation quota (default 600)"
+    )
+    create.add_argument(
+        "--max-tokens", type=int, help="the largest max_tokens it may ask for (default 1024)"
+    )
     create.set_defaults(func=cmd_tenant_create)
 
     key = sub.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True)

@@ -95,8 +95,9 @@ class Stack:
             [RCS, *args], env=self.env, capture_output=True, text=True, timeout=120
         )
 
-    def tenant_key(self, name: str) -> str:
-        created = self.rcs("tenant", "create", name)
+    def tenant_key(self, name: str, *options: str) -> str:
+        """A new tenant's admin key; `options`: `rcs tenant create`'s, such as its quota."""
+        created = self.rcs("tenant", "create", name, *options)
         assert created.returncode == 0, created.stderr
         return str(json.loads(created.stdout)["api_key"])
 

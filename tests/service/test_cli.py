@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import PROJECT_ROOT, Settings
+from db.repositories.tenants import get_tenant_by_name
+from db.session import create_session_factory
 from tests import servers
 from tests.api.conftest import TEST_SECRET, RecordingSender
 from tests.conftest import temporary_pg_database
@@ -69,6 +71,23 @@ def test_creating_a_tenant_twice_is_one_line(rcs: Run) -> None:
     assert json.loads(first.stdout)["api_key"].startswith("rcs_")
     _expected_failure(rcs("tenant", "create", "globex"), "tenant 'globex' already exists")
     _expected_failure(rcs("tenant", "create", "bad name"), "name")
+
+
+def test_a_tenant_is_created_with_its_quotas(rcs: Run, database_url: str) -> None:
+    def quotas(name: str, *options: str) -> dict[str, int]:
+        created = rcs("tenant", "create", name, *options)
+        assert created.returncode == 0, created.stderr
+        with create_session_factory(database_url)() as session:
+            tenant = get_tenant_by_name(session=session, name=name)
+            assert tenant is not None
+            return dict(tenant.quotas)
+
+    limits = ("--requests-per-minute", "5000", "--max-tokens", "64")
+    assert quotas("initech", *limits) == {"requests_per_minute": 5000, "max_tokens": 64}
+    assert quotas("hooli", "--max-tokens", "64") == {"requests_per_minute": 600, "max_tokens": 64}
+    _expected_failure(
+        rcs("tenant", "create", "umbrella", "--requests-per-minute", "0"), "requests_per_minute"
+    )
 
 
 @pytest.mark.parametrize(
