@@ -13,6 +13,7 @@ from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
 from api.final_notifications import generation_events
 from api.metrics import observe_message
+from api.nul_characters import RejectNulCharacters
 from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
 from api.request_context import RequestContext
@@ -66,6 +67,8 @@ def create_app(
     install_error_handlers(app)
     if settings.log_format == "json":
         configure_json_logging()
+    # Text PostgreSQL cannot store is a 422 naming the field (inside the limit: reads the body).
+    app.add_middleware(RejectNulCharacters)
     # Larger bodies are 413 before they are read whole (the largest legal one is an upload).
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     # Added last, so it is outermost: the 413 above is counted and carries the request id.

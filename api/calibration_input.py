@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.errors import ApiError, validation_error
+from api.nul_characters import MESSAGE as NUL_MESSAGE
+from api.nul_characters import nul_path
 from api.schemas import PromptOrMessages
 from core.calibration_problem import Method
 from core.categories import CATEGORIES, CLASSES
@@ -90,15 +92,18 @@ class SolveIn(BaseModel):
 
 def parse_json(data: bytes | str, *, field: str) -> Any:
     """JSON from a body or a line; anything unreadable (bad UTF-8 or JSON, nesting too deep for
-    the parser) is one 4xx naming `field`."""
+    the parser) or holding a NUL character (`api/nul_characters.py`) is one 4xx naming `field`."""
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_body", "not valid UTF-8", field=field) from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"not valid JSON ({exc.msg})", field=field) from None
     except RecursionError:
         raise ApiError(400, "invalid_json", "JSON nested too deep", field=field) from None
+    if nul_path(value) is not None:
+        raise ApiError(422, "validation_error", NUL_MESSAGE, field=field)
+    return value
 
 
 def parse_jsonl(data: bytes, *, limit: int) -> list[PromptIn]:

@@ -7,7 +7,8 @@ thread takes everything queued, writes it with `write(rows, results)` in one tra
 returns the rows that moved, by id, each with what the writer says of it), then runs
 `after_commit(rows, written)` (notifications) and resolves each row's `Future` with whether the
 row moved. The consumer returns only after that, so its message is still acknowledged only after
-its row is written.
+its row is written. When a group's transaction fails, each of its rows is written again alone, so
+a row the database refuses fails alone, not every row that finished beside it.
 """
 
 from __future__ import annotations
@@ -57,17 +58,24 @@ class RowRecorder(Generic[Row, Result]):
             items = [self._queue.get()]
             while len(items) < self.max_rows and not self._queue.empty():
                 items.append(self._queue.get())
-            rows = [row for row, _, _ in items]
-            try:
-                moved = self.write(rows, [result for _, result, _ in items])
-            except Exception as exc:
-                log.exception("writing %d rows failed", len(items))
-                for _, _, future in items:
-                    future.set_exception(exc)
-                continue
-            try:
-                self.after_commit(rows, moved)
-            except Exception:  # the rows are written; waiters fall back to reading them
-                log.exception("notifying %d written rows failed", len(rows))
-            for row, _, future in items:
-                future.set_result(row.id in moved)
+            self._write(items)
+
+    def _write(self, items: list[tuple[Row, Result, Future[bool]]]) -> None:
+        rows = [row for row, _, _ in items]
+        try:
+            moved = self.write(rows, [result for _, result, _ in items])
+        except Exception as exc:
+            if len(items) > 1:
+                log.warning("writing %d rows together failed (%s); each alone", len(items), exc)
+                for item in items:
+                    self._write([item])
+                return
+            log.exception("writing a row failed")
+            items[0][2].set_exception(exc)
+            return
+        try:
+            self.after_commit(rows, moved)
+        except Exception:  # the rows are written; waiters fall back to reading them
+            log.exception("notifying %d written rows failed", len(rows))
+        for row, _, future in items:
+            future.set_result(row.id in moved)

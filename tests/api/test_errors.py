@@ -91,6 +91,15 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str, str | None]] = [
         "file:1",
     ),
     (
+        "JSONL upload with a NUL in a prompt",
+        "POST",
+        "/v1/calibrations",
+        _jsonl(b'{"prompt": "fine"}\n{"prompt": "a\\u0000b"}\n'),
+        422,
+        "validation_error",
+        "file:2",
+    ),
+    (
         "calibration prompt messages without a role",
         "POST",
         "/v1/calibrations",
@@ -235,6 +244,39 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str, str | None]] = [
         422,
         "validation_error",
         "messages",
+    ),
+    (
+        "prompt with a NUL (PostgreSQL text cannot hold one)",
+        "POST",
+        "/v1/generations",
+        {"json": {"prompt": "a\x00b"}},
+        422,
+        "validation_error",
+        "prompt",
+    ),
+    (
+        "chat message with a NUL",
+        "POST",
+        "/v1/chat/completions",
+        {"json": {"model": "tiny", "messages": [{"role": "user", "content": "hi\x00"}]}},
+        422,
+        "validation_error",
+        "messages.0.content",
+    ),
+    (
+        "policy refusal message with a NUL",
+        "POST",
+        "/v1/policies",
+        {
+            "json": {
+                "name": "nul",
+                "mode": "threshold",
+                "categories": {"safety": {"threshold": 0.5, "refusal_message": "no\x00"}},
+            }
+        },
+        422,
+        "validation_error",
+        "categories.safety.refusal_message",
     ),
     (
         "key name with a NUL",

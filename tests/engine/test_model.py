@@ -101,3 +101,11 @@ def test_duplicate_ids_are_a_load_error(tiny_model_dir: Path, tmp_path: Path) ->
 def test_directory_without_model_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"no config\.json"):
         load_model(tmp_path)
+
+
+def test_answer_text_drops_nul_characters(lm: LoadedModel) -> None:
+    # A byte-level tokenizer can produce U+0000, which PostgreSQL text cannot hold.
+    ids = lm.tokenizer("fine\x00 then", add_special_tokens=False)["input_ids"]
+    assert "\x00" in lm.decode(ids)
+    assert lm.answer_text(ids) == lm.decode(ids).replace("\x00", "").lstrip()
+    assert "\x00" not in lm.answer_text(ids)

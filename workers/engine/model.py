@@ -87,10 +87,12 @@ class LoadedModel:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def answer_text(self, generated: Sequence[int]) -> str:
-        """The text of generated ids: without the leading control token, EOS and leading space."""
+        """The text of generated ids: without the leading control token, EOS and leading space,
+        and without NUL characters: a byte-level tokenizer can produce them and PostgreSQL text
+        cannot hold them (the row, with every row written beside it, would fail)."""
         body = generated[1:] if generated and generated[0] in self.manifest.all_ids else generated
         eos = self.eos_ids
-        return self.decode([t for t in body if t not in eos]).lstrip()
+        return self.decode([t for t in body if t not in eos]).replace("\x00", "").lstrip()
 
 
 def check_manifest_tokens(
