@@ -16,6 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import error_body
 
 
+def too_large(message: str) -> JSONResponse:
+    return JSONResponse(error_body("too_large", message, "body"), 413)
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -28,8 +32,7 @@ class BodyLimit:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             message = f"the body is larger than {self.max_bytes} bytes"
-            response = JSONResponse(error_body("too_large", message, "body"), 413)
-            await response(scope, receive, send)
+            await too_large(message)(scope, receive, send)
             return
         received = 0
 

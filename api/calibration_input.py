@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from api.errors import ApiError, validation_error
 from api.nul_characters import MESSAGE as NUL_MESSAGE
-from api.nul_characters import nul_path
+from api.nul_characters import may_hold_nul, nul_path
 from api.schemas import PromptOrMessages
 from core.calibration_problem import Method
 from core.categories import CATEGORIES, CLASSES
@@ -101,7 +101,7 @@ def parse_json(data: bytes | str, *, field: str) -> Any:
         raise ApiError(400, "invalid_json", f"not valid JSON ({exc.msg})", field=field) from None
     except RecursionError:
         raise ApiError(400, "invalid_json", "JSON nested too deep", field=field) from None
-    if nul_path(value) is not None:
+    if may_hold_nul(data) and nul_path(value) is not None:
         raise ApiError(422, "validation_error", NUL_MESSAGE, field=field)
     return value
 

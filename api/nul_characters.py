@@ -17,10 +17,17 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.body_limit import too_large
 from api.errors import error_body, field_path
 
 _ESCAPE = b"\\u0000"
 MESSAGE = "text may not hold NUL characters (\\u0000)"
+
+
+def may_hold_nul(raw: bytes | str) -> bool:
+    """Whether JSON text can hold a NUL at all: only as the escape (raw control characters are
+    invalid JSON), so text without it needs no walk."""
+    return _ESCAPE in raw if isinstance(raw, bytes) else _ESCAPE.decode() in raw
 
 
 def nul_path(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
@@ -65,13 +72,10 @@ class RejectNulCharacters:
                 if message["type"] != "http.request" or not message.get("more_body"):
                     break
         except HTTPException as exc:  # the body limit, met while reading: its own answer
-            response = JSONResponse(
-                error_body("too_large", str(exc.detail), "body"), exc.status_code
-            )
-            await response(scope, receive, send)
+            await too_large(str(exc.detail))(scope, receive, send)
             return
         found = None
-        if _ESCAPE in body:
+        if may_hold_nul(body):
             try:
                 found = nul_path(json.loads(body))
             except ValueError:  # not JSON: the route's own validation answers

@@ -7,8 +7,8 @@ thread takes everything queued, writes it with `write(rows, results)` in one tra
 returns the rows that moved, by id, each with what the writer says of it), then runs
 `after_commit(rows, written)` (notifications) and resolves each row's `Future` with whether the
 row moved. The consumer returns only after that, so its message is still acknowledged only after
-its row is written. When a group's transaction fails, each of its rows is written again alone, so
-a row the database refuses fails alone, not every row that finished beside it.
+its row is written. When the database refuses a group's transaction (not a lost connection), each
+of its rows is written again alone, so a refused row fails alone, not every row beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Generic, Protocol, TypeVar
+
+from db.retry import TRANSIENT
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +67,16 @@ class RowRecorder(Generic[Row, Result]):
         try:
             moved = self.write(rows, [result for _, result, _ in items])
         except Exception as exc:
-            if len(items) > 1:
+            # A database that stayed away was waited out once already (`retry_on_disconnect`):
+            # only a refused row is worth each row's own transaction.
+            if len(items) > 1 and not isinstance(exc, TRANSIENT):
                 log.warning("writing %d rows together failed (%s); each alone", len(items), exc)
                 for item in items:
                     self._write([item])
                 return
-            log.exception("writing a row failed")
-            items[0][2].set_exception(exc)
+            log.exception("writing %d rows failed", len(items))
+            for _, _, future in items:
+                future.set_exception(exc)
             return
         try:
             self.after_commit(rows, moved)

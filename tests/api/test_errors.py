@@ -349,6 +349,24 @@ def test_a_body_over_the_upload_limit_is_413(
     }
 
 
+def test_a_chunked_json_body_over_the_limit_is_413(
+    api_settings: Settings, tenant_a: TenantKeys, sender: Any
+) -> None:
+    from api.app import create_app
+
+    small = api_settings.model_copy(update={"max_upload_bytes": 4096})
+    chunks = iter([b'{"prompt": "', b"x" * 3000, b"x" * 3000, b'"}'])  # no Content-Length
+    with TestClient(create_app(small, task_sender=sender)) as client:
+        response = client.post(
+            "/v1/generations",
+            content=chunks,
+            headers={**tenant_a.headers(), "Content-Type": "application/json"},
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "too_large"
+    assert sender.sent == []
+
+
 def test_an_unexpected_failure_is_a_documented_500(
     api_settings: Settings, tenant_a: TenantKeys, sender: Any
 ) -> None:
