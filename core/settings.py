@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     rows_per_message: int = Field(default=16, ge=1, le=256)
     #: How long a generation's token stream stays readable in Redis after its last event.
     stream_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
+    #: A generation that runs without a claim (`core.row_start`) is shown `running` once it
+    #: has decoded this long; a shorter one goes from queued to succeeded in one transaction.
+    running_mark_seconds: float = Field(default=0.1, ge=0, le=60)
     preload_model: bool = True
     autotune_seconds: float = Field(default=300.0, gt=0)
     #: The auto-tuner replays this much of a policy's recent traffic (every version's requests)

@@ -13,6 +13,7 @@ from anyio.to_thread import run_sync
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.queue import GENERATE_TASK
+from core.row_start import RowStart, tenant_share
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.generations import generation_from_row
@@ -93,6 +94,9 @@ def queue_generation(
         generation_id=generation_id,
     )
     args: list[Any] = [str(row.id), True] if new.stream else [str(row.id)]
+    start = None if new.stream else _start_of(row, caller.quotas).carried()
+    if start is not None:  # the worker runs it without reading it (`core.row_start`)
+        args += [False, start]
     send_after_commit(
         session,
         sender,
@@ -102,6 +106,10 @@ def queue_generation(
         ),
     )
     return row
+
+
+def _start_of(row: Generation, quotas: Mapping[str, Any]) -> RowStart:
+    return RowStart(repo.generation_to_row(row), tenant_share(quotas))
 
 
 async def wait_for_final(

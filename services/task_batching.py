@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.queue import GENERATE_BATCH_TASK, GENERATE_TASK
+from core.row_start import QueuedRow
 from services.tasks import TaskMessage, TaskSender
 
 #: The header of a `generate_batch` message that lists its rows' ids (space-separated).
@@ -27,8 +28,9 @@ ROWS_HEADER = "rows"
 
 
 def batch_message(messages: list[TaskMessage]) -> TaskMessage:
-    """One `generate_batch` message for `generate` messages: `[[row id, stream], ...]`."""
-    rows = [[m.args[0], len(m.args) > 1 and bool(m.args[1])] for m in messages]
+    """One `generate_batch` message for `generate` messages: `[[row id, stream], ...]`, each
+    row followed by its start when its message carries one (`core.row_start`)."""
+    rows = [[m.args[0], len(m.args) > 1 and bool(m.args[1]), *m.args[2:3]] for m in messages]
     request_ids = " ".join(m.headers.get("request_id", "") for m in messages)
     headers = {ROWS_HEADER: " ".join(str(r[0]) for r in rows), "request_id": request_ids}
     return TaskMessage(GENERATE_BATCH_TASK, [rows], str(uuid.uuid4()), headers)
@@ -104,6 +106,6 @@ class CoalescingSender:
             waiter.woken.set()
 
 
-def batch_rows(rows: list[list[Any]]) -> list[tuple[uuid.UUID, bool]]:
+def batch_rows(rows: list[list[Any]]) -> list[QueuedRow]:
     """The rows of a `generate_batch` message (its argument, as `batch_message` writes it)."""
-    return [(uuid.UUID(str(row_id)), bool(stream)) for row_id, stream in rows]
+    return [QueuedRow.from_args(*row) for row in rows]

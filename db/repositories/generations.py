@@ -21,6 +21,7 @@ from core.summary import SummaryRow
 from db.errors import GenerationNotFound
 from db.models import Generation
 from db.repositories.common import expire_cached, one_or_raise
+from db.repositories.stats import upsert_sql
 from db.repositories.transitions import ACTIVE_STATUSES, finish, start
 from db.types import utcnow
 
@@ -177,33 +178,48 @@ class Succeeded:
     completion_tokens: int | None = None
     leak: bool | None = None  # a checked answer's verdict
     leak_phrase: str | None = None
+    started_at: datetime | None = None  # kept if the row has one (a claim's)
 
 
 #: Every row of a batch, queued|running -> succeeded, in one statement. The rows travel as one
 #: JSON array (psycopg dumping ten array parameters element by element was a third of the
 #: statement's client-side cost).
-_MARK_SUCCEEDED = text(
-    """
+_MARK_SUCCEEDED_SQL = """
     UPDATE generations AS g
     SET status = 'succeeded', finished_at = :now, error = NULL,
+        started_at = coalesce(g.started_at, u.started_at),
         output = u.output, refused = u.refused, refusal_category = u.refusal_category,
         probabilities = u.probabilities, summary = u.summary, prompt_tokens = u.prompt_tokens,
         completion_tokens = u.completion_tokens, leak = u.leak, leak_phrase = u.leak_phrase
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS u(id uuid, output text, refused boolean, refusal_category text, probabilities jsonb,
               summary jsonb, prompt_tokens integer, completion_tokens integer, leak boolean,
-              leak_phrase text)
+              leak_phrase text, started_at timestamptz)
     WHERE g.id = u.id AND g.status = ANY(CAST(:active AS text[]))
-    RETURNING g.id, row_to_json(g)::text
+    RETURNING g.id, row_to_json(g)::text AS written
+"""
+_MARK_SUCCEEDED = text(_MARK_SUCCEEDED_SQL)
+#: The same, and the rows' statistics in the same statement if every row moved (one round trip
+#: fewer on every generation's path; a redelivered row that did not move is the rare case).
+_MARK_SUCCEEDED_COUNTED = text(
+    f"""
+    WITH moved AS ({_MARK_SUCCEEDED_SQL}),
+    counted AS ({upsert_sql("stats", "(SELECT count(*) FROM moved) = :expected")})
+    SELECT id, written FROM moved
     """
 )
 
 
-def mark_many_succeeded(*, session: Session, rows: Sequence[Succeeded]) -> dict[uuid.UUID, str]:
+def mark_many_succeeded(
+    *, session: Session, rows: Sequence[Succeeded], stats: Sequence[Mapping[str, object]] = ()
+) -> dict[uuid.UUID, str]:
     """queued|running -> succeeded with each row's result, in one statement (the worker records
     every row that finished meanwhile at once); returns the rows that moved, by id, each as the
     JSON of the whole row as written (`generation_from_json` reads it back). A row already final
-    does not move and is not overwritten (do not count it again)."""
+    does not move and is not overwritten (do not count it again).
+
+    `stats` (`stats.stat_rows` of every row's increments) are added in the same statement only
+    if every row (each id once) moved; otherwise the caller counts the rows that did."""
     rows = list({r.generation_id: r for r in reversed(rows)}.values())  # an id once: its first
     if not rows:
         return {}
@@ -219,11 +235,20 @@ def mark_many_succeeded(*, session: Session, rows: Sequence[Succeeded]) -> dict[
             "completion_tokens": r.completion_tokens,
             "leak": r.leak,
             "leak_phrase": r.leak_phrase,
+            "started_at": r.started_at.isoformat() if r.started_at else None,
         }
         for r in rows
     ]
-    params = {"now": utcnow(), "active": list(ACTIVE_STATUSES), "rows": json.dumps(payload)}
-    moved = session.execute(_MARK_SUCCEEDED, params)
+    params: dict[str, object] = {
+        "now": utcnow(),
+        "active": list(ACTIVE_STATUSES),
+        "rows": json.dumps(payload),
+    }
+    statement = _MARK_SUCCEEDED
+    if stats:
+        params |= {"stats": json.dumps(list(stats)), "expected": len(rows)}
+        statement = _MARK_SUCCEEDED_COUNTED
+    moved = session.execute(statement, params)
     written = {row_id: row for row_id, row in moved}
     for row_id in written:
         expire_cached(session, Generation, row_id)
@@ -256,6 +281,44 @@ def generation_from_row(raw: Mapping[str, Any]) -> Generation:
             value = datetime.fromisoformat(value)
         values[column.key] = value
     return Generation(**values)
+
+
+def generation_to_row(generation: Generation) -> dict[str, Any]:
+    """A generation's columns as JSON (`row_to_json`'s shape): `generation_from_row` reads it
+    back."""
+    row: dict[str, Any] = {}
+    for column in Generation.__table__.columns:
+        if column.computed is not None:
+            continue
+        value = getattr(generation, column.key)
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        row[column.key] = value
+    return row
+
+
+#: Rows that run without a claim and still decode after a while: queued -> running.
+_MARK_STARTED = text(
+    """
+    UPDATE generations AS g
+    SET status = 'running', started_at = coalesce(g.started_at, s.started_at)
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS s(id uuid, started_at timestamptz)
+    WHERE g.id = s.id AND g.status = 'queued'
+    """
+)
+
+
+def mark_started(*, session: Session, started: Mapping[uuid.UUID, datetime]) -> None:
+    """queued -> running for each row (with the time it started), in one statement; a row no
+    longer queued (final already, or claimed) is left as it is."""
+    if not started:
+        return
+    rows = [{"id": str(gid), "started_at": at.isoformat()} for gid, at in started.items()]
+    session.execute(_MARK_STARTED, {"rows": json.dumps(rows)})
+    for generation_id in started:
+        expire_cached(session, Generation, generation_id)
 
 
 def mark_succeeded(*, session: Session, generation_id: uuid.UUID, **result: Any) -> bool:

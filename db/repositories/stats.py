@@ -47,19 +47,24 @@ _COUNT_COLUMNS = (
     RefusalStat.leaks,
     RefusalStat.histogram,
 )
-#: A batch of increments, added into their bucket rows (created when missing). The rows come in
-#: key order (`ORDER BY`), the order every writer locks them in. They travel as one JSON array
-#: (psycopg dumping eleven array parameters element by element cost more than the rest).
-_UPSERT = text(
-    """
+
+
+def upsert_sql(rows: str = "rows", condition: str = "TRUE") -> str:
+    """A batch of increments (the JSON parameter named `rows`: `stat_rows`), added into their
+    bucket rows (created when missing) if the SQL `condition` holds (a statement that embeds
+    this one: `generations.mark_many_succeeded`). The rows come in key order (`ORDER BY`), the
+    order every writer locks them in. They travel as one JSON array (psycopg dumping eleven
+    array parameters element by element cost more than the rest)."""
+    return f"""
     INSERT INTO refusal_stats AS s (tenant_id, policy_version_id, category, bucket_start, shadow,
                                     requests, refusals, sum_p, histogram, leak_checks, leaks)
     SELECT k.tenant_id, k.version_id, k.category, k.bucket_start, k.shadow,
            k.requests, k.refusals, k.sum_p, k.histogram, k.leak_checks, k.leaks
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+    FROM jsonb_to_recordset(CAST(:{rows} AS jsonb))
          AS k(tenant_id uuid, version_id uuid, category text, bucket_start timestamptz,
               shadow boolean, requests integer, refusals integer, sum_p float8, histogram jsonb,
               leak_checks integer, leaks integer)
+    WHERE {condition}
     ORDER BY k.tenant_id, k.version_id, k.category, k.bucket_start, k.shadow
     ON CONFLICT (tenant_id, policy_version_id, category, bucket_start, shadow) DO UPDATE
     SET requests = s.requests + EXCLUDED.requests,
@@ -74,7 +79,9 @@ _UPSERT = text(
                  USING (bin)
         )
     """
-)
+
+
+_UPSERT = text(upsert_sql())
 
 
 def floor_to_bucket(ts: datetime, *, seconds: int = BUCKET_SECONDS) -> datetime:
@@ -186,11 +193,17 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
     Call it in the same transaction that marks the generations succeeded, and only for rows
     whose `mark_succeeded` returned True, so a redelivered task is not counted twice.
     """
-    merged = _merge(increments)
-    if not merged:
+    rows = stat_rows(increments)
+    if not rows:
         return 0
-    # One execution, one JSON parameter: one cached plan whatever the batch size.
-    rows = [
+    session.execute(_UPSERT, {"rows": json.dumps(rows)})
+    return len(rows)
+
+
+def stat_rows(increments: Iterable[StatIncrement]) -> list[dict[str, object]]:
+    """The increments merged per bucket row, as the upsert's JSON parameter takes them (one
+    execution, one parameter: one cached plan whatever the batch size)."""
+    return [
         {
             "tenant_id": str(tenant_id),
             "version_id": str(version_id),
@@ -204,10 +217,8 @@ def increment_stats(*, session: Session, increments: Iterable[StatIncrement]) ->
             "leak_checks": t.leak_checks,
             "leaks": t.leaks,
         }
-        for (tenant_id, version_id, category, bucket_start, shadow), t in merged.items()
+        for (tenant_id, version_id, category, bucket_start, shadow), t in _merge(increments).items()
     ]
-    session.execute(_UPSERT, {"rows": json.dumps(rows)})
-    return len(rows)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ decodes, writes and counts each row of one once, however often the message comes
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,67 @@ def test_the_lost_task_check_sees_every_row_of_a_batch_message(
     broker.delete(GENERATE_QUEUE)  # lost: each row gets its own task again
     assert resend_lost(**resend, grace_seconds=0) == 3
     assert sorted(sent) == sorted(ids)
+
+
+def test_rows_run_from_their_message_are_written_once_and_never_over_a_final_row(
+    e2e_settings: Settings, running_worker: Path, live_client: TestClient
+) -> None:
+    """Messages carry each row as written (`core.row_start`): once the worker knows the policy
+    it runs them without a claim, and a row that is no longer queued or running (cancelled, or
+    finished by an earlier delivery) is decoded but never written or counted again."""
+    keys = make_tenant(e2e_settings, f"carried-{uuid.uuid4().hex[:8]}")
+    create_policy(live_client, keys, "strict", {**ONLY_SAFETY_ALWAYS, "is_default": True})
+    recording = RecordingSender()
+    with TestClient(create_app(e2e_settings, task_sender=recording)) as client:
+        ids = submit_queued(client, keys, 4)
+    messages = [TaskMessage(name, args, str(args[0])) for name, args in recording.sent]
+    assert all(len(m.args) == 3 and m.args[2]["row"]["id"] == m.args[0] for m in messages)
+    factory = create_session_factory(e2e_settings.sqlalchemy_url)
+    with factory.begin() as session:
+        cancelled = session.get(Generation, uuid.UUID(ids[3]))
+        assert cancelled is not None
+        cancelled.status = "cancelled"
+    broker = CeleryTaskSender(e2e_settings)
+
+    def logged(written: str, *row_ids: str) -> Callable[[], bool]:
+        def check() -> bool:
+            log = running_worker.read_text()
+            return all(f"generation {i} written={written}" in log for i in row_ids)
+
+        return check
+
+    def until(done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 120
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert done()
+
+    broker.send(messages[0])  # claimed: the worker reads the policy with it
+    until(logged("True", ids[0]))
+    broker.send(batch_message(messages[1:3]))  # now run straight from the message
+    until(logged("True", ids[1], ids[2]))
+    broker.send(batch_message(messages))  # again, as after a lost worker: nothing moves
+    until(logged("False", *ids))
+    with factory() as session:
+        rows = {
+            str(r.id): r
+            for r in session.scalars(
+                select(Generation).where(Generation.id.in_([uuid.UUID(i) for i in ids]))
+            )
+        }
+        counted = session.scalar(
+            select(func.sum(RefusalStat.requests)).where(
+                RefusalStat.tenant_id == keys.tenant_id, RefusalStat.category == "safety"
+            )
+        )
+    assert [rows[i].status for i in ids] == ["succeeded"] * 3 + ["cancelled"]
+    assert all(rows[i].refusal_category == "safety" for i in ids[:3]) and counted == 3
+    assert all(rows[i].started_at is not None for i in ids[:3])  # written with the result
+    log = running_worker.read_text()
+    claimed = re.search(f'generation {ids[0]} written=True[^"]*', log)
+    carried = re.search(f'generation {ids[1]} written=True[^"]*', log)
+    assert claimed is not None and not claimed.group().endswith("not claimed")
+    assert carried is not None and carried.group().endswith("not claimed")
 
 
 def test_a_worker_decodes_each_row_of_a_batch_once_however_often_it_comes(

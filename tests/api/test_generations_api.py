@@ -76,7 +76,14 @@ def test_submit_is_202_with_location_and_the_task_follows_the_commit(
     body = response.json()
     assert response.headers["Location"] == f"/v1/generations/{body['id']}"
     assert body["status"] == "queued" and body["output"] is None
-    assert sender.sent == [(GENERATE_TASK, [body["id"]])]
+    [(name, args)] = sender.sent
+    assert name == GENERATE_TASK and args[:2] == [body["id"], False]
+    carried = args[2]["row"]  # the row as written, for the worker to run (`core.row_start`)
+    assert (carried["id"], carried["status"], carried["messages"][0]["content"]) == (
+        body["id"],
+        "queued",
+        "hello",
+    )
     # When the task left, another connection could already read the committed, queued row.
     assert sender.seen == ["queued"]
 

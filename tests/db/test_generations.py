@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from db.errors import GenerationNotFound
-from db.models import Generation, Policy, Tenant
+from db.models import Generation, Policy, RefusalStat, Tenant
 from db.repositories.generations import (
     Succeeded,
     claim_generation,
     claim_generations,
     generation_from_json,
+    generation_from_row,
+    generation_to_row,
     get_generation,
     list_generations,
     load_generations,
@@ -24,6 +27,8 @@ from db.repositories.generations import (
     mark_running,
     mark_succeeded,
 )
+from db.repositories.stats import StatIncrement, floor_to_bucket, stat_rows
+from db.types import utcnow
 from tests.db.factories import make_generation, make_policy, make_tenant
 
 pytestmark = pytest.mark.integration
@@ -159,6 +164,50 @@ def test_a_batch_of_results_moves_each_unfinished_row_once_in_one_statement(
     assert (running.status, running.refused, running.refusal_category) == ("succeeded", False, None)
     assert (final.status, final.error, final.output) == ("failed", "earlier", None)
     assert mark_many_succeeded(session=db_session, rows=results) == {}
+
+
+def test_results_and_their_statistics_go_in_one_statement_only_when_every_row_moves(
+    db_session: Session, tenant_policy: TenantPolicy
+) -> None:
+    tenant, policy = tenant_policy
+    assert policy.active_version_id is not None
+    bucket = floor_to_bucket(utcnow())
+
+    def requests_counted() -> int:
+        return int(
+            db_session.scalar(
+                select(func.coalesce(func.sum(RefusalStat.requests), 0)).where(
+                    RefusalStat.tenant_id == tenant.id
+                )
+            )
+        )
+
+    def stats_of(*rows: Generation) -> list[dict[str, object]]:
+        one = StatIncrement(tenant.id, policy.active_version_id, "safety", bucket, requests=1)
+        return stat_rows([one for _ in rows])
+
+    a, b, c = (make_generation(db_session, tenant, policy) for _ in range(3))
+    both = [Succeeded(generation_id=a.id, **RESULT), Succeeded(generation_id=b.id, **RESULT)]
+    moved = mark_many_succeeded(session=db_session, rows=both, stats=stats_of(a, b))
+    assert set(moved) == {a.id, b.id} and requests_counted() == 2
+
+    # b is final already (a redelivery): nothing is counted, the caller counts what moved.
+    again = [Succeeded(generation_id=c.id, **RESULT), Succeeded(generation_id=b.id, **RESULT)]
+    moved = mark_many_succeeded(session=db_session, rows=again, stats=stats_of(c, b))
+    assert set(moved) == {c.id} and requests_counted() == 2
+    db_session.expire_all()
+    assert c.status == "succeeded"
+
+
+def test_a_row_as_json_reads_back_as_the_row(
+    db_session: Session, tenant_policy: TenantPolicy
+) -> None:
+    tenant, policy = tenant_policy
+    row = make_generation(db_session, tenant, policy)
+    again = generation_from_row(json.loads(json.dumps(generation_to_row(row))))
+    for column in Generation.__table__.columns:
+        if column.computed is None:
+            assert getattr(again, column.key) == getattr(row, column.key), column.key
 
 
 def test_queued_rows_can_fail_or_be_cancelled_directly(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, create_engine, delete, select
 from sqlalchemy.orm import Session
 
 from db.models import Tenant
-from db.session import after_commit, create_session_factory, session_scope
+from db.session import after_commit, create_db_engine, create_session_factory, session_scope
 from tests.db.factories import make_tenant
 
 pytestmark = pytest.mark.integration
@@ -45,3 +45,32 @@ def test_after_commit_waits_for_the_outermost_transaction(db_session: Session) -
     assert sent == []  # a released SAVEPOINT is not a commit
     db_session.commit()
     assert sent == [1]
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def test_a_connection_in_steady_use_is_not_pinged_and_an_idle_dead_one_is_replaced(
+    pg_url: str, pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_db_engine(pg_url)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda c: pings.append(c) or real_ping(c))
+    try:
+        first = _backend_pid(engine)
+        assert [_backend_pid(engine) for _ in range(5)] == [first] * 5
+        assert pings == []  # reused at once: no round trip before each use
+
+        # The server ends the pooled connection (as a restart would) while it sits idle.
+        admin = create_engine(pg_admin_url)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_terminate_backend({first})")
+        admin.dispose()
+        monkeypatch.setattr("db.session.PING_IDLE_SECONDS", 0.0)
+        replaced = _backend_pid(engine)  # pinged, found dead, replaced: no error
+        assert replaced != first and len(pings) == 1
+    finally:
+        engine.dispose()

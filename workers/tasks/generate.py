@@ -3,9 +3,10 @@ process sent in one message: `services/task_batching.py`), decoded in the worker
 batch.
 
 The worker runs Celery's thread pool (`worker_pool = "threads"`, one consumer thread per
-message it holds). A task claims its rows, hands each request to the process's single
-`EngineLoop` (which admits it between decode steps, fairly across tenants, and decodes it
-alongside every other running row), waits for each row's result, has it written with its
+message it holds). A task hands the process's single `EngineLoop` (which admits a request
+between decode steps, fairly across tenants, and decodes it alongside every other running row)
+each row whose message carries its start (`core.row_start`), claims its rows meanwhile, hands
+it the claimed rows not started yet, waits for each claimed row's result, has it written with its
 statistics (`RowRecorder`: one transaction for all rows finished meanwhile; a row queued while
 its policy had a shadow version also counts the shadow's decision, taken from the same
 first-token summary), after which waiters are notified through Redis, and returns once every
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +38,13 @@ from core.leaks import LeakCheck, check_answer
 from core.policy import PolicyRules
 from core.queue import GENERATE_BATCH_TASK, GENERATE_TASK, INPUT_TOO_LONG
 from core.replay import draw_decisions, refusal_chances
+from core.row_start import QueuedRow, tenant_share
 from core.sampling import SamplingParams
 from core.settings import get_settings
 from db.models import Generation, Tenant
 from db.repositories import generations as repo
 from db.repositories.policies import load_version
-from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats
+from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats, stat_rows
 from db.retry import retry_on_disconnect
 from db.session import session_scope
 from db.types import utcnow
@@ -57,6 +60,7 @@ from workers.engine.types import (
 from workers.metrics import observe_batch, observe_failure, observe_leaks
 from workers.row_recorder import RowRecorder
 from workers.runtime import engine_loop, redis_client, session_factory, token_stream
+from workers.start_marks import StartMarks
 
 if TYPE_CHECKING:
     from workers.engine.loop import EngineLoop  # imports torch: only once a row runs
@@ -99,10 +103,10 @@ def shadow_decision(rules: PolicyRules, row: Generation, result: GenerationResul
     return int(draw_decisions(chances, rng)[0])
 
 
-def _engine_request(session: Session, row: Generation) -> GenerationRequest:
+def _engine_request(row: Generation, policy: RowPolicy) -> GenerationRequest:
     return GenerationRequest(
         prompt=row.messages,
-        policy=_row_policy(session, row.policy_version_id),
+        policy=policy,
         sampling=SamplingParams.from_params(row.params or {}),
         request_id=str(row.id),
     )
@@ -160,46 +164,65 @@ def stat_increments(
 
 
 def _tenant_share(session: Session, tenant_id: uuid.UUID) -> float:
-    """The tenant's weight in fair admission: `quotas["share"]`, default 1 (equal shares)."""
+    """The tenant's weight in fair admission (`core.row_start.tenant_share`)."""
     cached = _share_cache.get(tenant_id)
     if cached is not None and time.monotonic() - cached[1] < SHARE_CACHE_SECONDS:
         return cached[0]
     tenant = session.get(Tenant, tenant_id)
-    share = float((tenant.quotas or {}).get("share", 1.0)) if tenant is not None else 1.0
-    share = share if share > 0 else 1.0
+    share = tenant_share(tenant.quotas if tenant is not None else None)
     _share_cache[tenant_id] = (share, time.monotonic())
     return share
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """A row this worker runs: its engine request, tenant share and whether it is streamed."""
+    """A row this worker runs (claimed, or carried by its message: `core.row_start`): its
+    engine request, tenant share, whether it is streamed, and when this worker took it."""
 
     row: Generation
     request: GenerationRequest
     share: float
     stream: bool
+    started_at: datetime
 
     @property
     def id(self) -> uuid.UUID:
         return self.row.id
 
 
-def _claim(rows: Sequence[tuple[uuid.UUID, bool]]) -> list[Claimed]:
+def _claim(rows: Sequence[QueuedRow], started_at: datetime) -> list[Claimed]:
     """The rows still to do (queued, or running after a lost worker), marked running in one
-    statement; `rows` pairs each id with whether it is streamed."""
-    streamed = dict(rows)
+    statement."""
+    streamed = {row.id: row.stream for row in rows}
     with session_scope(session_factory()) as session:
         found = repo.claim_generations(session=session, generation_ids=list(streamed))
         return [
             Claimed(
                 row,
-                _engine_request(session, row),
+                _engine_request(row, _row_policy(session, row.policy_version_id)),
                 _tenant_share(session, row.tenant_id),
                 streamed[row.id],
+                started_at,
             )
             for row in found
         ]
+
+
+def _carried(
+    rows: Sequence[QueuedRow], started_at: datetime
+) -> tuple[list[Claimed], list[QueuedRow]]:
+    """The rows to run without a claim (`core.row_start`: carried by their message, not
+    streamed, of a policy version this worker has read), each once; and the others, to claim."""
+    carried: dict[uuid.UUID, Claimed] = {}
+    for queued in rows:
+        if queued.start is None or queued.stream or queued.id in carried:
+            continue
+        row = repo.generation_from_row(queued.start.row)
+        policy = _policy_cache.get(row.policy_version_id)
+        if policy is not None and row.id == queued.id:
+            request = _engine_request(row, policy)
+            carried[row.id] = Claimed(row, request, queued.start.share, False, started_at)
+    return list(carried.values()), [r for r in rows if r.id not in carried]
 
 
 def _record(
@@ -207,7 +230,7 @@ def _record(
 ) -> dict[uuid.UUID, str]:
     """Write every row's result and the statistics of the rows that really moved, atomically;
     returns the rows that moved, by id, as written (JSON; a redelivered, finished row does not
-    move)."""
+    move). The statistics go in the same statement when every row moves (the usual case)."""
     checks = [leak_check(item.row, result) for item, result in zip(claimed, results, strict=True)]
     succeeded = [
         repo.Succeeded(
@@ -223,27 +246,34 @@ def _record(
             completion_tokens=result.completion_tokens,
             leak=None if check is None else check.leak,
             leak_phrase=None if check is None else check.phrase,
+            started_at=item.started_at,
         )
         for item, result, check in zip(claimed, results, checks, strict=True)
     ]
+    first: dict[uuid.UUID, tuple[Generation, GenerationResult, LeakCheck | None]] = {}
+    for item, result, check in zip(claimed, results, checks, strict=True):
+        first.setdefault(item.id, (item.row, result, check))  # a row twice (redelivered): once
     with session_scope(session_factory()) as session:
-        written = repo.mark_many_succeeded(session=session, rows=succeeded)
-        moved, done = set(written), []
-        for item, result, check in zip(claimed, results, checks, strict=True):
-            if item.id in moved:  # a row twice in one batch (redelivered) counts once
-                moved.discard(item.id)
-                done.append((item.row, result, check))
-        shadows = {
-            row.shadow_version_id: _version_rules(session, row.shadow_version_id)
-            for row, _, _ in done
-            if row.shadow_version_id is not None
-        }
-        increments = stat_increments(
-            [d[0] for d in done], [d[1] for d in done], shadows, [d[2] for d in done]
-        )
-        increment_stats(session=session, increments=increments)
-    observe_leaks([d[2] for d in done])
+        if_all_move = stat_rows(_increments(session, list(first.values())))
+        written = repo.mark_many_succeeded(session=session, rows=succeeded, stats=if_all_move)
+        done = [row for gid, row in first.items() if gid in written]
+        if len(done) < len(first):  # the statement counted nothing: count what moved
+            increment_stats(session=session, increments=_increments(session, done))
+    observe_leaks([check for _, _, check in done])
     return written
+
+
+def _increments(
+    session: Session, done: Sequence[tuple[Generation, GenerationResult, LeakCheck | None]]
+) -> list[StatIncrement]:
+    shadows = {
+        row.shadow_version_id: _version_rules(session, row.shadow_version_id)
+        for row, _, _ in done
+        if row.shadow_version_id is not None
+    }
+    return stat_increments(
+        [d[0] for d in done], [d[1] for d in done], shadows, [d[2] for d in done]
+    )
 
 
 def _notify(claimed: Sequence[Claimed], written: Mapping[uuid.UUID, object]) -> None:
@@ -279,9 +309,18 @@ def _give_up(item: Claimed, exc: Exception) -> None:
     observe_failure([item.row], error)
 
 
+@lru_cache(maxsize=1)
+def start_marks() -> StartMarks:
+    def mark(started: Mapping[uuid.UUID, datetime]) -> None:
+        with session_scope(session_factory()) as session:
+            repo.mark_started(session=session, started=started)
+
+    return StartMarks(mark, delay=_settings.running_mark_seconds)
+
+
 def _start(loop: EngineLoop, claimed: Sequence[Claimed]) -> dict[Future[GenerationResult], Claimed]:
-    """Hand every claimed row to the engine loop; a row too long for the model fails alone, at
-    once (the model never sees it)."""
+    """Hand every row to the engine loop; a row too long for the model fails alone, at once
+    (the model never sees it)."""
     from workers.engine.batch import RequestTooLong  # imports torch: only once a row runs
 
     running = {}
@@ -298,17 +337,23 @@ def _start(loop: EngineLoop, claimed: Sequence[Claimed]) -> dict[Future[Generati
     return running
 
 
-def run_rows(rows: Sequence[tuple[uuid.UUID, bool]]) -> None:
-    """Claim, decode and write `rows` (id, streamed): each row is handed to the recorder as soon
-    as the engine finishes it, and this returns (so the message is acknowledged) only once every
-    row is written or failed."""
-    claimed = retry_on_disconnect(lambda: _claim(rows))
-    if not claimed:
-        return
-    running = _start(engine_loop(), claimed)
+def run_rows(rows: Sequence[QueuedRow]) -> None:
+    """Decode and write `rows`: those carried by their message at once (`core.row_start`), the
+    others once claimed. Each row is handed to the recorder as soon as the engine finishes it,
+    and this returns (so the message is acknowledged) only once every row is written or
+    failed."""
+    loop = engine_loop()
+    started_at = utcnow()
+    carried, to_claim = _carried(rows, started_at)
+    running = _start(loop, carried)
+    start_marks().started([item.id for item in running.values()], started_at)
+    if to_claim:
+        claimed = retry_on_disconnect(lambda: _claim(to_claim, started_at))
+        running |= _start(loop, claimed)
     recording = []
     for future in as_completed(running):
         item = running[future]
+        start_marks().finished(item.id)
         try:
             result = future.result()
         except Exception as exc:
@@ -323,18 +368,19 @@ def run_rows(rows: Sequence[tuple[uuid.UUID, bool]]) -> None:
             continue
         observe_batch([item.row], [result], batch_rows=result.batch_rows)
         log.info(
-            "generation %s written=%s: %d tokens, decoded in a batch of up to %d rows",
+            "generation %s written=%s: %d tokens, decoded in a batch of up to %d rows%s",
             item.id,
             moved,
             result.completion_tokens,
             result.batch_rows,
+            "" if item.row.status == "running" else ", not claimed",
             extra={"request_id": item.row.request_id},
         )
 
 
 @app.task(name=GENERATE_TASK, acks_late=True, ignore_result=True)
-def generate(generation_id: str, stream: bool = False) -> None:
-    run_rows([(uuid.UUID(str(generation_id)), stream)])
+def generate(generation_id: str, stream: bool = False, start: dict[str, Any] | None = None) -> None:
+    run_rows([QueuedRow.from_args(generation_id, stream, start)])
 
 
 @app.task(name=GENERATE_BATCH_TASK, acks_late=True, ignore_result=True)
