@@ -5,6 +5,7 @@ decodes, writes and counts each row of one once, however often the message comes
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -143,6 +144,26 @@ def _submit_unsent(settings: Settings, keys: TenantKeys, n: int) -> list[str]:
 
 def _batch_of(ids: list[str]) -> TaskMessage:
     return batch_message([TaskMessage(GENERATE_TASK, [i], i) for i in ids])
+
+
+def test_a_carried_row_stays_out_of_the_task_arguments_the_worker_logs(
+    idle_broker: Settings, tenant_a: TenantKeys
+) -> None:
+    recording = RecordingSender()
+    with TestClient(create_app(idle_broker, task_sender=recording)) as client:
+        body = {"prompt": "my private question", "max_tokens": 4}
+        response = client.post("/v1/generations", json=body, headers=tenant_a.headers("client"))
+        row_id = response.json()["id"]
+        cancel = f"/v1/generations/{row_id}/cancel"  # the test sends its message, no worker
+        assert client.post(cancel, headers=tenant_a.headers("client")).status_code == 200
+    [(name, args)] = recording.sent
+    single = TaskMessage(name, args, str(args[0]))
+    sender = CeleryTaskSender(idle_broker)
+    sender.send(single)
+    sender.send(batch_message([single]))
+    queued = redis.Redis.from_url(IDLE_BROKER).lrange(GENERATE_QUEUE, 0, -1)
+    reprs = sorted(json.loads(m)["headers"]["argsrepr"] for m in queued)
+    assert reprs == [f"['{row_id}', False, {{...}}]", f"[[['{row_id}', False, {{...}}]]]"]
 
 
 def test_the_lost_task_check_sees_every_row_of_a_batch_message(
