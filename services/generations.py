@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,9 @@ from db.repositories.policies import resolve_active_version_ids
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
 from services.tasks import TaskMessage, TaskSender, send_after_commit
+
+#: Rate checks run beside the database work of the request that asked for them.
+_rate_checks = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rate-check")
 
 
 class QuotaExceeded(Exception):
@@ -73,26 +77,34 @@ def queue_generation(
 ) -> Generation:
     """Check the tenant's quotas (`QuotaExceeded`; `check_rate` with its requests per minute),
     resolve the policy (`PolicyNotFound`), write the queued row (with `generation_id` if given)
-    and send the task after commit."""
+    and send the task after commit.
+
+    The rate check (Redis) runs in a thread of its own while the policy is resolved and the row
+    inserted (PostgreSQL); nothing is committed before it passes, and a request over the rate
+    is 429 whatever else went wrong, as when it ran first."""
     max_tokens = int(caller.quotas.get("max_tokens", 1024))
     if int(new.params["max_tokens"]) > max_tokens:
         raise QuotaExceeded("max_tokens", f"max_tokens exceeds this tenant's quota of {max_tokens}")
-    check_rate(caller.tenant_id, int(caller.quotas.get("requests_per_minute", 600)))
-    active = resolve_active_version_ids(
-        session=session, tenant_id=caller.tenant_id, policy_name=new.policy
-    )
-    row = repo.create_generation(
-        session=session,
-        tenant_id=caller.tenant_id,
-        policy_version_id=active.version_id,
-        shadow_version_id=active.shadow_version_id,
-        model=model,
-        messages=new.messages,
-        params=new.params,
-        api_key_id=caller.api_key_id,
-        request_id=caller.request_id,
-        generation_id=generation_id,
-    )
+    per_minute = int(caller.quotas.get("requests_per_minute", 600))
+    rate = _rate_checks.submit(check_rate, caller.tenant_id, per_minute)
+    try:
+        active = resolve_active_version_ids(
+            session=session, tenant_id=caller.tenant_id, policy_name=new.policy
+        )
+        row = repo.create_generation(
+            session=session,
+            tenant_id=caller.tenant_id,
+            policy_version_id=active.version_id,
+            shadow_version_id=active.shadow_version_id,
+            model=model,
+            messages=new.messages,
+            params=new.params,
+            api_key_id=caller.api_key_id,
+            request_id=caller.request_id,
+            generation_id=generation_id,
+        )
+    finally:
+        rate.result()  # raises the 429 (the caller rolls back what was not committed)
     args: list[Any] = [str(row.id), True] if new.stream else [str(row.id)]
     start = None if new.stream else _start_of(row, caller.quotas).carried()
     if start is not None:  # the worker runs it without reading it (`core.row_start`)

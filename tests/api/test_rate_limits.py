@@ -9,9 +9,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from api.app import create_app
 from core.settings import Settings
+from db.models import Generation
+from db.session import create_session_factory
 from tests import servers
 from tests.api.conftest import RecordingSender, TenantKeys, make_tenant
 
@@ -96,6 +99,13 @@ def test_a_tenants_quota_holds_across_processes_and_its_flood_spares_other_tenan
     ]
     assert [s.status_code for s in statuses] == [202] * 4 + [429] * 6
     assert all(1 <= int(s.headers["Retry-After"]) <= 60 for s in statuses[4:])
+    with create_session_factory(limited_settings.sqlalchemy_url)() as session:
+        rows = session.scalar(  # a refused request left no row
+            select(func.count()).where(Generation.tenant_id == created.json()["tenant_id"])
+        )
+    assert rows == 4
+    unknown = one.post("/v1/generations", json={"prompt": "hi", "policy": "nope"}, headers=flood)
+    assert unknown.status_code == 429  # over the rate comes first, as before the policy
     calm = make_tenant(limited_settings, f"calm-{uuid.uuid4().hex[:8]}")
     for client in (one, two):
         for keys in (calm, tenant_b):
