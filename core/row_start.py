@@ -14,6 +14,7 @@ worker has not read yet, and the rows of re-sent messages are claimed, as before
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -60,6 +61,11 @@ class QueuedRow(NamedTuple):
 
     @classmethod
     def from_args(cls, row_id: object, stream: object = False, start: object = None) -> QueuedRow:
-        """A row from a message's arguments (`[id]`, `[id, stream]` or `[id, stream, start]`)."""
-        parsed = RowStart.from_json(start) if isinstance(start, Mapping) else None
+        """A row from a message's arguments (`[id]`, `[id, stream]` or `[id, stream, start]`).
+        A start this code cannot read (another version's message) is ignored: the row is
+        claimed and read from the database instead."""
+        parsed = None
+        if isinstance(start, Mapping):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                parsed = RowStart.from_json(start)
         return cls(uuid.UUID(str(row_id)), bool(stream), parsed)

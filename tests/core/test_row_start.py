@@ -28,6 +28,8 @@ def test_older_message_shapes_name_rows_without_a_start() -> None:
     row_id = uuid.uuid4()
     assert QueuedRow.from_args(str(row_id)) == QueuedRow(row_id, False, None)
     assert QueuedRow.from_args(str(row_id), True) == QueuedRow(row_id, True, None)
+    unreadable = {"messages": [], "share": "a lot"}  # another version's start: claimed instead
+    assert QueuedRow.from_args(str(row_id), False, unreadable) == QueuedRow(row_id, False, None)
 
 
 def test_a_share_is_positive_and_defaults_to_one() -> None:

@@ -217,7 +217,10 @@ def _carried(
     for queued in rows:
         if queued.start is None or queued.stream or queued.id in carried:
             continue
-        row = repo.generation_from_row(queued.start.row)
+        try:
+            row = repo.generation_from_row(queued.start.row)
+        except (TypeError, ValueError):  # not a row this code reads: claim it instead
+            continue
         policy = _policy_cache.get(row.policy_version_id)
         if policy is not None and row.id == queued.id:
             request = _engine_request(row, policy)
