@@ -58,7 +58,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.session_factory = create_session_factory(settings.sqlalchemy_url)
+    app.state.session_factory = create_session_factory(
+        settings.sqlalchemy_url, pool_size=settings.db_pool_size
+    )
     app.state.task_sender = task_sender or CoalescingSender(
         CeleryTaskSender(settings), max_rows=settings.rows_per_message, observe=observe_message
     )

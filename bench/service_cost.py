@@ -42,14 +42,19 @@ def _kind(process: psutil.Process) -> str | None:
 
 
 def cpu_seconds() -> dict[int, tuple[str, float]]:
-    """CPU time (user + system) of this process and every service process below it."""
+    """CPU time (user + system) of this process and every service process below it, and of
+    PostgreSQL's backends that ended (a pool that opens and closes connections under load)."""
     me = psutil.Process()
     found = {me.pid: ("load generator", sum(me.cpu_times()[:2]))}
     for child in me.children(recursive=True):
         try:
             kind = _kind(child)
             if kind is not None:
-                found[child.pid] = (kind, sum(child.cpu_times()[:2]))
+                times = child.cpu_times()
+                spent = times.user + times.system
+                if kind == "postgres":  # backends that ended: reaped by the postmaster
+                    spent += times.children_user + times.children_system
+                found[child.pid] = (kind, spent)
         except psutil.Error:  # a child that ended meanwhile
             continue
     return found

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     rows_per_message: int = Field(default=16, ge=1, le=256)
     #: How long a generation's token stream stays readable in Redis after its last event.
     stream_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
+    #: Database connections an API or worker process keeps open (up to 10 more under bursts).
+    db_pool_size: int = Field(default=20, ge=1, le=500)
     #: A generation that runs without a claim (`core.row_start`) is shown `running` once it
     #: has decoded this long; a shorter one goes from queued to succeeded in one transaction.
     running_mark_seconds: float = Field(default=0.1, ge=0, le=60)

@@ -24,7 +24,8 @@ _build_lock = threading.RLock()
 
 @lru_cache(maxsize=1)
 def session_factory() -> sessionmaker[Session]:
-    return create_session_factory(get_settings().sqlalchemy_url)
+    settings = get_settings()
+    return create_session_factory(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
 
 
 @lru_cache(maxsize=1)
