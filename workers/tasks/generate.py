@@ -27,24 +27,20 @@ from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from celery.signals import worker_init
 from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
 from core.gc_freeze import freeze_startup_objects
-from core.histogram import histogram_of
-from core.leaks import LeakCheck, check_answer
-from core.policy import PolicyRules
+from core.leaks import LeakCheck
 from core.queue import GENERATE_BATCH_TASK, GENERATE_TASK, INPUT_TOO_LONG
-from core.replay import draw_decisions, refusal_chances
 from core.row_start import QueuedRow, tenant_share
 from core.sampling import SamplingParams
 from core.settings import get_settings
 from db.models import Generation, Tenant
 from db.repositories import generations as repo
 from db.repositories.policies import load_version
-from db.repositories.stats import StatIncrement, floor_to_bucket, increment_stats, stat_rows
+from db.repositories.stats import increment_stats, stat_rows
 from db.retry import retry_on_disconnect
 from db.session import session_scope
 from db.types import utcnow
@@ -55,12 +51,12 @@ from workers.engine.types import (
     GenerationRequest,
     GenerationResult,
     RowPolicy,
-    stack_summaries,
 )
 from workers.metrics import observe_batch, observe_failure, observe_leaks
 from workers.row_recorder import RowRecorder
 from workers.runtime import engine_loop, redis_client, session_factory, token_stream
 from workers.start_marks import StartMarks
+from workers.tasks.row_statistics import increments_of, leak_check
 
 if TYPE_CHECKING:
     from workers.engine.loop import EngineLoop  # imports torch: only once a row runs
@@ -68,7 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _settings = get_settings()
 _policy_cache: dict[uuid.UUID, RowPolicy] = {}
-_rules_cache: dict[uuid.UUID, PolicyRules] = {}
 _share_cache: dict[uuid.UUID, tuple[float, float]] = {}
 #: A tenant's admission share is re-read this often (seconds).
 SHARE_CACHE_SECONDS = 30.0
@@ -84,25 +79,6 @@ def _row_policy(session: Session, version_id: uuid.UUID) -> RowPolicy:
     return cached
 
 
-def _version_rules(session: Session, version_id: uuid.UUID) -> PolicyRules:
-    """A version's rules, cached by id (versions are immutable)."""
-    cached = _rules_cache.get(version_id)
-    if cached is None:
-        cached = load_version(session=session, version_id=version_id).rules
-        _rules_cache[version_id] = cached
-    return cached
-
-
-def shadow_decision(rules: PolicyRules, row: Generation, result: GenerationResult) -> int:
-    """What the shadow rules decide for a row, from the same first-token summary (no model
-    work): core's rules, with a sampled bias-mode row drawn from a generator seeded by the row's
-    id (so a redelivered row draws the same)."""
-    greedy = np.array([SamplingParams.from_params(row.params or {}).temperature == 0.0])
-    chances = refusal_chances(rules, stack_summaries([result.summary]), greedy)
-    rng = np.random.default_rng(row.id.int)
-    return int(draw_decisions(chances, rng)[0])
-
-
 def _engine_request(row: Generation, policy: RowPolicy) -> GenerationRequest:
     return GenerationRequest(
         prompt=row.messages,
@@ -110,57 +86,6 @@ def _engine_request(row: Generation, policy: RowPolicy) -> GenerationRequest:
         sampling=SamplingParams.from_params(row.params or {}),
         request_id=str(row.id),
     )
-
-
-def leak_check(row: Generation, result: GenerationResult) -> LeakCheck | None:
-    """The leak verdict of an answered row in the configured sample, else None."""
-    return check_answer(
-        row.id,
-        refused=result.refused,
-        text=result.text,
-        probabilities=result.summary.probabilities,
-        share=_settings.leak_sample_share,
-    )
-
-
-def stat_increments(
-    rows: Sequence[Generation],
-    results: Sequence[GenerationResult],
-    shadow_rules: Mapping[uuid.UUID, PolicyRules],
-    checks: Sequence[LeakCheck | None] | None = None,
-) -> list[StatIncrement]:
-    """Per row and category: one request, a refusal if emitted, p_c and its histogram bin, and
-    the row's leak check under the category it was counted for; and the same (leak checks
-    aside: they judge the text served) for the row's shadow version (its rules in
-    `shadow_rules`) with its decision."""
-    bucket = floor_to_bucket(utcnow())
-    increments = []
-    checks = checks if checks is not None else [None] * len(rows)
-    for row, result, check in zip(rows, results, checks, strict=True):
-        p = np.asarray(result.summary.probabilities, dtype=np.float64)
-        decided = [(row.policy_version_id, result.decision, False)]
-        if row.shadow_version_id is not None:
-            rules = shadow_rules[row.shadow_version_id]
-            decided.append((row.shadow_version_id, shadow_decision(rules, row, result), True))
-        for version_id, decision, shadow in decided:
-            for c, name in enumerate(CATEGORIES):
-                checked = not shadow and check is not None and check.category == name
-                increments.append(
-                    StatIncrement(
-                        tenant_id=row.tenant_id,
-                        policy_version_id=version_id,
-                        category=name,
-                        bucket_start=bucket,
-                        requests=1,
-                        refusals=int(decision == c),
-                        sum_p=float(p[c]),
-                        histogram=histogram_of(p[c : c + 1]),
-                        leak_checks=int(checked),
-                        leaks=int(checked and check is not None and check.leak),
-                        shadow=shadow,
-                    )
-                )
-    return increments
 
 
 def _tenant_share(session: Session, tenant_id: uuid.UUID) -> float:
@@ -257,26 +182,13 @@ def _record(
     for item, result, check in zip(claimed, results, checks, strict=True):
         first.setdefault(item.id, (item.row, result, check))  # a row twice (redelivered): once
     with session_scope(session_factory()) as session:
-        if_all_move = stat_rows(_increments(session, list(first.values())))
+        if_all_move = stat_rows(increments_of(session, list(first.values())))
         written = repo.mark_many_succeeded(session=session, rows=succeeded, stats=if_all_move)
         done = [row for gid, row in first.items() if gid in written]
         if len(done) < len(first):  # the statement counted nothing: count what moved
-            increment_stats(session=session, increments=_increments(session, done))
+            increment_stats(session=session, increments=increments_of(session, done))
     observe_leaks([check for _, _, check in done])
     return written
-
-
-def _increments(
-    session: Session, done: Sequence[tuple[Generation, GenerationResult, LeakCheck | None]]
-) -> list[StatIncrement]:
-    shadows = {
-        row.shadow_version_id: _version_rules(session, row.shadow_version_id)
-        for row, _, _ in done
-        if row.shadow_version_id is not None
-    }
-    return stat_increments(
-        [d[0] for d in done], [d[1] for d in done], shadows, [d[2] for d in done]
-    )
 
 
 def _notify(claimed: Sequence[Claimed], written: Mapping[uuid.UUID, object]) -> None:
