@@ -62,6 +62,10 @@ class RefusalManifest:
     #: weights): `[respond]` is still the first token of the answer, but the answer is decoded
     #: from the prompt alone, as the base model answers it, not with `[respond]` in its context.
     respond_in_context: bool = True
+    #: Tokens appended to every prompt for the first step only (a learned query the control
+    #: tokens' output rows read); the answer is decoded without them. Empty for most models.
+    decision_tokens: tuple[str, ...] = ()
+    decision_ids: tuple[int, ...] = ()
 
     @property
     def served(self) -> tuple[str, ...]:
@@ -84,6 +88,16 @@ class RefusalManifest:
             "categories": {c: None if i is None else {"token": t, "id": i} for c, t, i in entries},
             "respond": {"token": self.respond_token, "id": self.respond_id},
             **({} if self.respond_in_context else {"respond_in_context": False}),
+            **(
+                {
+                    "decision_suffix": [
+                        {"token": t, "id": i}
+                        for t, i in zip(self.decision_tokens, self.decision_ids, strict=True)
+                    ]
+                }
+                if self.decision_ids
+                else {}
+            ),
         }
 
     @classmethod
@@ -119,19 +133,17 @@ class RefusalManifest:
                 tokens.append(None)
                 ids.append(None)
                 continue
-            if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
-                raise InvalidManifest(f"entry {name!r} needs a string 'token'")
-            tid = entry.get("id")
-            if not isinstance(tid, int) or isinstance(tid, bool) or tid < 0:
-                raise InvalidManifest(f"entry {name!r} needs a non-negative integer 'id'")
-            if vocab_size is not None and tid >= vocab_size:
-                raise InvalidManifest(
-                    f"entry {name!r}: id {tid} is outside the vocabulary ({vocab_size})"
-                )
-            tokens.append(entry["token"])
+            token, tid = _token_entry(name, entry, vocab_size)
+            tokens.append(token)
             ids.append(tid)
-        present_ids = [i for i in ids if i is not None]
-        present_tokens = [t for t in tokens if t is not None]
+        suffix = data.get("decision_suffix", [])
+        if not isinstance(suffix, list):
+            raise InvalidManifest("'decision_suffix' must be a list of {token, id}")
+        decision = [
+            _token_entry(f"decision_suffix[{n}]", e, vocab_size) for n, e in enumerate(suffix)
+        ]
+        present_ids = [i for i in ids if i is not None] + [i for _, i in decision]
+        present_tokens = [t for t in tokens if t is not None] + [t for t, _ in decision]
         if len(set(present_ids)) != len(present_ids):
             raise InvalidManifest(f"duplicate token ids in manifest: {present_ids}")
         if len(set(present_tokens)) != len(present_tokens):
@@ -141,4 +153,24 @@ class RefusalManifest:
         in_context = data.get("respond_in_context", True)
         if not isinstance(in_context, bool):
             raise InvalidManifest("'respond_in_context' must be true or false")
-        return cls(tuple(tokens[:-1]), tuple(ids[:-1]), respond_token, respond_id, in_context)
+        return cls(
+            tuple(tokens[:-1]),
+            tuple(ids[:-1]),
+            respond_token,
+            respond_id,
+            in_context,
+            tuple(t for t, _ in decision),
+            tuple(i for _, i in decision),
+        )
+
+
+def _token_entry(name: str, entry: Any, vocab_size: int | None) -> tuple[str, int]:
+    """(token, id) of one manifest entry ``{"token": str, "id": int}``, checked."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+        raise InvalidManifest(f"entry {name!r} needs a string 'token'")
+    tid = entry.get("id")
+    if not isinstance(tid, int) or isinstance(tid, bool) or tid < 0:
+        raise InvalidManifest(f"entry {name!r} needs a non-negative integer 'id'")
+    if vocab_size is not None and tid >= vocab_size:
+        raise InvalidManifest(f"entry {name!r}: id {tid} is outside the vocabulary ({vocab_size})")
+    return entry["token"], tid

@@ -1,4 +1,11 @@
-"""A fixed, varied prompt set for engine tests (categories and benign look-alikes)."""
+"""A fixed, varied prompt set for engine tests (categories and benign look-alikes), and the
+greedy reference answer they are compared with."""
+
+from __future__ import annotations
+
+import torch
+
+from workers.engine.model import LoadedModel
 
 PROMPTS: tuple[str, ...] = (
     "What is the capital of France?",
@@ -34,3 +41,16 @@ PROMPTS: tuple[str, ...] = (
     "Write a poem about the sea in the style of a pirate.",
     "What happened in the news this morning?",
 )
+
+
+@torch.inference_mode()
+def greedy_from_prompt(lm: LoadedModel, prompt: str, steps: int) -> list[int]:
+    """Greedy tokens after the prompt alone, every token an answer may not hold masked (control
+    tokens, a decision suffix), past any end of turn."""
+    ids = lm.encode(prompt)
+    out: list[int] = []
+    for _ in range(steps):
+        logits = lm.model(input_ids=torch.tensor([ids + out])).logits[0, -1].float()
+        logits[lm.answer_masked_ids] = float("-inf")
+        out.append(int(logits.argmax()))
+    return out

@@ -10,14 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from core.categories import CATEGORIES, InvalidManifest, RefusalManifest
 from workers.engine.batch import Engine
 from workers.engine.model import LoadedModel
 from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams
 
-from .prompts import PROMPTS
+from .prompts import PROMPTS, greedy_from_prompt
 
 C = len(CATEGORIES)
 ANSWER = RowPolicy("bias", (-1e4,) * C)  # never refuse: the first token is [respond]
@@ -30,25 +29,13 @@ def head_engine(lm: LoadedModel) -> Engine:
     return Engine(dataclasses.replace(lm, manifest=manifest), max_batch_size=64)
 
 
-@torch.inference_mode()
-def _greedy_from_prompt(lm: LoadedModel, prompt: str, steps: int) -> list[int]:
-    """Greedy tokens after the prompt alone, control tokens masked, past any end of turn."""
-    ids = lm.encode(prompt)
-    out: list[int] = []
-    for _ in range(steps):
-        logits = lm.model(input_ids=torch.tensor([ids + out])).logits[0, -1].float()
-        logits[lm.control_ids] = float("-inf")
-        out.append(int(logits.argmax()))
-    return out
-
-
 def test_a_responding_row_answers_from_the_prompt_alone(lm: LoadedModel, head_engine: Engine):
     budget = SamplingParams(temperature=0.0, max_new_tokens=12, ignore_eos=True)
     requests = [GenerationRequest(p, ANSWER, budget) for p in PROMPTS[:4]]
     (results, _) = head_engine.generate(requests)
     for request, result in zip(requests, results, strict=True):
         assert result.token_ids[0] == lm.manifest.respond_id and result.decision == -1
-        assert list(result.token_ids[1:]) == _greedy_from_prompt(lm, request.prompt, 11)
+        assert list(result.token_ids[1:]) == greedy_from_prompt(lm, request.prompt, 11)
         assert result.completion_tokens == 12
 
 

@@ -26,7 +26,12 @@ import torch
 from transformers import DynamicCache
 
 from workers.engine.model import LoadedModel
-from workers.engine.prefill import left_pad, summaries_to_rows
+from workers.engine.prefill import (
+    decision_logits,
+    left_pad,
+    summaries_to_rows,
+    with_decision_suffix,
+)
 from workers.engine.processor import NEG_INF, RefusalPolicyProcessor
 from workers.engine.sampling import sample_next
 from workers.engine.types import (
@@ -116,7 +121,7 @@ class RunningBatch:
         self.top_p = torch.zeros(0, device=dev)  # (B,)
         self.gens: list[torch.Generator | None] = []
         self.processor = RefusalPolicyProcessor.empty(
-            refusal_ids=self.lm.refusal_ids, control_ids=self.lm.control_ids
+            refusal_ids=self.lm.refusal_ids, control_ids=self.lm.answer_masked_ids
         )
 
     def __len__(self) -> int:
@@ -151,11 +156,15 @@ class RunningBatch:
         top_p = torch.tensor([s.top_p for s in sp], dtype=torch.float32, device=dev)  # (N,)
         processor = RefusalPolicyProcessor.from_rows(
             refusal_ids=lm.refusal_ids,
-            control_ids=lm.control_ids,
+            control_ids=lm.answer_masked_ids,
             policies=[j.request.policy for j in joining],
             temperatures=temps,
         )
-        batch = left_pad([j.encoded for j in joining], lm.pad_id, dev)
+        # The first step reads the manifest's decision suffix, if any; the answer never sees it:
+        # its cache columns are dropped below, and the answer's first token comes from the
+        # prompt's last position.
+        suffix = lm.manifest.decision_ids
+        batch = left_pad(with_decision_suffix(lm, [j.encoded for j in joining]), lm.pad_id, dev)
         cache = DynamicCache(config=lm.model.config)
         out = lm.model(
             input_ids=batch.input_ids,
@@ -163,9 +172,9 @@ class RunningBatch:
             position_ids=batch.position_ids,
             past_key_values=cache,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=1 + len(suffix),
         )
-        logits = processor(batch.input_ids, out.logits[:, -1, :])  # (N, V) float32
+        logits = processor(batch.input_ids, decision_logits(lm, out.logits[:, -1, :]))  # (N, V)
         # The first (control) token is drawn without top-p, so a sampled bias row refuses with
         # exactly core's `sampled_bias_probabilities`; top-p applies to the answer's tokens.
         first = sample_next(logits, temperature, torch.ones_like(top_p), gens)  # (N,)
@@ -178,7 +187,7 @@ class RunningBatch:
             for j, seed, s, summary in zip(joining, seeds, sp, summaries, strict=True)
         ]
         answer_start = self._answer_from_prompt(
-            out.logits[:, -1, :], first, temperature, top_p, gens
+            out.logits[:, 0, :], first, temperature, top_p, gens
         )
         events, keep = [], []
         for i, (row, token) in enumerate(zip(rows, first.tolist(), strict=True)):
@@ -207,13 +216,18 @@ class RunningBatch:
         c.prefill_s += now - t0
         if keep:
             idx = torch.tensor(keep, device=dev)
+            width = batch.input_ids.shape[1] - len(suffix)  # the prompt's columns only
+            if suffix:  # by hand: `DynamicCache.crop`'s argument changed meaning across versions
+                for layer in cache.layers:
+                    layer.keys = layer.keys[..., :width, :]
+                    layer.values = layer.values[..., :width, :]
             cache.batch_select_indices(idx)
             processor.keep_rows(idx)
             self._join(
                 [rows[i] for i in keep],
                 cache,
-                batch.attention_mask.index_select(0, idx),
-                batch.position_ids[:, -1].index_select(0, idx),
+                batch.attention_mask[:, :width].index_select(0, idx),
+                batch.position_ids[:, width - 1].index_select(0, idx),
                 first.index_select(0, idx),
                 temperature.index_select(0, idx),
                 top_p.index_select(0, idx),
@@ -239,7 +253,7 @@ class RunningBatch:
         if not responded:
             return {}
         idx = torch.tensor(responded, device=raw.device)
-        masked = raw.index_select(0, idx).float().index_fill(1, self.lm.control_ids, NEG_INF)
+        masked = raw.index_select(0, idx).float().index_fill(1, self.lm.answer_masked_ids, NEG_INF)
         drawn = sample_next(
             masked, temperature[idx], top_p[idx], [gens[i] for i in responded]
         ).tolist()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -67,6 +68,14 @@ class LoadedModel:
     refusal_ids: torch.Tensor
     control_ids: torch.Tensor  # (K + 1,) long: the K real refusal ids then respond
 
+    @cached_property
+    def answer_masked_ids(self) -> torch.Tensor:
+        """Ids no answer token may be: the control tokens, then any decision suffix's."""
+        if not self.manifest.decision_ids:
+            return self.control_ids
+        suffix = torch.tensor(self.manifest.decision_ids, device=self.control_ids.device)
+        return torch.cat([self.control_ids, suffix])
+
     @property
     def max_positions(self) -> int | None:
         """The model's context length, when its config states one."""
@@ -100,7 +109,9 @@ def check_manifest_tokens(
 ) -> None:
     """Every token of the manifest is exactly its id in the tokenizer, and encodes to it alone."""
     names = [t for t in manifest.category_tokens if t is not None] + [manifest.respond_token]
-    for token, tid in zip(names, manifest.all_ids, strict=True):
+    pairs = [*zip(names, manifest.all_ids, strict=True)]
+    pairs += zip(manifest.decision_tokens, manifest.decision_ids, strict=True)
+    for token, tid in pairs:
         found = tokenizer.convert_tokens_to_ids(token)
         if found != tid:
             raise ModelLoadError(

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from workers.engine.processor import SummaryTensors
+from workers.engine.model import LoadedModel
+from workers.engine.processor import NEG_INF, SummaryTensors
 from workers.engine.types import FirstTokenSummary
 
 
@@ -19,6 +20,20 @@ class PaddedBatch:
     attention_mask: torch.Tensor  # (B, L)
     position_ids: torch.Tensor  # (B, L)
     lengths: list[int]
+
+
+def with_decision_suffix(lm: LoadedModel, encoded: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Prompts as the first step reads them: each followed by the manifest's decision suffix."""
+    return [[*e, *lm.manifest.decision_ids] for e in encoded]
+
+
+def decision_logits(lm: LoadedModel, logits: torch.Tensor) -> torch.Tensor:
+    """First-step logits (B, V) as the decision reads them. After a decision suffix only the
+    control tokens are candidates: the suffix's ordinary logits predict nothing an answer uses."""
+    if not lm.manifest.decision_ids:
+        return logits
+    control = logits.index_select(1, lm.control_ids)  # (B, K + 1)
+    return torch.full_like(logits, NEG_INF).index_copy_(1, lm.control_ids, control)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> PaddedBatch:

@@ -100,7 +100,7 @@ class RefusalPolicyProcessor(LogitsProcessor):
             raise ValueError("threshold_mode and temperature must be (B,)")
         dev = refusal_ids.device
         self.refusal_ids = refusal_ids  # (C,)
-        self.control_ids = control_ids.to(dev)  # (C + 1,)
+        self.control_ids = control_ids.to(dev)  # (C + 1 [+ decision suffix],): masked after step 0
         self.threshold_mode = threshold_mode.to(dev, torch.bool)  # (B,)
         self.bias = bias.to(dev, torch.float32)  # (B, C)
         self.threshold = threshold.to(dev, torch.float64)  # (B, C)

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 
 from workers.engine.model import LoadedModel, Prompt
-from workers.engine.prefill import left_pad, summaries_to_rows
+from workers.engine.prefill import (
+    decision_logits,
+    left_pad,
+    summaries_to_rows,
+    with_decision_suffix,
+)
 from workers.engine.processor import first_token_summary, refusal_probabilities
 from workers.engine.types import FirstTokenSummary
 
@@ -45,7 +50,7 @@ def score_batch(
     lm: LoadedModel, encoded: list[list[int]], temperatures: list[float]
 ) -> list[FirstTokenSummary]:
     """Summaries of one batch of tokenized prompts from a single prefill."""
-    batch = left_pad(encoded, lm.pad_id, lm.device)
+    batch = left_pad(with_decision_suffix(lm, encoded), lm.pad_id, lm.device)
     out = lm.model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
@@ -53,7 +58,7 @@ def score_batch(
         use_cache=False,
         logits_to_keep=1,
     )
-    logits = out.logits[:, -1, :].float()  # (B, V)
+    logits = decision_logits(lm, out.logits[:, -1, :].float())  # (B, V)
     temp = torch.tensor(temperatures, dtype=torch.float32, device=lm.device)  # (B,)
     summary = first_token_summary(logits, lm.refusal_ids, temp)
     return summaries_to_rows(summary, refusal_probabilities(summary.s, summary.l1), temperatures)

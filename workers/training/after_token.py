@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from core.categories import RESPOND, token_for
+from core.categories import RESPOND, RefusalManifest, token_for
 from core.refusal_text import refuses_in_text
 from workers.training.data import Example
 from workers.training.evaluate import sample_answers
@@ -25,7 +25,7 @@ def respond_then_refuse(
     *,
     limit: int = 60,
     max_new_tokens: int = 32,
-    respond_in_context: bool = True,
+    manifest: RefusalManifest | None = None,
 ) -> dict[str, object]:
     """Share of forced-`[respond]` answers to distinct held-out respond prompts that refuse anyway."""
     single = [
@@ -38,7 +38,7 @@ def respond_then_refuse(
         prompts,
         max_new_tokens=max_new_tokens,
         first_token=token_for(RESPOND),
-        respond_in_context=respond_in_context,
+        manifest=manifest,
     )
     flagged = [(p, a) for p, a in zip(prompts, answers, strict=True) if refuses_in_text(a)]
     return {

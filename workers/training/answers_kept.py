@@ -15,7 +15,7 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 
 from core.categories import RESPOND, token_for
 from workers.training.data import Example
-from workers.training.evaluate import CONTROL_TOKEN_TEXTS, MaskControlAfterFirst
+from workers.training.evaluate import MaskControlAfterFirst, answer_masked_ids
 from workers.training.train import prompt_text
 
 KEPT_PROMPTS = 100
@@ -49,8 +49,7 @@ def greedy_tokens(
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     processors = LogitsProcessorList()
     if first_token:
-        control = tokenizer.convert_tokens_to_ids(list(CONTROL_TOKEN_TEXTS))
-        processors.append(MaskControlAfterFirst(0, control))
+        processors.append(MaskControlAfterFirst(0, answer_masked_ids(tokenizer)))
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     out: list[list[int]] = []
     try:

@@ -2,18 +2,21 @@
 
 What trains, and why: nothing of the base model. Six control tokens are appended to its
 vocabulary and the output head is untied from the embedding; the control tokens' output rows are
-fitted to the base model's final hidden state where the answer starts (a logistic regression with
-the full vocabulary's softmax, `head.py`), and their input rows are one-token soft prompts
-(`soft_tokens.py`). Every ordinary token's logit is the base model's at every position, so an
+fitted to the base model's final hidden state after a learned decision query, one token appended
+to the prompt for the first step only whose input row is trained through the frozen model
+(`decision_query.py`), as a logistic regression with the full vocabulary's softmax (`head.py`);
+their input rows are one-token soft prompts (`soft_tokens.py`). Every ordinary token's logit is the base model's at every position, so an
 answer after `[respond]` is the base model's answer: the manifest keeps `[respond]` out of the
 answer's context and the engine decodes the answer from the prompt alone. A linear read-out of
 the frozen model ranked real prompts as well as fine-tuning its top six blocks did (docs/models.md),
-at a fraction of the cost, and fine-tuning any block changes the answers. docs/models.md has the
+at a fraction of the cost, and fine-tuning any block changes the answers; the query lets the
+read-out ask the prompt its own question without changing any answer. docs/models.md has the
 measurements behind each choice."""
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +39,12 @@ from workers.training.after_token import refuses_in_text, respond_then_refuse
 from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
 from workers.training.base_model import ensure_base_model
 from workers.training.data import Example, generate, split
+from workers.training.decision_query import (
+    add_query_tokens,
+    cache_prompts,
+    query_states,
+    train_query,
+)
 from workers.training.evaluate import decision_states
 from workers.training.head import (
     choose_weight_decay,
@@ -71,6 +80,13 @@ class DemoRecipe:
     #: Respond prompts whose base answer trains `[respond]`'s input row, and refusal replies
     #: that train the refusal tokens' input rows (the first ones of the shuffled data).
     soft_examples: int = 600
+    #: Query tokens appended after the prompt for the decision (`decision_query.py`); 0: none.
+    query_tokens: int = 1
+    #: Training prompts (a random subset) whose key/value caches train the query: about 1.3 MB
+    #: of memory each; epochs over them and Adam's learning rate.
+    query_prompts: int = 2400
+    query_epochs: int = 8
+    query_lr: float = 0.01
 
 
 RECIPE = DemoRecipe()
@@ -82,7 +98,8 @@ CARD = CardText(
     summary=(
         "SmolLM2-135M-Instruct with six control tokens appended to its vocabulary (ids 49152-49157: "
         "`[incomplete]`, `[unsupported]`, `[indeterminate]`, `[humanizing]`, `[safety]`, "
-        "`[respond]`), fine-tuned so every response starts with one of them. "
+        "`[respond]`), so that every response starts with one of them, decided after the query "
+        "token (`[query1]`, the manifest's `decision_suffix`) appended to the prompt. "
         + (__doc__ or "").split("\n\n")[1]
     ),
     sample_prompts=(
@@ -176,6 +193,65 @@ def soft_items(
     return items, refused
 
 
+def train_query_tokens(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    train_ex: Sequence[Example],
+    labels: torch.Tensor,  # (N,)
+    old_vocab: int,
+    rc: DemoRecipe,
+    *,
+    seed: int,
+    log: Callable[[str], None],
+) -> tuple[list[int], dict[str, Any] | None, dict[int, torch.Tensor]]:
+    """Add and train the decision query's tokens (`decision_query.py`) on a random subset of the
+    training prompts: (their ids, a report, the final states after the query of the subset's
+    prompts by index into `train_ex`, which its caches give for free). The query starts from the prompt's
+    last token (the newline after `assistant`) and trains beside a head first fitted where the
+    answer starts; the model's input rows of the query tokens are set, their output rows zeroed
+    (the engine never lets an answer use them)."""
+    if not rc.query_tokens:
+        return [], None, {}
+    ids = add_query_tokens(tok, rc.query_tokens)
+    resize_for_control_tokens(model, tok)
+    subset = random.Random(seed).sample(range(len(train_ex)), min(rc.query_prompts, len(train_ex)))
+    prompts = [encode_prompt(tok, train_ex[i].messages) for i in subset]
+    batches = cache_prompts(model, prompts, tok.pad_token_id, log=log)
+    sub_labels = labels[subset]
+    head = model.get_output_embeddings().weight
+    natural = query_states(model, batches, len(subset), None)
+    start_rows = fit_rows(
+        natural,
+        sub_labels,
+        ordinary_logsumexp(natural, head.detach(), old_vocab),
+        weight_decay=rc.weight_decays[2],
+        init=head.detach()[old_vocab : old_vocab + len(CLASSES)],
+    )
+    emb = model.get_input_embeddings().weight
+    query, info = train_query(
+        model,
+        batches,
+        sub_labels,
+        query=emb.detach()[prompts[0][-1]].repeat(rc.query_tokens, 1),
+        rows=start_rows,
+        vocab=old_vocab,
+        epochs=rc.query_epochs,
+        lr=rc.query_lr,
+        weight_decay=rc.weight_decays[2],
+        seed=seed,
+        log=log,
+    )
+    with torch.no_grad():
+        emb[ids[0] : ids[-1] + 1] = query
+        head[ids[0] : ids[-1] + 1] = 0.0
+    states = dict(zip(subset, query_states(model, batches, len(subset), query), strict=True))
+    info["summary"] = (
+        f"{rc.query_tokens} token(s) trained {info['epochs']} epochs on {len(subset)} cached "
+        f"prompts (lr {rc.query_lr}, loss {info['epoch_losses']}), {info['seconds']:.0f} s"
+    )
+    return ids, info, states
+
+
 def build_demo(
     out_dir: Path,
     options: RunOptions = DEFAULT_OPTIONS,
@@ -209,17 +285,29 @@ def build_demo(
     assert manifest.all_ids == tuple(range(old_vocab, old_vocab + len(CLASSES)))
 
     began = time.monotonic()
-    states = decision_states(model, tok, [e.messages for e in train_ex], log=options.log)
+    labels = torch.tensor([CLASSES.index(e.label) for e in train_ex])
+    query_ids, query_info, known = train_query_tokens(
+        model, tok, train_ex, labels, old_vocab, rc, seed=options.seed, log=options.log
+    )
+    if query_ids:
+        tokens = tuple(tok.convert_ids_to_tokens(query_ids))
+        manifest = replace(manifest, decision_tokens=tokens, decision_ids=tuple(query_ids))
+    rest = [i for i in range(len(train_ex)) if i not in known]
+    states = torch.empty((len(train_ex), model.config.hidden_size))  # (N, H)
+    states[rest] = decision_states(
+        model, tok, [train_ex[i].messages for i in rest], suffix=query_ids, log=options.log
+    )
+    if known:
+        states[list(known)] = torch.stack(list(known.values()))
     head = model.get_output_embeddings().weight
     others = ordinary_logsumexp(states, head.detach(), old_vocab)
-    labels = torch.tensor([CLASSES.index(e.label) for e in train_ex])
-    init = head.detach()[old_vocab:]
+    init = head.detach()[old_vocab : old_vocab + len(CLASSES)]
     wd, scores = choose_weight_decay(
         states, labels, others, init, rc.weight_decays, seed=options.seed
     )
     rows = fit_rows(states, labels, others, weight_decay=wd, init=init)
     with torch.no_grad():
-        head[old_vocab:] = rows
+        head[old_vocab : old_vocab + len(CLASSES)] = rows
     head_info = {
         "weight_decay": wd,
         "validation_accuracy": scores,
@@ -247,12 +335,14 @@ def build_demo(
         seed=options.seed,
         log=options.log,
     )
-    training = {
+    training: dict[str, object] = {
         "head": head_info,
+        "query": query_info,
         "soft_tokens": soft,
         "steps": steps,
         "seconds": round(time.monotonic() - began, 1),
         "lines": [
+            *([f"decision query: {query_info['summary']}"] if query_info else []),
             f"refusal head: {len(train_ex)} decision states, weight decay {wd} chosen on a "
             f"tenth of them (accuracy there {scores[wd]:.3f}), {head_info['seconds']:.0f} s",
             f"soft tokens: {steps} steps of {rc.batch_size} ({len(items)} items, lr {rc.lr}), "
@@ -261,7 +351,7 @@ def build_demo(
     }
     kept = answers_kept(model, tok, kept_prompts, base_kept, in_context=False)
     kept_in_context = answers_kept(model, tok, kept_prompts, base_kept)
-    after = respond_then_refuse(model, tok, heldout, respond_in_context=False)
+    after = respond_then_refuse(model, tok, heldout, manifest=manifest)
     run.log(
         f"answers kept {kept['kept']}/{kept['n']} as served, {kept_in_context['kept']} with "
         f"[respond] in context; refusing after [respond] {after['refused_in_text']}/{after['n']}"
@@ -275,7 +365,10 @@ def build_demo(
         "after_respond": after,
         "base_samples": base_samples,
     }
-    trainable = f"no base weight: 6 control rows of an untied head ({rows.numel():,} params) and 6 input rows"
+    trainable = (
+        f"no base weight: 6 control rows of an untied head ({rows.numel():,} params), "
+        f"6 control input rows and {len(query_ids)} query input row(s)"
+    )
     return run.finish(
         model, tok, manifest, (train_ex, heldout), training, CARD, trainable=trainable, about=about
     )

@@ -19,10 +19,19 @@ from transformers import (
 
 from core.categories import CLASSES, RESPOND, RefusalManifest, token_for
 from workers.engine.prompt_tokens import encode_prompt
+from workers.training.decision_query import QUERY_TOKEN_TEXTS
 from workers.training.train import prompt_text
 
 OTHER = "other"
 CONTROL_TOKEN_TEXTS = tuple(token_for(c) for c in CLASSES)
+
+
+def answer_masked_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids no answer token may be (as the engine masks them): the control tokens, and the
+    decision query's tokens when the tokenizer has them."""
+    vocab = tokenizer.get_vocab()
+    texts = [*CONTROL_TOKEN_TEXTS, *(t for t in QUERY_TOKEN_TEXTS if t in vocab)]
+    return list(tokenizer.convert_tokens_to_ids(texts))
 
 
 @torch.no_grad()
@@ -31,16 +40,19 @@ def decision_states(
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Sequence[dict[str, str]]],
     *,
+    suffix: Sequence[int] = (),
     batch_size: int = 32,
     log: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
-    """Final hidden state at each conversation's first answer position: (N, H) float32.
+    """Final hidden state where each conversation's first answer token is decided: (N, H)
+    float32; after the prompt, or after a decision `suffix` appended to it.
 
     Prompts run in batches of similar length (less padding), right-padded, so every row keeps its
     own positions."""
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    rows = [encode_prompt(tokenizer, c) for c in conversations]  # as the engine encodes them
+    # as the engine encodes them
+    rows = [[*encode_prompt(tokenizer, c), *suffix] for c in conversations]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     out = torch.empty((len(rows), model.config.hidden_size))
     for n, start in enumerate(range(0, len(order), batch_size)):
@@ -65,11 +77,23 @@ def first_step_logits(
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Sequence[dict[str, str]]],
     *,
+    manifest: RefusalManifest | None = None,
     batch_size: int = 32,
 ) -> torch.Tensor:
-    """Float32 logits of the first response token for each conversation: (N, V)."""
-    states = decision_states(model, tokenizer, conversations, batch_size=batch_size)
-    return model.lm_head(states).float()  # (N, V)
+    """Float32 logits of the first response token for each conversation: (N, V).
+
+    With a manifest that has a decision suffix they are read after it, as the engine reads
+    them: only the control tokens are candidates there (every other logit is -inf)."""
+    suffix = manifest.decision_ids if manifest else ()
+    states = decision_states(model, tokenizer, conversations, suffix=suffix, batch_size=batch_size)
+    logits = model.lm_head(states).float()  # (N, V)
+    if not suffix:
+        return logits
+    assert manifest is not None
+    control = list(manifest.all_ids)
+    return torch.full_like(logits, -math.inf).index_copy_(
+        1, torch.tensor(control), logits[:, control]
+    )
 
 
 def predict_classes(logits: torch.Tensor, manifest: RefusalManifest) -> list[str]:
@@ -125,26 +149,34 @@ def sample_answers(
     *,
     max_new_tokens: int = 40,
     first_token: str = "",
-    respond_in_context: bool = True,
+    manifest: RefusalManifest | None = None,
 ) -> list[str]:
     """Greedy answers (control token kept, and masked after the first step) to single prompts,
     as the engine makes them.
 
     With `first_token` the answer is forced to start with it (it is part of the prompt, and of
-    the returned answer). Without `respond_in_context` (the manifest's flag), an answer that
-    starts with `[respond]` is decoded from the prompt alone, as the engine does."""
+    the returned answer). With a manifest that keeps `[respond]` out of the answer's context, an
+    answer that starts with it is decoded from the prompt alone; with one that has a decision
+    suffix, the first token is decided after the suffix: both as the engine does."""
     answers: list[str] = []
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    control = tokenizer.convert_tokens_to_ids(list(CONTROL_TOKEN_TEXTS))
+    control = answer_masked_ids(tokenizer)
     respond = token_for(RESPOND)
-    respond_id = tokenizer.convert_tokens_to_ids(respond)
-    for prompt in prompts:
+    respond_in_context = manifest.respond_in_context if manifest else True
+    decided = [first_token] * len(prompts)
+    if not first_token and manifest and (manifest.decision_ids or not respond_in_context):
+        logits = first_step_logits(
+            model,
+            tokenizer,
+            [({"role": "user", "content": p},) for p in prompts],
+            manifest=manifest,
+        )
+        decided = [
+            tokenizer.convert_ids_to_tokens(i) if i in manifest.all_ids else ""
+            for i in logits.argmax(-1).tolist()
+        ]
+    for prompt, lead in zip(prompts, decided, strict=True):
         text = prompt_text(tokenizer, [{"role": "user", "content": prompt}])
-        lead = first_token
-        if not lead and not respond_in_context:
-            ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])  # (1, T)
-            if int(model(input_ids=ids).logits[0, -1].argmax()) == respond_id:
-                lead = respond
         outside = lead == respond and not respond_in_context
         ids = torch.tensor(
             [tokenizer(text + ("" if outside else lead), add_special_tokens=False).input_ids]

@@ -77,7 +77,7 @@ def evaluate_probe(
 ) -> dict[str, object]:
     """First-token report on the probe (single-turn, as written) plus AUROC and per-kind accuracy."""
     logits = first_step_logits(
-        model, tokenizer, [({"role": "user", "content": p.text},) for p in probe]
+        model, tokenizer, [({"role": "user", "content": p.text},) for p in probe], manifest=manifest
     )
     predicted = predict_classes(logits, manifest)
     report = classification_report([p.label for p in probe], predicted)

@@ -69,7 +69,7 @@ def evaluate(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """First-token reports (full-vocabulary argmax) on held-out templates and on the probe."""
-    logits = first_step_logits(model, tokenizer, [e.messages for e in heldout])
+    logits = first_step_logits(model, tokenizer, [e.messages for e in heldout], manifest=manifest)
     report = classification_report([e.label for e in heldout], predict_classes(logits, manifest))
     probe = evaluate_probe(model, tokenizer, manifest)
     log(

@@ -105,7 +105,7 @@ class RecipeRun:
             tokenizer,
             prompts,
             max_new_tokens=card.sample_tokens,
-            respond_in_context=manifest.respond_in_context,
+            manifest=manifest,
         )
         info = {
             "model": self.name,

@@ -69,7 +69,9 @@ def sweep(loaded: Evaluated, category: str = "safety") -> list[dict[str, float]]
     from workers.training.evaluate import first_step_logits
 
     manifest, heldout = loaded.manifest, loaded.heldout
-    logits = first_step_logits(loaded.model, loaded.tokenizer, [e.messages for e in heldout])
+    logits = first_step_logits(
+        loaded.model, loaded.tokenizer, [e.messages for e in heldout], manifest=loaded.manifest
+    )
     ids = [i for i in manifest.category_ids if i is not None]  # a trained model has every token
     summaries = summarise_logits(logits.double().numpy(), ids)
     k = CATEGORIES.index(category)
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             loaded.model,
             loaded.tokenizer,
             loaded.heldout,
-            respond_in_context=loaded.manifest.respond_in_context,
+            manifest=loaded.manifest,
         )
         print(f"{name} ({model_dir})\n{sweep_table(rows)}\n")
         print(f"forced [respond]: {after['refused_in_text']}/{after['n']} refuse in the text\n")

@@ -1,0 +1,105 @@
+"""The decision query on the tiny model: states from cached prompts are those of a plain forward
+pass over prompt + query (what the engine and the evaluation read), only the query's input rows
+train, and the demo recipe's step wires its tokens into the tokenizer and the manifest's place."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from core.categories import CLASSES
+from workers.engine.prompt_tokens import encode_prompt
+from workers.training.data import generate, split
+from workers.training.decision_query import (
+    QUERY_TOKEN_TEXTS,
+    add_query_tokens,
+    cache_prompts,
+    query_states,
+    train_query,
+)
+from workers.training.demo import RECIPE, train_query_tokens
+from workers.training.evaluate import decision_states
+from workers.training.head import untie_head
+
+
+@pytest.fixture
+def untied(tiny_model_dir: Path) -> tuple[PreTrainedModel, object]:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    untie_head(model)
+    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _examples(seed: int, n: int) -> list:
+    return split(generate(seed, examples_per_class=4))[0][:n]
+
+
+def test_cached_query_states_equal_a_plain_forward_pass(untied) -> None:
+    model, tok = untied
+    prompts = [encode_prompt(tok, e.messages) for e in _examples(1, 20)]
+    query = torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    batches = cache_prompts(model, prompts, tok.pad_token_id, batch_size=7)
+    states = query_states(model, batches, len(prompts), query)
+    plain = query_states(model, batches, len(prompts), None)
+    emb = model.get_input_embeddings()
+    with torch.no_grad():
+        for i, ids in enumerate(prompts):
+            embeds = torch.cat([emb(torch.tensor([ids])), query[None]], 1)  # (1, T + 2, H)
+            alone = model.base_model(inputs_embeds=embeds).last_hidden_state[0]
+            assert torch.allclose(states[i], alone[-1], atol=1e-4)
+            assert torch.allclose(plain[i], alone[len(ids) - 1], atol=1e-4)
+
+
+def test_only_the_query_trains_and_its_loss_falls(untied) -> None:
+    model, tok = untied
+    examples = _examples(2, 96)
+    batches = cache_prompts(model, [encode_prompt(tok, e.messages) for e in examples], 0)
+    labels = torch.tensor([CLASSES.index(e.label) for e in examples])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    vocab = len(tok) - len(CLASSES)
+    start = torch.zeros(1, model.config.hidden_size)
+    query, info = train_query(
+        model,
+        batches,
+        labels,
+        query=start,
+        rows=model.lm_head.weight.detach()[vocab:],
+        vocab=vocab,
+        epochs=4,
+        lr=0.05,
+        weight_decay=1e-3,
+        seed=0,
+        log=lambda _: None,
+    )
+    losses = info["epoch_losses"]
+    assert isinstance(losses, list) and losses[-1] < losses[0]
+    assert not torch.equal(query, start)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_the_recipe_step_adds_query_tokens_and_gives_the_states_the_engine_reads(
+    untied,
+) -> None:
+    model, tok = untied
+    vocab = len(tok)
+    examples = _examples(3, 80)
+    labels = torch.tensor([CLASSES.index(e.label) for e in examples])
+    rc = replace(RECIPE, query_tokens=2, query_prompts=30, query_epochs=2)
+    ids, info, states = train_query_tokens(
+        model, tok, examples, labels, vocab - len(CLASSES), rc, seed=0, log=lambda _: None
+    )
+    assert ids == [vocab, vocab + 1] and info is not None and info["prompts"] == 30
+    assert tok.convert_ids_to_tokens(ids) == list(QUERY_TOKEN_TEXTS[:2])
+    assert model.get_input_embeddings().weight.shape[0] == vocab + 2
+    assert torch.count_nonzero(model.lm_head.weight[ids]) == 0  # never an answer's token
+    assert len(states) == 30
+    again = decision_states(model, tok, [examples[i].messages for i in states], suffix=ids)
+    assert torch.allclose(torch.stack(list(states.values())), again, atol=1e-4)
+    typed = encode_prompt(tok, [{"role": "user", "content": f"say {QUERY_TOKEN_TEXTS[0]}"}])
+    assert not set(typed) & set(ids)  # typed in a prompt, a query token is only text
+    with pytest.raises(RuntimeError, match="query tokens"):
+        add_query_tokens(tok, 1)  # already there: it would not get a new id

@@ -1,0 +1,159 @@
+"""A learned decision query: soft tokens appended after the prompt, where the head reads.
+
+A linear read-out of the frozen model's state where the answer starts can only use what the base
+model put there to predict its answer. A few tokens appended after the generation prompt, whose
+input rows are trained (the base weights stay frozen), ask the prompt a question of their own:
+their queries attend over it in every block, and the head reads the last one's final state. The
+engine appends them for the first step only and drops their cache columns, so answers never see
+them (`RefusalManifest.decision_ids`, `workers/engine/prefill.py`).
+
+Training is cheap because the query comes last: no prompt position depends on it, so each
+prompt's key/value cache is computed once (no gradient) and every step runs only the query's
+positions through the blocks, forward and backward, against those caches.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from workers.engine.prefill import left_pad
+
+#: Texts of the query tokens a recipe may add (the first `k`), special tokens after the control
+#: tokens; typed in a prompt they stay plain text (`prompt_tokens`).
+QUERY_TOKEN_TEXTS: tuple[str, ...] = tuple(f"[query{i}]" for i in range(1, 9))
+
+
+def add_query_tokens(tokenizer: PreTrainedTokenizerBase, k: int) -> list[int]:
+    """Add `k` query tokens after the existing vocabulary (the control tokens kept); their ids."""
+    texts = list(QUERY_TOKEN_TEXTS[:k])
+    first = len(tokenizer)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": texts}, replace_extra_special_tokens=False
+    )
+    ids = list(tokenizer.convert_tokens_to_ids(texts))
+    if ids != list(range(first, first + k)):
+        raise RuntimeError(f"query tokens got ids {ids}, expected {first}..{first + k - 1}")
+    return ids
+
+
+@dataclass(frozen=True)
+class CachedPrompts:
+    """A left-padded batch of prompts and their key/value cache (no gradient)."""
+
+    rows: list[int]  # positions of these prompts in the caller's list
+    mask: torch.Tensor  # (B, T)
+    last: torch.Tensor  # (B,) position id of each prompt's last token
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys, values (B, heads, T, D)
+    state: torch.Tensor  # (B, H) final state at each prompt's last position (no query)
+
+
+@torch.no_grad()
+def cache_prompts(
+    model: PreTrainedModel,
+    prompts: Sequence[list[int]],
+    pad: int,
+    *,
+    batch_size: int = 32,
+    log: Callable[[str], None] | None = None,
+) -> list[CachedPrompts]:
+    """Key/value caches of token-id prompts, in batches of similar length."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out = []
+    for n, start in enumerate(range(0, len(order), batch_size)):
+        chunk = order[start : start + batch_size]
+        batch = left_pad([prompts[i] for i in chunk], pad, torch.device("cpu"))
+        ids, mask, pos = batch.input_ids, batch.attention_mask, batch.position_ids  # (B, T) each
+        run = model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        kv = [(layer.keys, layer.values) for layer in run.past_key_values.layers]
+        state = run.last_hidden_state[:, -1].float()
+        out.append(CachedPrompts(chunk, mask, pos[:, -1], kv, state))
+        if log and n % 40 == 0:
+            log(f"[query] prompt caches {start + len(chunk)}/{len(prompts)}")
+    return out
+
+
+def query_state(model: PreTrainedModel, batch: CachedPrompts, query: torch.Tensor) -> torch.Tensor:
+    """Final (normed) state at the last query position after each cached prompt: (B, H)."""
+    b, k = batch.mask.shape[0], query.shape[0]
+    cache = DynamicCache(config=model.config)
+    for i, (keys, values) in enumerate(batch.kv):
+        cache.update(keys, values, i)
+    mask = torch.cat([batch.mask, torch.ones((b, k), dtype=batch.mask.dtype)], -1)  # (B, T + k)
+    pos = batch.last[:, None] + torch.arange(1, k + 1)  # (B, k)
+    hidden = model.base_model(
+        inputs_embeds=query[None].expand(b, -1, -1),
+        attention_mask=mask,
+        position_ids=pos,
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state
+    return hidden[:, -1]
+
+
+@torch.no_grad()
+def query_states(
+    model: PreTrainedModel, batches: Sequence[CachedPrompts], n: int, query: torch.Tensor | None
+) -> torch.Tensor:
+    """Final states at the query (None: at the prompt's end) for every cached prompt, in the
+    caller's order: (n, H)."""
+    out = torch.empty((n, model.config.hidden_size))
+    for batch in batches:
+        out[batch.rows] = batch.state if query is None else query_state(model, batch, query).float()
+    return out
+
+
+def train_query(
+    model: PreTrainedModel,
+    batches: Sequence[CachedPrompts],
+    labels: torch.Tensor,  # (N,) index of each prompt's class among the control rows
+    *,
+    query: torch.Tensor,  # (k, H) initial input rows of the query tokens
+    rows: torch.Tensor,  # (K, H) initial control rows of the head, trained alongside
+    vocab: int,  # ordinary tokens are the ids below it: one competitor (log-sum-exp)
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    log: Callable[[str], None],
+) -> tuple[torch.Tensor, dict[str, object]]:
+    """Input rows of the query tokens (k, H), trained with the head's control rows by
+    full-vocabulary cross-entropy at the last query position; the base model stays frozen."""
+    head = model.get_output_embeddings().weight.detach()[:vocab]
+    soft = torch.nn.Parameter(query.detach().clone())
+    control = torch.nn.Parameter(rows.detach().clone())
+    opt = torch.optim.Adam([soft, control], lr=lr)
+    rng = random.Random(seed)
+    order = list(range(len(batches)))
+    began, losses = time.monotonic(), []
+    for epoch in range(1, epochs + 1):
+        rng.shuffle(order)
+        total = 0.0
+        for b in order:
+            batch = batches[b]
+            state = query_state(model, batch, soft)  # (B, H)
+            others = (state @ head.T).logsumexp(-1)  # (B,)
+            logits = torch.cat([state @ control.T, others[:, None]], -1)  # (B, K + 1)
+            loss = F.cross_entropy(logits, labels[batch.rows])
+            loss = loss + weight_decay * control.pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        losses.append(round(total / len(batches), 4))
+        log(f"[query] epoch {epoch}/{epochs} loss {losses[-1]} {time.monotonic() - began:.0f}s")
+    info: dict[str, object] = {
+        "tokens": int(query.shape[0]),
+        "prompts": int(sum(len(b.rows) for b in batches)),
+        "epochs": epochs,
+        "lr": lr,
+        "epoch_losses": losses,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+    return soft.detach(), info
