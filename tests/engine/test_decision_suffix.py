@@ -19,6 +19,7 @@ from workers.engine.batch import Engine
 from workers.engine.model import LoadedModel
 from workers.engine.scoring import score_prompts
 from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams
+from workers.training.evaluate import first_step_logits, sample_answers
 
 from .prompts import PROMPTS, greedy_from_prompt
 
@@ -26,6 +27,7 @@ C = len(CATEGORIES)
 ANSWER = RowPolicy("bias", (-1e4,) * C)  # never refuse: the first token is [respond]
 SAFETY = RowPolicy("bias", (0, 0, 0, 0, 1e4))
 STEERED = RowPolicy("bias", (1.0, -1.0, 0.0, 2.0, 0.5))
+NO_RULE = RowPolicy("bias", (0.0,) * C)  # the model's own decision
 SUFFIX_IDS = (100, 101)  # two ordinary tokens of the tiny vocabulary stand in for learned ones
 
 
@@ -112,3 +114,26 @@ def test_the_suffix_round_trips_and_is_checked(suffixed: LoadedModel) -> None:
         RefusalManifest.from_json({**data, "decision_suffix": [{"token": "x"}]})
     with pytest.raises(InvalidManifest, match="outside the vocabulary"):
         RefusalManifest.from_json(data, vocab_size=SUFFIX_IDS[0])
+
+
+def test_the_training_evaluation_decides_and_answers_as_the_engine(suffixed: LoadedModel) -> None:
+    """`first_step_logits` and `sample_answers` (model cards, the probe) read the decision after
+    the suffix and answer from the prompt alone, as served."""
+    prompts = list(PROMPTS[:8])
+    logits = first_step_logits(
+        suffixed.model,
+        suffixed.tokenizer,
+        [({"role": "user", "content": p},) for p in prompts],
+        manifest=suffixed.manifest,
+    )
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=8)
+    served, _ = Engine(suffixed).generate([GenerationRequest(p, NO_RULE, greedy) for p in prompts])
+    assert logits.argmax(-1).tolist() == [r.first_token_id for r in served]
+    answers = sample_answers(
+        suffixed.model, suffixed.tokenizer, prompts, max_new_tokens=8, manifest=suffixed.manifest
+    )
+    for answer, result in zip(answers, served, strict=True):
+        lead = suffixed.tokenizer.convert_ids_to_tokens(result.first_token_id)
+        assert answer.startswith(lead)
+        # the engine's budget counts the control token: its answer is one token shorter
+        assert answer[len(lead) :].strip().startswith(result.text.strip())
