@@ -13,7 +13,12 @@ from core.categories import CLASSES
 from workers.engine.prompt_tokens import encode_prompt
 from workers.training.data import generate, split
 from workers.training.evaluate import decision_states
-from workers.training.head import fit_rows, ordinary_logsumexp, untie_head
+from workers.training.head import (
+    choose_weight_decay,
+    fit_rows,
+    ordinary_logsumexp,
+    untie_head,
+)
 from workers.training.soft_tokens import SoftItem, train_soft_tokens
 
 
@@ -107,3 +112,23 @@ def test_soft_tokens_train_only_the_control_input_rows(untied, tmp_path: Path) -
     assert torch.equal(again.lm_head.weight, model.lm_head.weight)
     assert torch.equal(again.model.embed_tokens.weight, model.model.embed_tokens.weight)
     assert not torch.equal(again.lm_head.weight, again.model.embed_tokens.weight)
+
+
+def test_weight_decay_is_chosen_on_held_out_groups_with_ties_to_the_larger() -> None:
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(120) % 3
+    centres = torch.randn(3, 8, generator=gen) * 4
+    states = centres[labels] + torch.randn(120, 8, generator=gen)
+    others = torch.full((120,), -30.0)  # no ordinary token competes
+    groups = [f"t{i % 40}" for i in range(120)]
+    init = torch.zeros(3, 8)
+    wd, scores = choose_weight_decay(
+        states, labels, others, init, (1e-9, 2e-9), groups=groups, seed=0
+    )
+    assert set(scores) == {1e-9, 2e-9}
+    assert scores[1e-9] == scores[2e-9] == 1.0  # separable: both perfect on unseen groups
+    assert wd == 2e-9  # a tie goes to the stronger decay
+    wd, scores = choose_weight_decay(
+        states, labels, others, init, (1e-4, 100.0), groups=groups, seed=0
+    )
+    assert wd == 1e-4 and scores[1e-4] > scores[100.0]

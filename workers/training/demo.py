@@ -75,8 +75,8 @@ class DemoRecipe:
     #: Training prompts dressed the way people type (`real_world.py`).
     real_world: bool = True
     donotanswer: bool = True
-    #: Weight decays tried for the head, chosen on a tenth of the training prompts.
-    weight_decays: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2)
+    #: Weight decays tried for the head, chosen on training templates held out from the fit.
+    weight_decays: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2)
     #: Respond prompts whose base answer trains `[respond]`'s input row, and refusal replies
     #: that train the refusal tokens' input rows (the first ones of the shuffled data).
     soft_examples: int = 600
@@ -87,6 +87,8 @@ class DemoRecipe:
     query_prompts: int = 2400
     query_epochs: int = 8
     query_lr: float = 0.01
+    #: Weight decay of the head's rows while the query trains (the final head chooses its own).
+    query_weight_decay: float = 1e-3
 
 
 RECIPE = DemoRecipe()
@@ -224,7 +226,7 @@ def train_query_tokens(
         natural,
         sub_labels,
         ordinary_logsumexp(natural, head.detach(), old_vocab),
-        weight_decay=rc.weight_decays[2],
+        weight_decay=rc.query_weight_decay,
         init=head.detach()[old_vocab : old_vocab + len(CLASSES)],
     )
     emb = model.get_input_embeddings().weight
@@ -237,7 +239,7 @@ def train_query_tokens(
         vocab=old_vocab,
         epochs=rc.query_epochs,
         lr=rc.query_lr,
-        weight_decay=rc.weight_decays[2],
+        weight_decay=rc.query_weight_decay,
         seed=seed,
         log=log,
     )
@@ -303,7 +305,13 @@ def build_demo(
     others = ordinary_logsumexp(states, head.detach(), old_vocab)
     init = head.detach()[old_vocab : old_vocab + len(CLASSES)]
     wd, scores = choose_weight_decay(
-        states, labels, others, init, rc.weight_decays, seed=options.seed
+        states,
+        labels,
+        others,
+        init,
+        rc.weight_decays,
+        groups=[e.template_id for e in train_ex],
+        seed=options.seed,
     )
     rows = fit_rows(states, labels, others, weight_decay=wd, init=init)
     with torch.no_grad():
@@ -343,8 +351,8 @@ def build_demo(
         "seconds": round(time.monotonic() - began, 1),
         "lines": [
             *([f"decision query: {query_info['summary']}"] if query_info else []),
-            f"refusal head: {len(train_ex)} decision states, weight decay {wd} chosen on a "
-            f"tenth of them (accuracy there {scores[wd]:.3f}), {head_info['seconds']:.0f} s",
+            f"refusal head: {len(train_ex)} decision states, weight decay {wd} chosen on "
+            f"held-out training templates (accuracy there {scores[wd]:.3f}), {head_info['seconds']:.0f} s",
             f"soft tokens: {steps} steps of {rc.batch_size} ({len(items)} items, lr {rc.lr}), "
             f"final loss {soft['final_loss']}, {soft['seconds']:.0f} s",
         ],
