@@ -136,7 +136,11 @@ def _model_section(
             "",
             f"* held-out first-token macro-F1 **{report['macro_f1']:.3f}**, accuracy "
             f"{report['accuracy']:.3f} over {report['n']} prompts from held-out templates "
-            "(full-vocabulary argmax)",
+            + (
+                "(argmax over the control tokens after the decision query)"
+                if training.get("query")
+                else "(full-vocabulary argmax)"
+            ),
             f"* real-world probe: {probe_figures(info['probe'])} (`workers/training/probe.toml`)",
             f"* trained: {info['trainable']}",
             f"* {training['steps']} steps, training {training['seconds']:.0f} s, end to end "
