@@ -5,11 +5,9 @@ train, and the demo recipe's step wires its tokens into the tokenizer and the ma
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from core.categories import CLASSES
 from workers.engine.prompt_tokens import encode_prompt
@@ -23,14 +21,6 @@ from workers.training.decision_query import (
 )
 from workers.training.demo import RECIPE, train_query_tokens
 from workers.training.evaluate import decision_states
-from workers.training.head import untie_head
-
-
-@pytest.fixture
-def untied(tiny_model_dir: Path) -> tuple[PreTrainedModel, object]:
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    untie_head(model)
-    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 def _examples(seed: int, n: int) -> list:

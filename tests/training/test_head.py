@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from core.categories import CLASSES
 from workers.engine.prompt_tokens import encode_prompt
@@ -17,16 +16,8 @@ from workers.training.head import (
     choose_weight_decay,
     fit_rows,
     ordinary_logsumexp,
-    untie_head,
 )
 from workers.training.soft_tokens import SoftItem, train_soft_tokens
-
-
-@pytest.fixture
-def untied(tiny_model_dir: Path) -> tuple[PreTrainedModel, object]:
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    untie_head(model)
-    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 def _snapshot(model: PreTrainedModel) -> dict[str, torch.Tensor]:
