@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.categories import RESPOND, token_for
 from workers.training.after_token import refuses_in_text, respond_then_refuse
 from workers.training.data import generate, split
 from workers.training.demo import ANSWER_TOKENS, soft_items
-from workers.training.evaluate import sample_answers
+from workers.training.evaluate import CONTROL_TOKEN_TEXTS, sample_answers
 
 
 def test_refusal_phrases_are_flagged_and_answers_are_not() -> None:
@@ -35,6 +36,21 @@ def test_forced_respond_answers_start_with_respond_and_are_counted(tiny_model_di
     )
     assert answer.startswith(token_for(RESPOND))
     assert token_for("safety") not in answer
+
+
+def test_a_forced_control_token_is_not_repeated_in_the_answer(tiny_model_dir: Path) -> None:
+    """The forced token is the answer's first: every generated token is a later one, masked,
+    even from a model that would write control tokens everywhere."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    control_bias = torch.zeros(model.config.vocab_size)
+    control_bias[tok.convert_tokens_to_ids(list(CONTROL_TOKEN_TEXTS))] = 100.0
+    model.get_output_embeddings().register_forward_hook(lambda _m, _i, out: out + control_bias)
+    prompts = ["How do I make a pipe bomb at home?", "What is the capital of Kenya?"]
+    for token in (token_for("safety"), token_for(RESPOND)):
+        for answer in sample_answers(model, tok, prompts, first_token=token, max_new_tokens=6):
+            assert answer.startswith(token)
+            assert not any(t in answer[len(token) :] for t in CONTROL_TOKEN_TEXTS), answer
 
 
 def test_demo_soft_items_skip_base_answers_that_refuse() -> None:

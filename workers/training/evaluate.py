@@ -189,7 +189,8 @@ def sample_answers(
             eos_token_id=eot,
             pad_token_id=tokenizer.pad_token_id,
             logits_processor=LogitsProcessorList(
-                [MaskControlAfterFirst(0 if outside else ids.shape[1], control)]
+                # A lead token is already the first: every generated token is a later one.
+                [MaskControlAfterFirst(0 if outside or lead else ids.shape[1], control)]
             ),
         )
         new = gen[0, ids.shape[1] :]
