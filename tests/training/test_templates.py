@@ -16,8 +16,8 @@ from workers.training.template_groups import TemplateError, load_template_groups
 #: SHA-256 of the JSON lines (`Example.to_json`, as `write_jsonl` writes them) of the default
 #: seed's data. Moving the templates between files must not change a byte; a deliberate change
 #: of the templates updates these digests in the same commit.
-TINY_DATA_SHA256 = "abac6da64423386442e9d06b083dfb0d50575762847bd8db20ab00c30aac43ba"
-DEMO_DATA_SHA256 = "1279ce9b577ee9ef7e493f577b31f9e9393a2b500ebdaaa005c0c15d4eccbbfb"
+TINY_DATA_SHA256 = "d7c77ef3e4c047b39b3f02c36f3a83a9f45dd68362f993ac6af74c50f475a2fa"
+DEMO_DATA_SHA256 = "355fabd00697fb2166b4b1f34561d8a96093511b010f1a5a1778c60d404a3f3d"
 
 
 def _digest(examples: list) -> str:
