@@ -11,7 +11,8 @@ import pytest
 from core.categories import CLASSES
 from workers.training.data import ALL_GROUPS, generate
 from workers.training.demo import demo_examples
-from workers.training.template_groups import TemplateError, load_template_groups
+from workers.training.template_groups import TemplateError, combinations, load_template_groups
+from workers.training.template_groups import main as template_groups_main
 
 #: SHA-256 of the JSON lines (`Example.to_json`, as `write_jsonl` writes them) of the default
 #: seed's data. Moving the templates between files must not change a byte; a deliberate change
@@ -97,3 +98,15 @@ def test_a_missing_class_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "humanizing.toml").unlink()
     with pytest.raises(TemplateError, match=r"no template file humanizing\.toml"):
         load_template_groups(tmp_path)
+
+
+def test_combinations_are_every_template_with_every_filler(capsys: pytest.CaptureFixture) -> None:
+    group = next(g for g in ALL_GROUPS if g.subcategory == "contrast_indeterminate")
+    made = combinations(group)
+    assert len(made) == len(set(made)) <= len(group.prompts) * len(group.fillers)
+    assert "How many moons does Jupiter have?" in made
+    # the mislabelled combination that slot was split for
+    assert not any("live in the sun" in p for p in made)
+    assert template_groups_main(["respond.contrast_indeterminate"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"respond.contrast_indeterminate\t{p}" for p in made]

@@ -115,3 +115,28 @@ def load_template_groups(directory: Traversable | None = None) -> tuple[Template
             raise TemplateError(f"{label}.toml: {exc}") from None
         groups.extend(parse_groups(label, data, f"{label}.toml"))
     return tuple(groups)
+
+
+def combinations(group: TemplateGroup) -> list[str]:
+    """Every distinct prompt the group can make: each template with each filler, in file order."""
+    filled = (prompt.format(**filler) for prompt in group.prompts for filler in group.fillers)
+    return list(dict.fromkeys(filled))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m workers.training.template_groups [CLASS[.SUBCATEGORY] ...]`: print every
+    combination, to read them before committing a template (each must be of its class)."""
+    import sys
+
+    wanted = sys.argv[1:] if argv is None else argv
+    for group in load_template_groups():
+        name = f"{group.label}.{group.subcategory}"
+        if wanted and not any(name == w or group.label == w for w in wanted):
+            continue
+        for prompt in combinations(group):
+            print(f"{name}\t{prompt}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
