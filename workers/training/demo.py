@@ -71,7 +71,7 @@ class DemoRecipe:
     batch_size: int = 8
     lr: float = 0.03
     #: Generated examples per class (train and held-out).
-    examples_per_class: int = 1200
+    examples_per_class: int = 1600
     #: Training prompts dressed the way people type (`real_world.py`).
     real_world: bool = True
     donotanswer: bool = True
