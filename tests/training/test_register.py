@@ -10,7 +10,11 @@ import pytest
 from cli import main
 from core.categories import CATEGORIES, MANIFEST_FILENAME, RefusalManifest
 from tests.refusal_models import PAPER_TOKENS, SINGLE_TOKENS, build_random_model
+from workers.engine.batch import Engine
 from workers.engine.model import load_model
+from workers.engine.types import GenerationRequest, RowPolicy, SamplingParams
+
+NO_RULE = RowPolicy("bias", (0.0,) * len(CATEGORIES))  # the model's own decision
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +115,20 @@ def test_a_directory_without_a_model_is_refused(
 ) -> None:
     assert _register([str(tmp_path), "--layout", "paper"]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_a_decision_suffix_is_registered_checked_and_served(tmp_path: Path) -> None:
+    model = build_random_model(tmp_path / "suffixed", (*PAPER_TOKENS, "[query1]"))
+    argv = [str(model), "--layout", "paper", "--respond-outside-context"]
+    assert _register([*argv, "--decision-token", "two tokens"]) == 2
+    assert not (model / MANIFEST_FILENAME).exists()
+    assert _register([*argv, "--decision-token", "[query1]"]) == 0
+    data = json.loads((model / MANIFEST_FILENAME).read_text())
+    (entry,) = data["decision_suffix"]
+    assert entry["token"] == "[query1]"
+    lm = load_model(model, device="cpu", dtype="float32")
+    assert lm.manifest.decision_ids == (entry["id"],)
+    assert entry["id"] in lm.answer_masked_ids
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=4)
+    (result,), _ = Engine(lm).generate([GenerationRequest("hello there", NO_RULE, greedy)])
+    assert result.first_token_id in lm.manifest.all_ids

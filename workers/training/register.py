@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         "on an unchanged base model: its answers are the base model's)",
     )
     parser.add_argument(
+        "--decision-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="a token of the decision suffix, appended to every prompt for the first step only "
+        "(repeatable, in order; the demo recipe's model has '[query1]')",
+    )
+    parser.add_argument(
         "--force", action="store_true", help=f"replace an existing {MANIFEST_FILENAME}"
     )
     return parser
@@ -102,8 +110,11 @@ def token_mapping(
     return mapping
 
 
-def build_manifest(model_dir: Path, mapping: Mapping[str, str]) -> RefusalManifest:
-    """The manifest of `mapping` for the model in `model_dir`, checked as the worker checks it."""
+def build_manifest(
+    model_dir: Path, mapping: Mapping[str, str], decision_tokens: Sequence[str] = ()
+) -> RefusalManifest:
+    """The manifest of `mapping` (and of a decision suffix) for the model in `model_dir`, checked
+    as the worker checks it."""
     from transformers import AutoConfig, AutoTokenizer
 
     from workers.engine.model import ModelLoadError, check_manifest_tokens
@@ -115,20 +126,26 @@ def build_manifest(model_dir: Path, mapping: Mapping[str, str]) -> RefusalManife
         config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise RegisterError(f"{model_dir}: cannot load the tokenizer or config: {exc}") from None
-    entries: dict[str, dict[str, object] | None] = {}
-    for name in (*CATEGORIES, RESPOND):
-        token = mapping.get(name)
-        if token is None:
-            entries[name] = None
-            continue
+
+    def entry(name: str, token: str) -> dict[str, object]:
         ids = tokenizer.encode(token, add_special_tokens=False)
         if len(ids) != 1:
             raise RegisterError(
                 f"{name}: {token!r} is not a single token of {model_dir.name}'s tokenizer "
                 f"(it encodes to {len(ids)} ids {ids})"
             )
-        entries[name] = {"token": token, "id": ids[0]}
-    data = {"categories": {c: entries[c] for c in CATEGORIES}, "respond": entries[RESPOND]}
+        return {"token": token, "id": ids[0]}
+
+    entries = {
+        name: None if mapping.get(name) is None else entry(name, mapping[name])
+        for name in (*CATEGORIES, RESPOND)
+    }
+    data: dict[str, object] = {
+        "categories": {c: entries[c] for c in CATEGORIES},
+        "respond": entries[RESPOND],
+    }
+    if decision_tokens:
+        data["decision_suffix"] = [entry("decision token", t) for t in decision_tokens]
     try:
         manifest = RefusalManifest.from_json(
             data, vocab_size=int(config.get_text_config().vocab_size)
@@ -145,12 +162,15 @@ def register(
     *,
     force: bool = False,
     respond_in_context: bool = True,
+    decision_tokens: Sequence[str] = (),
 ) -> RefusalManifest:
     """Check `mapping` against the model and write its `refusal_tokens.json`."""
     path = model_dir / MANIFEST_FILENAME
     if path.exists() and not force:
         raise RegisterError(f"{path} exists; use --force to replace it")
-    manifest = replace(build_manifest(model_dir, mapping), respond_in_context=respond_in_context)
+    manifest = replace(
+        build_manifest(model_dir, mapping, decision_tokens), respond_in_context=respond_in_context
+    )
     path.write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
 
@@ -167,6 +187,7 @@ def run_register_command(argv: list[str]) -> int:
             mapping,
             force=args.force,
             respond_in_context=not args.respond_outside_context,
+            decision_tokens=args.decision_token,
         )
     except RegisterError as exc:
         print(f"rcs model register: error: {exc}", file=sys.stderr)
@@ -180,6 +201,8 @@ def run_register_command(argv: list[str]) -> int:
     print(
         f"{RESPOND:<14} {manifest.respond_token!r} (id {manifest.respond_id}), answer decoded {where} its context"
     )
+    if manifest.decision_tokens:
+        print(f"{'decision':<14} {list(manifest.decision_tokens)!r} after every prompt")
     print(f"wrote {args.model_dir / MANIFEST_FILENAME}")
     return 0
 
