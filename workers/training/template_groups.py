@@ -10,6 +10,7 @@ the data. `docs/categories.md` tells how to add a template.
 from __future__ import annotations
 
 import string
+import sys
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -126,12 +127,10 @@ def combinations(group: TemplateGroup) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m workers.training.template_groups [CLASS[.SUBCATEGORY] ...]`: print every
     combination, to read them before committing a template (each must be of its class)."""
-    import sys
-
     wanted = sys.argv[1:] if argv is None else argv
     for group in load_template_groups():
         name = f"{group.label}.{group.subcategory}"
-        if wanted and not any(name == w or group.label == w for w in wanted):
+        if wanted and name not in wanted and group.label not in wanted:
             continue
         for prompt in combinations(group):
             print(f"{name}\t{prompt}")
