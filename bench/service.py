@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.http_client import KeepAliveConnection, Response
 from bench.live_stack import SECRET, live_stack
 from bench.saving import save_results
 from core.policy import parse_rules
@@ -161,6 +162,11 @@ def without_raw(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in ("elapsed_s", "latencies_s")}
 
 
+#: The synchronous load's HTTP client: `lean` (bench/http_client.py, one keep-alive connection
+#: per client, what a load tool spends) or `httpx` (its AsyncClient, about 2 ms of CPU a request).
+CLIENTS = ("lean", "httpx")
+
+
 async def _load(
     base: str,
     keys: list[str],
@@ -169,8 +175,9 @@ async def _load(
     requests: int,
     max_tokens: int,
     stream: bool = False,
+    client: str = "lean",
 ) -> dict[str, Any]:
-    """Closed-loop clients; synchronous waits, or streams timed to their first events."""
+    """Closed-loop clients; synchronous waits, or streams (httpx) timed to their first events."""
     latencies: list[float] = []
     first_event: list[float] = []
     first_text: list[float] = []
@@ -179,20 +186,22 @@ async def _load(
     for i in range(requests):
         queue.put_nowait(i)
 
-    async def one(client: httpx.AsyncClient, i: int) -> None:
+    def request(i: int) -> tuple[dict[str, Any], dict[str, str]]:
         body = {"prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": max_tokens, "timeout": 120}
         body |= {"stream": True} if stream else {"wait": True}
-        headers = {"Authorization": f"Bearer {keys[i % len(keys)]}"}
-        started = time.perf_counter()
-        if not stream:
-            response = await client.post(f"{base}/v1/generations", json=body, headers=headers)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200 or response.json()["status"] != "succeeded":
-                raise RuntimeError(f"request {i}: {response.status_code} {response.text[:300]}")
-            tokens.append(response.json()["completion_tokens"])
-            return
-        seen_text = False
-        async with client.stream(
+        return body, {"Authorization": f"Bearer {keys[i % len(keys)]}"}
+
+    def record(i: int, started: float, response: httpx.Response | Response) -> None:
+        latencies.append(time.perf_counter() - started)
+        answer = response.json() if response.status_code == 200 else {}
+        if answer.get("status") != "succeeded":
+            raise RuntimeError(f"request {i}: {response.status_code} {response.text[:300]}")
+        tokens.append(answer["completion_tokens"])
+
+    async def streamed(http: httpx.AsyncClient, i: int) -> None:
+        body, headers = request(i)
+        started, seen_text = time.perf_counter(), False
+        async with http.stream(
             "POST", f"{base}/v1/generations", json=body, headers=headers
         ) as response:
             if response.status_code != 200:
@@ -208,18 +217,38 @@ async def _load(
                     tokens.append(json.loads(line.removeprefix("data: "))["completion_tokens"])
         latencies.append(time.perf_counter() - started)
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while True:
-            try:
-                i = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            await one(client, i)
+    def next_index() -> int | None:
+        try:
+            return queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
 
-    limits = httpx.Limits(max_connections=concurrency + 4)
+    async def httpx_loop(http: httpx.AsyncClient) -> None:
+        while (i := next_index()) is not None:
+            if stream:
+                await streamed(http, i)
+                continue
+            body, headers = request(i)
+            started = time.perf_counter()
+            response = await http.post(f"{base}/v1/generations", json=body, headers=headers)
+            record(i, started, response)
+
+    async def lean_loop() -> None:
+        async with KeepAliveConnection(base) as connection:
+            while (i := next_index()) is not None:
+                body, headers = request(i)
+                started = time.perf_counter()
+                record(i, started, await connection.post_json("/v1/generations", body, headers))
+
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {CLIENTS}, got {client!r}")
     started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=180, limits=limits) as client:
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    if client == "lean" and not stream:
+        await asyncio.gather(*(lean_loop() for _ in range(concurrency)))
+    else:
+        limits = httpx.Limits(max_connections=concurrency + 4)
+        async with httpx.AsyncClient(timeout=180, limits=limits) as http:
+            await asyncio.gather(*(httpx_loop(http) for _ in range(concurrency)))
     row = _summary(concurrency, requests, time.perf_counter() - started, latencies)
     row["mean_completion_tokens"] = float(np.mean(tokens)) if tokens else None
     if stream:
@@ -310,6 +339,7 @@ def interleaved(
     requests: int,
     max_tokens: int,
     blocks: int,
+    client: str = "lean",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The synchronous load on the service and the same requests on the in-process engine, in
     alternating blocks (service first, then engine first, ...), so that a machine that speeds up
@@ -322,7 +352,7 @@ def interleaved(
         for side in ("service", "engine") if block % 2 == 0 else ("engine", "service"):
             if side == "service":
                 load = {"concurrency": concurrency, "requests": size, "max_tokens": max_tokens}
-                service.append(asyncio.run(_load(base, keys, **load)))
+                service.append(asyncio.run(_load(base, keys, client=client, **load)))
             else:
                 engine.append(engine_closed_loop(loop, reqs, concurrency))
     return combine(service), combine(engine)
@@ -339,6 +369,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--torch-threads", type=int, default=0, help="torch threads, worker and baseline alike"
+    )
+    parser.add_argument(
+        "--client", choices=CLIENTS, default="lean", help="the synchronous load's HTTP client"
     )
     parser.add_argument(
         "--embedded",
@@ -368,6 +401,7 @@ def main() -> None:
                 requests=args.requests,
                 max_tokens=args.max_tokens,
                 blocks=args.blocks,
+                client=args.client,
             )
             load = {"concurrency": c, "requests": args.requests, "max_tokens": args.max_tokens}
             streamed = asyncio.run(_load(base, keys, stream=True, **load))
@@ -387,6 +421,7 @@ def main() -> None:
         "stack": stack_name,
         "max_tokens": args.max_tokens,
         "torch_threads": args.torch_threads or None,
+        "client": args.client,
         "by_concurrency": rows,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

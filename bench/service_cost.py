@@ -7,7 +7,8 @@ The same stack and load as `bench/service.py` (uvicorn, one Celery worker, Postg
 CPU seconds per request by process (API, worker, PostgreSQL, Redis, the load generator), read
 from the kernel for this benchmark's own child processes. CPU time per request moves far less
 than wall-clock rates when other jobs share the cores, so two commits can be compared by
-running this in each tree, alternately (see docs/scaling.md).
+running this in each tree, alternately (see docs/scaling.md). `--client lean httpx --rounds 3`
+alternates the load generator's two HTTP clients on one stack (what httpx costs the machine).
 Saves bench/results/service-cost-<model>.json.
 """
 
@@ -23,7 +24,7 @@ import httpx
 import psutil
 
 from bench.saving import save_results
-from bench.service import _load, running_service
+from bench.service import CLIENTS, _load, running_service
 from tests.worker_process import TINY_MODEL
 
 
@@ -71,46 +72,68 @@ def rows_and_messages(base: str) -> tuple[float, float]:
     return found.get("sum", 0.0), found.get("count", 0.0)
 
 
+def measure(base: str, keys: list[str], *, clients: int, client: str, load: dict) -> dict:
+    """One load of `clients` closed-loop clients: rates and CPU ms per request by process."""
+    sent_before = rows_and_messages(base)
+    before, started = cpu_seconds(), time.perf_counter()
+    row = asyncio.run(_load(base, keys, concurrency=clients, client=client, **load))
+    elapsed, after = time.perf_counter() - started, cpu_seconds()
+    sent_after = rows_and_messages(base)
+    rows, messages = (a - b for a, b in zip(sent_after, sent_before, strict=True))
+    per_kind: dict[str, float] = {}
+    for pid, (kind, seconds) in after.items():
+        per_kind[kind] = per_kind.get(kind, 0.0) + seconds - before.get(pid, (kind, 0.0))[1]
+    return {
+        "client": client,
+        "requests_per_s": row["requests_per_s"],
+        "p50_ms": row["p50_ms"],
+        "cpu_ms_per_request": {k: 1000 * v / load["requests"] for k, v in per_kind.items()},
+        "cores_used": sum(per_kind.values()) / elapsed,
+        "rows_per_message": rows / messages if messages else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--model", type=Path, default=TINY_MODEL, help="model directory")
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        nargs="+",
+        default=["lean"],
+        help="HTTP clients of the load generator; several alternate, `--rounds` times each",
+    )
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     load = {"requests": args.requests, "max_tokens": args.max_tokens}
+    runs = []
     with running_service(args.model, embedded=False) as (base, keys):
         asyncio.run(_load(base, keys, concurrency=4, requests=32, max_tokens=args.max_tokens))
-        sent_before = rows_and_messages(base)
-        before, started = cpu_seconds(), time.perf_counter()
-        row = asyncio.run(_load(base, keys, concurrency=args.clients, **load))
-        elapsed, after = time.perf_counter() - started, cpu_seconds()
-        sent_after = rows_and_messages(base)
-    rows, messages = (a - b for a, b in zip(sent_after, sent_before, strict=True))
-    per_kind: dict[str, float] = {}
-    for pid, (kind, seconds) in after.items():
-        per_kind[kind] = per_kind.get(kind, 0.0) + seconds - before.get(pid, (kind, 0.0))[1]
-    ms_per_request = {k: 1000 * v / args.requests for k, v in per_kind.items()}
+        for _ in range(args.rounds):
+            for client in args.client:
+                runs.append(measure(base, keys, clients=args.clients, client=client, load=load))
     out = {
         "model": args.model.name,
         "clients": args.clients,
         "requests": args.requests,
-        "requests_per_s": row["requests_per_s"],
-        "p50_ms": row["p50_ms"],
-        "cpu_ms_per_request": ms_per_request,
-        "cores_used": sum(per_kind.values()) / elapsed,
-        "rows_per_message": rows / messages if messages else None,
+        "runs": runs,
         "load_average": os.getloadavg(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     save_results(f"service-cost-{args.model.name}.json", out)
-    print(
-        f"{args.clients} clients: {row['requests_per_s']:.1f} req/s, p50 {row['p50_ms']:.0f} ms,"
-        f" {out['cores_used']:.2f} cores used, {rows / max(messages, 1):.2f} rows per message"
-    )
-    for kind, ms in sorted(ms_per_request.items(), key=lambda kv: -kv[1]):
-        print(f"  {kind:15s} {ms:7.2f} CPU ms per request")
-    print(f"  {'all':15s} {sum(ms_per_request.values()):7.2f}")
+    for run in runs:
+        ms_per_request = run["cpu_ms_per_request"]
+        print(
+            f"{args.clients} clients ({run['client']} client): {run['requests_per_s']:.1f} req/s,"
+            f" p50 {run['p50_ms']:.0f} ms, {run['cores_used']:.2f} cores used,"
+            f" {run['rows_per_message'] or 0:.2f} rows per message"
+        )
+        for kind, ms in sorted(ms_per_request.items(), key=lambda kv: -kv[1]):
+            print(f"  {kind:15s} {ms:7.2f} CPU ms per request")
+        print(f"  {'all':15s} {sum(ms_per_request.values()):7.2f}")
 
 
 if __name__ == "__main__":
