@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from workers.engine.cache_names import cache_kwargs
 from workers.engine.model import LoadedModel
 from workers.engine.prefill import (
     decision_logits,
@@ -170,8 +171,8 @@ class RunningBatch:
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
-            past_key_values=cache,
             use_cache=True,
+            **cache_kwargs(lm.model, cache),
             logits_to_keep=1 + len(suffix),
         )
         logits = processor(batch.input_ids, decision_logits(lm, out.logits[:, -1, :]))  # (N, V)
@@ -301,8 +302,8 @@ class RunningBatch:
             input_ids=self.tokens[:, None],  # (B, 1)
             attention_mask=self.attn,  # (B, W + 1)
             position_ids=self.pos[:, None],  # (B, 1)
-            past_key_values=self.cache,
             use_cache=True,
+            **cache_kwargs(self.lm.model, self.cache),
         )
         logits = self.processor(None, out.logits[:, -1, :])  # (B, V)
         self.tokens = sample_next(logits, self.temperature, self.top_p, self.gens)  # (B,)

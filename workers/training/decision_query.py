@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from workers.engine.cache_names import cache_kwargs, output_cache
 from workers.engine.prefill import left_pad
 
 #: Texts of the query tokens a recipe may add (the first `k`), special tokens after the control
@@ -71,7 +72,7 @@ def cache_prompts(
         batch = left_pad([prompts[i] for i in chunk], pad, torch.device("cpu"))
         ids, mask, pos = batch.input_ids, batch.attention_mask, batch.position_ids  # (B, T) each
         run = model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        kv = [(layer.keys, layer.values) for layer in run.past_key_values.layers]
+        kv = [(layer.keys, layer.values) for layer in output_cache(run).layers]
         state = run.last_hidden_state[:, -1].float()
         out.append(CachedPrompts(chunk, mask, pos[:, -1], kv, state))
         if log and n % 40 == 0:
@@ -91,8 +92,8 @@ def query_state(model: PreTrainedModel, batch: CachedPrompts, query: torch.Tenso
         inputs_embeds=query[None].expand(b, -1, -1),
         attention_mask=mask,
         position_ids=pos,
-        past_key_values=cache,
         use_cache=True,
+        **cache_kwargs(model.base_model, cache),
     ).last_hidden_state
     return hidden[:, -1]
 
