@@ -53,3 +53,16 @@ def test_default_threads_drop_to_one_when_the_cores_are_busy(
     assert cli.default_threads() == 2
     monkeypatch.setattr(cli.os, "getloadavg", lambda: (4.6, 4.0, 3.0))
     assert cli.default_threads() == 1
+
+
+def test_the_tiny_recipe_trains_on_fixed_threads_whatever_the_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its weights differ between one and two threads; the fixture must not follow the load."""
+    from workers.training import cli
+
+    for load in (0.3, 4.6):
+        monkeypatch.setattr(cli.os, "getloadavg", lambda load=load: (load, load, load))
+        assert cli.training_threads(None, tiny=True) == cli.TINY_THREADS
+        assert cli.training_threads(3, tiny=True) == 3
+    assert cli.training_threads(None, tiny=False) == 1  # the demo still follows the load
