@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 client for load generation: one keep-alive connection per closed-loop client.
 
 The load generator shares this machine's two cores with the service it measures, so what it
-spends per request is taken from the service. httpx's `AsyncClient` spends about 2 ms of CPU on
+spends per request is taken from the service. httpx's `AsyncClient` spends 1.1-1.5 ms of CPU on
 each synchronous request here (`bench.service_cost`); a load tool (wrk, hey, k6) spends a small
 fraction of that. This client writes the request's bytes and reads a `Content-Length` or chunked
 response on a raw asyncio stream, nothing else: enough for the service's JSON answers.
