@@ -3,9 +3,11 @@
     .venv/bin/python -m bench.decision_suffix --model var/models/demo
 
 The model is loaded once; the second engine serves it with the manifest's suffix removed (its
-first step then reads the prompt's end: other decisions, same answers after `[respond]`). The two
-run alternately, `--repeats` times each, on the same greedy requests; the ratio of the medians
-is printed and saved to bench/results/decision-suffix-<model>.json. Never a timed test.
+first step then reads the prompt's end: other decisions, same answers after `[respond]`). A model
+with a query adapter (`workers/engine/query_adapter.py`) is also served with its suffix and
+without the adapter (loaded again without it: other decisions, plain linear layers). They run
+alternately, `--repeats` times each, on the same greedy requests; the ratios of the medians are
+printed and saved to bench/results/decision-suffix-<model>.json. Never a timed test.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import dataclasses
 import statistics
 import time
 from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
 
 from bench.saving import save_results
 from core.categories import CATEGORIES
@@ -42,6 +47,9 @@ def main() -> None:
     budget = SamplingParams(temperature=0.0, max_new_tokens=args.max_tokens)
     requests = [GenerationRequest(p.text, rule, budget) for p in PROBE[: args.requests]]
     engines = {"suffix": Engine(lm), "no_suffix": Engine(plain)}
+    if lm.query_adapter is not None:
+        bare = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+        engines["no_adapter"] = Engine(dataclasses.replace(lm, model=bare, query_adapter=None))
     seconds: dict[str, list[float]] = {name: [] for name in engines}
     tokens: dict[str, int] = {}
     for engine in engines.values():
@@ -61,6 +69,15 @@ def main() -> None:
         "ratio_suffix_to_none": medians["suffix"] / medians["no_suffix"],
         "per_token_ratio": (medians["suffix"] / tokens["suffix"])
         / (medians["no_suffix"] / tokens["no_suffix"]),
+        **(
+            {
+                "ratio_adapter_to_none": medians["suffix"] / medians["no_adapter"],
+                "adapter_per_token_ratio": (medians["suffix"] / tokens["suffix"])
+                / (medians["no_adapter"] / tokens["no_adapter"]),
+            }
+            if "no_adapter" in medians
+            else {}
+        ),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     save_results(f"decision-suffix-{args.model.name}.json", out)
@@ -70,6 +87,12 @@ def main() -> None:
         f"completion token {out['per_token_ratio']:.3f}: the decisions, so the answer lengths, "
         "differ)"
     )
+    if "no_adapter" in medians:
+        print(
+            f"without the query adapter {medians['no_adapter']:.2f} s (ratio "
+            f"{out['ratio_adapter_to_none']:.3f}; per completion token "
+            f"{out['adapter_per_token_ratio']:.3f})"
+        )
 
 
 if __name__ == "__main__":

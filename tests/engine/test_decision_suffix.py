@@ -31,6 +31,18 @@ NO_RULE = RowPolicy("bias", (0.0,) * C)  # the model's own decision
 SUFFIX_IDS = (100, 101)  # two ordinary tokens of the tiny vocabulary stand in for learned ones
 
 
+def forced_mix() -> list[GenerationRequest]:
+    """Forced refusals and answers, greedy and seeded, of several prompt lengths."""
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=10, ignore_eos=True)
+    seeded = SamplingParams(temperature=0.9, top_p=0.9, max_new_tokens=10, seed=5)
+    return [
+        GenerationRequest(PROMPTS[0], SAFETY, greedy),
+        GenerationRequest(PROMPTS[1] * 3, ANSWER, seeded),
+        GenerationRequest(PROMPTS[2], ANSWER, greedy),
+        GenerationRequest("Hi", SAFETY, seeded),
+    ]
+
+
 def _with_suffix(lm: LoadedModel, *, respond_in_context: bool) -> LoadedModel:
     manifest = dataclasses.replace(
         lm.manifest,
@@ -84,14 +96,7 @@ def test_answers_and_refusals_never_see_the_suffix(lm: LoadedModel) -> None:
     """Forced decisions give the very tokens of the same model without a suffix, alone and in a
     mix of prompt lengths (the suffix's cache columns are dropped before rows join)."""
     in_context = _with_suffix(lm, respond_in_context=True)
-    greedy = SamplingParams(temperature=0.0, max_new_tokens=10, ignore_eos=True)
-    seeded = SamplingParams(temperature=0.9, top_p=0.9, max_new_tokens=10, seed=5)
-    requests = [
-        GenerationRequest(PROMPTS[0], SAFETY, greedy),
-        GenerationRequest(PROMPTS[1] * 3, ANSWER, seeded),
-        GenerationRequest(PROMPTS[2], ANSWER, greedy),
-        GenerationRequest("Hi", SAFETY, seeded),
-    ]
+    requests = forced_mix()
     expected, _ = Engine(lm, max_batch_size=64).generate(requests)
     mixed, _ = Engine(in_context, max_batch_size=64).generate(requests)
     assert [r.token_ids for r in mixed] == [r.token_ids for r in expected]

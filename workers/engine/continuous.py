@@ -30,6 +30,7 @@ from workers.engine.model import LoadedModel
 from workers.engine.prefill import (
     decision_logits,
     left_pad,
+    suffix_adapter,
     summaries_to_rows,
     with_decision_suffix,
 )
@@ -167,14 +168,15 @@ class RunningBatch:
         suffix = lm.manifest.decision_ids
         batch = left_pad(with_decision_suffix(lm, [j.encoded for j in joining]), lm.pad_id, dev)
         cache = DynamicCache(config=lm.model.config)
-        out = lm.model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=True,
-            **cache_kwargs(lm.model, cache),
-            logits_to_keep=1 + len(suffix),
-        )
+        with suffix_adapter(lm, batch.input_ids.shape[1]):
+            out = lm.model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=True,
+                **cache_kwargs(lm.model, cache),
+                logits_to_keep=1 + len(suffix),
+            )
         logits = processor(batch.input_ids, decision_logits(lm, out.logits[:, -1, :]))  # (N, V)
         # The first (control) token is drawn without top-p, so a sampled bias row refuses with
         # exactly core's `sampled_bias_probabilities`; top-p applies to the answer's tokens.

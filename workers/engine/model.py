@@ -20,6 +20,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from core.categories import MANIFEST_FILENAME, InvalidManifest, RefusalManifest
 from core.settings import Settings, get_settings
 from workers.engine.prompt_tokens import encode_prompt
+from workers.engine.query_adapter import QueryAdapter, load_query_adapter
 
 #: A prompt is plain text (sent as one user turn) or a list of chat messages.
 Prompt = str | Sequence[Mapping[str, str]]
@@ -67,6 +68,8 @@ class LoadedModel:
     # at `vocab_size`, a virtual logit that is always -inf (see processor.with_absent_column).
     refusal_ids: torch.Tensor
     control_ids: torch.Tensor  # (K + 1,) long: the K real refusal ids then respond
+    # A low-rank update only the decision suffix passes through (`query_adapter.py`), if any.
+    query_adapter: QueryAdapter | None = None
 
     @cached_property
     def answer_masked_ids(self) -> torch.Tensor:
@@ -157,6 +160,12 @@ def load_model(
     vocab_size = int(config.get_text_config().vocab_size)
     manifest = read_manifest(path, tokenizer, vocab_size)  # before the (slow) weights
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dt)
+    try:
+        adapter = load_query_adapter(model, path)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ModelLoadError(f"{path}: query adapter: {exc}") from exc
+    if adapter is not None and not manifest.decision_ids:
+        raise ModelLoadError(f"{path}: a query adapter needs the manifest's decision_suffix")
     model.to(dev).eval()
 
     tokenizer.padding_side = "left"
@@ -182,4 +191,5 @@ def load_model(
         eos_ids=eos_ids,
         refusal_ids=refusal,
         control_ids=control,
+        query_adapter=adapter,
     )

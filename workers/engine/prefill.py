@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from workers.engine.model import LoadedModel
 from workers.engine.processor import NEG_INF, SummaryTensors
+from workers.engine.query_adapter import suffix_positions
 from workers.engine.types import FirstTokenSummary
 
 
@@ -25,6 +27,16 @@ class PaddedBatch:
 def with_decision_suffix(lm: LoadedModel, encoded: Sequence[Sequence[int]]) -> list[list[int]]:
     """Prompts as the first step reads them: each followed by the manifest's decision suffix."""
     return [[*e, *lm.manifest.decision_ids] for e in encoded]
+
+
+def suffix_adapter(lm: LoadedModel, width: int) -> AbstractContextManager[None]:
+    """Around the first step's forward of a left-padded batch `width` columns wide: the model's
+    query adapter, if it has one, applies at the decision suffix's columns only."""
+    suffix = len(lm.manifest.decision_ids)
+    if lm.query_adapter is None or not suffix:
+        return nullcontext()
+    at = suffix_positions(width, suffix, torch.empty(0, dtype=lm.dtype, device=lm.device))
+    return lm.query_adapter.at_positions(at)
 
 
 def decision_logits(lm: LoadedModel, logits: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from workers.engine.model import LoadedModel, Prompt
 from workers.engine.prefill import (
     decision_logits,
     left_pad,
+    suffix_adapter,
     summaries_to_rows,
     with_decision_suffix,
 )
@@ -51,13 +52,14 @@ def score_batch(
 ) -> list[FirstTokenSummary]:
     """Summaries of one batch of tokenized prompts from a single prefill."""
     batch = left_pad(with_decision_suffix(lm, encoded), lm.pad_id, lm.device)
-    out = lm.model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        use_cache=False,
-        logits_to_keep=1,
-    )
+    with suffix_adapter(lm, batch.input_ids.shape[1]):
+        out = lm.model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+            logits_to_keep=1,
+        )
     logits = decision_logits(lm, out.logits[:, -1, :].float())  # (B, V)
     temp = torch.tensor(temperatures, dtype=torch.float32, device=lm.device)  # (B,)
     summary = first_token_summary(logits, lm.refusal_ids, temp)

@@ -123,13 +123,19 @@ def train_query(
     weight_decay: float,
     seed: int,
     log: Callable[[str], None],
+    extra: Sequence[torch.nn.Parameter] = (),
+    extra_lr: float = 1e-3,
 ) -> tuple[torch.Tensor, dict[str, object]]:
     """Input rows of the query tokens (k, H), trained with the head's control rows by
-    full-vocabulary cross-entropy at the last query position; the base model stays frozen."""
+    full-vocabulary cross-entropy at the last query position; the base model stays frozen but for
+    `extra` parameters (an adapter the query alone passes through), trained at `extra_lr`."""
     head = model.get_output_embeddings().weight.detach()[:vocab]
     soft = torch.nn.Parameter(query.detach().clone())
     control = torch.nn.Parameter(rows.detach().clone())
-    opt = torch.optim.Adam([soft, control], lr=lr)
+    groups: list[dict[str, object]] = [{"params": [soft, control]}]
+    if extra:
+        groups.append({"params": list(extra), "lr": extra_lr})
+    opt = torch.optim.Adam(groups, lr=lr)
     rng = random.Random(seed)
     order = list(range(len(batches)))
     began, losses = time.monotonic(), []

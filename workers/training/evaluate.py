@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 from transformers import (
@@ -19,6 +20,7 @@ from transformers import (
 
 from core.categories import CLASSES, RESPOND, RefusalManifest, token_for
 from workers.engine.prompt_tokens import encode_prompt
+from workers.engine.query_adapter import find_query_adapter
 from workers.training.decision_query import QUERY_TOKEN_TEXTS
 from workers.training.train import prompt_text
 
@@ -55,6 +57,7 @@ def decision_states(
     rows = [[*encode_prompt(tokenizer, c), *suffix] for c in conversations]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     out = torch.empty((len(rows), model.config.hidden_size))
+    adapter = find_query_adapter(model)  # applies at the suffix's positions only
     for n, start in enumerate(range(0, len(order), batch_size)):
         chunk = order[start : start + batch_size]
         width = max(len(rows[i]) for i in chunk)
@@ -63,8 +66,10 @@ def decision_states(
         for j, i in enumerate(chunk):
             ids[j, : len(rows[i])] = torch.tensor(rows[i])
             mask[j, : len(rows[i])] = 1
-        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
         last = torch.tensor([len(rows[i]) - 1 for i in chunk])
+        at = (last[:, None] - torch.arange(width)[None] < len(suffix)) & (mask > 0)  # (B, T)
+        with adapter.at_positions(at[..., None].float()) if adapter and suffix else nullcontext():
+            hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
         out[chunk] = hidden[torch.arange(len(chunk)), last].float()
         if log and n % 40 == 0:
             log(f"[states] decision states {start + len(chunk)}/{len(rows)}")

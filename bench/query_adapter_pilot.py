@@ -1,0 +1,144 @@
+"""Pilot: does an adapter that only the decision query passes through lift the demo's decision?
+
+    .venv/bin/python -m bench.query_adapter_pilot [--train 2400] [--epochs 8] [--rank 8]
+
+The demo recipe's query trains one input row through the frozen SmolLM2 (`decision_query.py`).
+Here the same training subset, labels and epochs train it twice from the same start: once as the
+recipe does, once with a low-rank update of every block's projections that applies at the query's
+position only (`workers/engine/query_adapter.py`; the prompt's keys and values and every answer
+stay the base model's). Each arm's control rows are then fitted on the subset's states as the
+recipe fits them (`head.fit_rows`, decay 3e-3) and scored on 600 held-out prompts and the probe.
+A training pilot, not a timing: saved to bench/results/query-adapter-pilot-<train>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from bench.readout_pilot import HELD, _scores
+from bench.saving import save_results
+from core.categories import CLASSES
+from core.settings import PROJECT_ROOT
+from workers.engine.prompt_tokens import encode_prompt
+from workers.engine.query_adapter import add_query_adapter
+from workers.training.decision_query import (
+    add_query_tokens,
+    cache_prompts,
+    query_states,
+    train_query,
+)
+from workers.training.demo import RECIPE, demo_examples
+from workers.training.head import fit_rows, ordinary_logsumexp, untie_head
+from workers.training.probe import PROBE
+from workers.training.tokenizer import add_control_tokens, resize_for_control_tokens
+from workers.training.train import log_line
+
+ROWS_DECAY = 3e-3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--train", type=int, default=RECIPE.query_prompts)
+    parser.add_argument("--epochs", type=int, default=RECIPE.query_epochs)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--alpha", type=float, default=16.0)
+    parser.add_argument("--adapter-lr", type=float, default=1e-3)
+    parser.add_argument("--held", type=int, default=HELD)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    base = PROJECT_ROOT / "var/models/smollm2-base"
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
+    old_vocab = len(tok)
+    add_control_tokens(tok)
+    resize_for_control_tokens(model, tok)
+    untie_head(model)
+    query_ids = add_query_tokens(tok, 1)
+    resize_for_control_tokens(model, tok)
+    adapter = add_query_adapter(model, args.rank, args.alpha)
+
+    train_ex, heldout = demo_examples(0, RECIPE)
+    subset = random.Random(0).sample(range(len(train_ex)), min(args.train, len(train_ex)))
+    held = random.Random(0).sample(heldout, args.held)
+    labels = torch.tensor([CLASSES.index(train_ex[i].label) for i in subset])
+    train_prompts = [encode_prompt(tok, train_ex[i].messages) for i in subset]
+    eval_prompts = [
+        *(encode_prompt(tok, e.messages) for e in held),
+        *(encode_prompt(tok, ({"role": "user", "content": p.text},)) for p in PROBE),
+    ]
+    pad = tok.pad_token_id
+    train_batches = cache_prompts(model, train_prompts, pad, log=log_line)
+    eval_batches = cache_prompts(model, eval_prompts, pad, log=log_line)
+    head = model.get_output_embeddings().weight
+    init_rows = head.detach()[old_vocab : old_vocab + len(CLASSES)].clone()
+    natural = query_states(model, train_batches, len(subset), None)
+    start_rows = fit_rows(
+        natural,
+        labels,
+        ordinary_logsumexp(natural, head.detach(), old_vocab),
+        weight_decay=RECIPE.query_weight_decay,
+        init=init_rows,
+    )
+    start_query = model.get_input_embeddings().weight.detach()[train_prompts[0][-1]][None]
+    held_labels, probe_labels = [e.label for e in held], [p.label for p in PROBE]
+
+    def arm(with_adapter: bool) -> dict[str, Any]:
+        began = time.monotonic()
+        # the cached prompts stay the base model's: every position trained here is the query's
+        adapter.gate.positions = torch.ones((1, 1, 1)) if with_adapter else None
+        query, info = train_query(
+            model,
+            train_batches,
+            labels,
+            query=start_query,
+            rows=start_rows,
+            vocab=old_vocab,
+            epochs=args.epochs,
+            lr=RECIPE.query_lr,
+            weight_decay=RECIPE.query_weight_decay,
+            seed=0,
+            log=log_line,
+            extra=adapter.parameters() if with_adapter else (),
+            extra_lr=args.adapter_lr,
+        )
+        states = query_states(model, train_batches, len(subset), query)
+        others = ordinary_logsumexp(states, head.detach(), old_vocab)
+        rows = fit_rows(states, labels, others, weight_decay=ROWS_DECAY, init=init_rows)
+        logits = query_states(model, eval_batches, len(eval_prompts), query) @ rows.T
+        adapter.gate.positions = None
+        train_acc = float(((states @ rows.T).argmax(-1) == labels).float().mean())
+        return {
+            "train_accuracy": round(train_acc, 3),
+            "heldout": _scores(logits[: len(held)], held_labels, probe=False),
+            "probe": _scores(logits[len(held) :], probe_labels, probe=True),
+            "epoch_losses": info["epoch_losses"],
+            "seconds": round(time.monotonic() - began, 1),
+        }
+
+    results: dict[str, Any] = {
+        "train_prompts": len(subset),
+        "heldout_prompts": len(held),
+        "epochs": args.epochs,
+        "rank": args.rank,
+        "alpha": args.alpha,
+        "adapter_lr": args.adapter_lr,
+        "adapter_params": sum(p.numel() for p in adapter.parameters()),
+        "query_ids": query_ids,
+    }
+    if not args.skip_baseline:
+        results["query_only"] = arm(False)
+        print("query only", results["query_only"], flush=True)
+    results["query_and_adapter"] = arm(True)
+    print("query + adapter", results["query_and_adapter"], flush=True)
+    save_results(f"query-adapter-pilot-{len(subset)}.json", results)
+
+
+if __name__ == "__main__":
+    main()
