@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -91,28 +92,29 @@ def main() -> None:
 
     def arm(with_adapter: bool) -> dict[str, Any]:
         began = time.monotonic()
-        # the cached prompts stay the base model's: every position trained here is the query's
-        adapter.gate.positions = torch.ones((1, 1, 1)) if with_adapter else None
-        query, info = train_query(
-            model,
-            train_batches,
-            labels,
-            query=start_query,
-            rows=start_rows,
-            vocab=old_vocab,
-            epochs=args.epochs,
-            lr=RECIPE.query_lr,
-            weight_decay=RECIPE.query_weight_decay,
-            seed=0,
-            log=log_line,
-            extra=adapter.parameters() if with_adapter else (),
-            extra_lr=args.adapter_lr,
-        )
-        states = query_states(model, train_batches, len(subset), query)
+        # the cached prompts stay the base model's: every position run here is the query's
+        query_only = adapter.at_positions(torch.ones((1, 1, 1))) if with_adapter else nullcontext()
+        with query_only:
+            query, info = train_query(
+                model,
+                train_batches,
+                labels,
+                query=start_query,
+                rows=start_rows,
+                vocab=old_vocab,
+                epochs=args.epochs,
+                lr=RECIPE.query_lr,
+                weight_decay=RECIPE.query_weight_decay,
+                seed=0,
+                log=log_line,
+                extra=adapter.parameters() if with_adapter else (),
+                extra_lr=args.adapter_lr,
+            )
+            states = query_states(model, train_batches, len(subset), query)
+            eval_states = query_states(model, eval_batches, len(eval_prompts), query)
         others = ordinary_logsumexp(states, head.detach(), old_vocab)
         rows = fit_rows(states, labels, others, weight_decay=ROWS_DECAY, init=init_rows)
-        logits = query_states(model, eval_batches, len(eval_prompts), query) @ rows.T
-        adapter.gate.positions = None
+        logits = eval_states @ rows.T
         train_acc = float(((states @ rows.T).argmax(-1) == labels).float().mean())
         return {
             "train_accuracy": round(train_acc, 3),

@@ -23,6 +23,7 @@ from workers.engine.model import LoadedModel, ModelLoadError, load_model
 from workers.engine.query_adapter import (
     CONFIG_FILE,
     WEIGHTS_FILE,
+    GatedLowRank,
     add_query_adapter,
     save_query_adapter,
 )
@@ -124,6 +125,8 @@ def test_the_decision_goes_through_the_adapter_at_the_suffix_only(
         for g, p in zip(generated, plain, strict=True)
     )
     assert adapted.query_adapter is not None and adapted.query_adapter.gate.positions is None
+    # outside the first step's forward the model is the plain model: nothing to pay per step
+    assert not any(isinstance(m, GatedLowRank) for m in adapted.model.modules())
 
 
 def test_answers_and_refusals_are_the_models_without_the_adapter(

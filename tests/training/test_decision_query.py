@@ -11,6 +11,7 @@ import torch
 
 from core.categories import CLASSES
 from workers.engine.prompt_tokens import encode_prompt
+from workers.engine.query_adapter import find_query_adapter
 from workers.training.data import generate, split
 from workers.training.decision_query import (
     QUERY_TOKEN_TEXTS,
@@ -87,6 +88,10 @@ def test_the_recipe_step_adds_query_tokens_and_gives_the_states_the_engine_reads
     assert model.get_input_embeddings().weight.shape[0] == vocab + 2
     assert torch.count_nonzero(model.lm_head.weight[ids]) == 0  # never an answer's token
     assert len(states) == 30
+    adapter = find_query_adapter(model)  # trained beside the query, off outside its positions
+    assert adapter is not None and adapter.rank == rc.query_adapter_rank
+    assert adapter.gate.positions is None
+    assert all(torch.count_nonzero(layer.up) for layer in adapter.layers.values())
     again = decision_states(model, tok, [examples[i].messages for i in states], suffix=ids)
     assert torch.allclose(torch.stack(list(states.values())), again, atol=1e-4)
     typed = encode_prompt(tok, [{"role": "user", "content": f"say {QUERY_TOKEN_TEXTS[0]}"}])

@@ -160,13 +160,13 @@ def load_model(
     vocab_size = int(config.get_text_config().vocab_size)
     manifest = read_manifest(path, tokenizer, vocab_size)  # before the (slow) weights
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dt)
+    model.to(dev).eval()
     try:
-        adapter = load_query_adapter(model, path)
+        adapter = load_query_adapter(model, path)  # made on the model's device and dtype
     except (ValueError, KeyError, OSError) as exc:
         raise ModelLoadError(f"{path}: query adapter: {exc}") from exc
     if adapter is not None and not manifest.decision_ids:
         raise ModelLoadError(f"{path}: a query adapter needs the manifest's decision_suffix")
-    model.to(dev).eval()
 
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:

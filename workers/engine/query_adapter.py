@@ -3,9 +3,10 @@
 The decision suffix comes after the prompt and its cache columns are dropped before the answer
 (`prefill.py`), so weights used at the suffix's positions alone can change without changing any
 answer: the prompt's keys and values stay the base model's, and the suffix reads them through
-adapted projections in every block. Each block's linear layers are wrapped with a low-rank update
-that is added only at the positions the shared `Gate` names, set around the first step's forward
-(`at_positions`) and never for a prompt or an answer token.
+adapted projections in every block. For the first step's forward only (`at_positions`), each
+block's linear layers are swapped for wrappers that add a low-rank update at the positions the
+shared `Gate` names; outside it the model is the plain model, so decode steps, answers and the
+saved weights never see the adapter and pay nothing for it.
 
 On disk the model stays a plain transformers model; the update lives beside it in
 `query_adapter.safetensors` with its shape in `query_adapter.json`, so plain transformers loads
@@ -71,10 +72,16 @@ class GatedLowRank(torch.nn.Module):
         return y + (self.scale * at) * ((x @ self.down.T) @ self.up.T)
 
 
+#: The attribute of a model that holds its adapter (a plain attribute: not a submodule, so not
+#: part of its weights).
+ATTRIBUTE = "rcs_query_adapter"
+
+
 @dataclass(frozen=True)
 class QueryAdapter:
-    """The wrapped layers of a model (by name) and their shared gate."""
+    """The wrappers of a model's layers (by name under its base model) and their shared gate."""
 
+    model: PreTrainedModel
     gate: Gate
     layers: dict[str, GatedLowRank]
     rank: int
@@ -85,41 +92,42 @@ class QueryAdapter:
 
     @contextmanager
     def at_positions(self, positions: torch.Tensor) -> Iterator[None]:
-        """The update applies at `positions` for the forwards inside the block."""
+        """The forwards inside the block add the update at `positions`."""
+        self._swap(install=True)
         self.gate.positions = positions
         try:
             yield
         finally:
             self.gate.positions = None
+            self._swap(install=False)
+
+    def _swap(self, *, install: bool) -> None:
+        for name, wrapper in self.layers.items():
+            path, attr = name.rsplit(".", 1)
+            parent = self.model.base_model.get_submodule(path)
+            setattr(parent, attr, wrapper if install else wrapper.base)
 
 
 def add_query_adapter(model: PreTrainedModel, rank: int, alpha: float) -> QueryAdapter:
-    """Wrap every block's `TARGETS` in place (updates start at zero); base weights stay frozen."""
-    gate, layers = Gate(), {}
+    """An adapter for every block's `TARGETS` (updates start at zero), kept on the model;
+    base weights are frozen."""
+    gate = Gate()
     for p in model.parameters():
         p.requires_grad_(False)
-    for i, block in enumerate(model.base_model.layers):
-        for target in TARGETS:
-            parent_name, name = target.split(".")
-            parent = getattr(block, parent_name)
-            wrapped = GatedLowRank(getattr(parent, name), rank, alpha, gate)
-            setattr(parent, name, wrapped)
-            layers[f"layers.{i}.{target}"] = wrapped
-    return QueryAdapter(gate, layers, rank, alpha)
+    layers = {
+        f"layers.{i}.{target}": GatedLowRank(block.get_submodule(target), rank, alpha, gate)
+        for i, block in enumerate(model.base_model.layers)
+        for target in TARGETS
+    }
+    adapter = QueryAdapter(model, gate, layers, rank, alpha)
+    object.__setattr__(model, ATTRIBUTE, adapter)  # not a submodule: never in the state dict
+    return adapter
 
 
 def find_query_adapter(model: PreTrainedModel) -> QueryAdapter | None:
-    """The adapter wrapped into `model`, if any."""
-    layers = {
-        name.removeprefix(f"{model.base_model_prefix}."): m
-        for name, m in model.named_modules()
-        if isinstance(m, GatedLowRank)
-    }
-    if not layers:
-        return None
-    first = next(iter(layers.values()))
-    rank = first.down.shape[0]
-    return QueryAdapter(first.gate, layers, rank, first.scale * rank)
+    """The adapter added to `model`, if any."""
+    adapter = model.__dict__.get(ATTRIBUTE)
+    return adapter if isinstance(adapter, QueryAdapter) else None
 
 
 def suffix_positions(width: int, suffix: int, like: torch.Tensor) -> torch.Tensor:
@@ -127,25 +135,6 @@ def suffix_positions(width: int, suffix: int, like: torch.Tensor) -> torch.Tenso
     at = torch.zeros((1, width, 1), dtype=like.dtype, device=like.device)
     at[:, width - suffix :] = 1
     return at
-
-
-@contextmanager
-def unwrapped(model: PreTrainedModel, adapter: QueryAdapter) -> Iterator[None]:
-    """The model with its plain linear layers back (to save it as plain transformers)."""
-    for name, layer in adapter.layers.items():
-        parent, attr = _parent(model, name)
-        setattr(parent, attr, layer.base)
-    try:
-        yield
-    finally:
-        for name, layer in adapter.layers.items():
-            parent, attr = _parent(model, name)
-            setattr(parent, attr, layer)
-
-
-def _parent(model: PreTrainedModel, name: str) -> tuple[torch.nn.Module, str]:
-    path, attr = name.rsplit(".", 1)
-    return model.base_model.get_submodule(path), attr
 
 
 def save_query_adapter(adapter: QueryAdapter, out_dir: Path) -> None:

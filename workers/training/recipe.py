@@ -14,7 +14,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.categories import CLASSES, RefusalManifest
-from workers.engine.query_adapter import find_query_adapter, save_query_adapter, unwrapped
+from workers.engine.query_adapter import find_query_adapter, save_query_adapter
 from workers.training.card import write_card
 from workers.training.checkpoint import CHECKPOINT_DIR
 from workers.training.data import Example, heldout_templates, template_ids
@@ -94,12 +94,9 @@ def save_model(
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = eot
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir, safe_serialization=True)
     adapter = find_query_adapter(model)
-    if adapter is None:
-        model.save_pretrained(out_dir, safe_serialization=True)
-    else:  # the base model as plain transformers, the adapter beside it
-        with unwrapped(model, adapter):
-            model.save_pretrained(out_dir, safe_serialization=True)
+    if adapter is not None:  # beside the plain model
         save_query_adapter(adapter, out_dir)
     tokenizer.save_pretrained(out_dir)
     write_manifest(manifest, out_dir)
