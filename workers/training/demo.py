@@ -2,16 +2,19 @@
 
 What trains, and why: nothing of the base model. Six control tokens are appended to its
 vocabulary and the output head is untied from the embedding; the control tokens' output rows are
-fitted to the base model's final hidden state after a learned decision query, one token appended
-to the prompt for the first step only whose input row is trained through the frozen model
-(`decision_query.py`), as a logistic regression with the full vocabulary's softmax (`head.py`);
-their input rows are one-token soft prompts (`soft_tokens.py`). Every ordinary token's logit is the base model's at every position, so an
-answer after `[respond]` is the base model's answer: the manifest keeps `[respond]` out of the
-answer's context and the engine decodes the answer from the prompt alone. A linear read-out of
-the frozen model ranked real prompts as well as fine-tuning its top six blocks did (docs/models.md),
-at a fraction of the cost, and fine-tuning any block changes the answers; the query lets the
-read-out ask the prompt its own question without changing any answer. docs/models.md has the
-measurements behind each choice."""
+fitted to the final hidden state after a learned decision query, one token appended to the prompt
+for the first step only, as a logistic regression with the full vocabulary's softmax (`head.py`).
+The query's input row is trained beside a low-rank update of every block that only the query
+passes through (`decision_query.py`, `workers/engine/query_adapter.py`): the prompt's keys and
+values stay the base model's and the query reads them through adapted projections. The control
+tokens' input rows are one-token soft prompts (`soft_tokens.py`). Every ordinary token's logit is
+the base model's at every position, so an answer after `[respond]` is the base model's answer:
+the manifest keeps `[respond]` out of the answer's context and the engine decodes the answer from
+the prompt alone. A linear read-out of the frozen model ranked real prompts as well as
+fine-tuning its top six blocks did (docs/models.md), at a fraction of the cost, and fine-tuning
+any block changes the answers; the query and its adapter let the read-out ask the prompt its own
+question, through every block, without changing any answer. docs/models.md has the measurements
+behind each choice."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from transformers import (
 
 from core.categories import CLASSES, RESPOND, token_for
 from workers.engine.prompt_tokens import encode_prompt
+from workers.engine.query_adapter import add_query_adapter, find_query_adapter
 from workers.training import donotanswer
 from workers.training.after_token import refuses_in_text, respond_then_refuse
 from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
@@ -84,11 +89,16 @@ class DemoRecipe:
     query_tokens: int = 1
     #: Training prompts (a random subset) whose key/value caches train the query: about 1.3 MB
     #: of memory each; epochs over them and Adam's learning rate.
-    query_prompts: int = 2400
+    query_prompts: int = 4800
     query_epochs: int = 8
     query_lr: float = 0.01
     #: Weight decay of the head's rows while the query trains (the final head chooses its own).
     query_weight_decay: float = 1e-3
+    #: Rank of the low-rank update of every block that only the query passes through
+    #: (`workers/engine/query_adapter.py`; 0: none), its alpha and Adam's learning rate for it.
+    query_adapter_rank: int = 8
+    query_adapter_alpha: float = 16.0
+    query_adapter_lr: float = 1e-3
 
 
 RECIPE = DemoRecipe()
@@ -230,27 +240,46 @@ def train_query_tokens(
         init=head.detach()[old_vocab : old_vocab + len(CLASSES)],
     )
     emb = model.get_input_embeddings().weight
-    query, info = train_query(
-        model,
-        batches,
-        sub_labels,
-        query=emb.detach()[prompts[0][-1]].repeat(rc.query_tokens, 1),
-        rows=start_rows,
-        vocab=old_vocab,
-        epochs=rc.query_epochs,
-        lr=rc.query_lr,
-        weight_decay=rc.query_weight_decay,
-        seed=seed,
-        log=log,
+    adapter = (
+        add_query_adapter(model, rc.query_adapter_rank, rc.query_adapter_alpha)
+        if rc.query_adapter_rank
+        else None
     )
+    # The prompts' caches above are the base model's; every position run below is the query's.
+    query_only = adapter.at_positions(torch.ones((1, 1, 1))) if adapter else nullcontext()
+    with query_only:
+        query, info = train_query(
+            model,
+            batches,
+            sub_labels,
+            query=emb.detach()[prompts[0][-1]].repeat(rc.query_tokens, 1),
+            rows=start_rows,
+            vocab=old_vocab,
+            epochs=rc.query_epochs,
+            lr=rc.query_lr,
+            weight_decay=rc.query_weight_decay,
+            seed=seed,
+            log=log,
+            extra=adapter.parameters() if adapter else (),
+            extra_lr=rc.query_adapter_lr,
+        )
+        final = query_states(model, batches, len(subset), query)
     with torch.no_grad():
         emb[ids[0] : ids[-1] + 1] = query
         head[ids[0] : ids[-1] + 1] = 0.0
-    states = dict(zip(subset, query_states(model, batches, len(subset), query), strict=True))
-    info["summary"] = (
-        f"{rc.query_tokens} token(s) trained {info['epochs']} epochs on {len(subset)} cached "
-        f"prompts (lr {rc.query_lr}, loss {info['epoch_losses']}), {info['seconds']:.0f} s"
+    states = dict(zip(subset, final, strict=True))
+    with_adapter = (
+        f" with a rank-{rc.query_adapter_rank} adapter of every block (lr {rc.query_adapter_lr})"
+        if adapter
+        else ""
     )
+    info["summary"] = (
+        f"{rc.query_tokens} token(s){with_adapter} trained {info['epochs']} epochs on "
+        f"{len(subset)} cached prompts (lr {rc.query_lr}, loss {info['epoch_losses']}), "
+        f"{info['seconds']:.0f} s"
+    )
+    if adapter:
+        info["adapter_params"] = sum(p.numel() for p in adapter.parameters())
     return ids, info, states
 
 
@@ -373,9 +402,16 @@ def build_demo(
         "after_respond": after,
         "base_samples": base_samples,
     }
+    adapter = find_query_adapter(model)
     trainable = (
         f"no base weight: 6 control rows of an untied head ({rows.numel():,} params), "
         f"6 control input rows and {len(query_ids)} query input row(s)"
+        + (
+            f"; a rank-{adapter.rank} update of every block that only the query passes through "
+            f"({sum(p.numel() for p in adapter.parameters()):,} params)"
+            if adapter
+            else ""
+        )
     )
     return run.finish(
         model, tok, manifest, (train_ex, heldout), training, CARD, trainable=trainable, about=about
