@@ -168,7 +168,7 @@ class RunningBatch:
         suffix = lm.manifest.decision_ids
         batch = left_pad(with_decision_suffix(lm, [j.encoded for j in joining]), lm.pad_id, dev)
         cache = DynamicCache(config=lm.model.config)
-        with suffix_adapter(lm, batch.input_ids.shape[1]):
+        with suffix_adapter(lm):
             out = lm.model(
                 input_ids=batch.input_ids,
                 attention_mask=batch.attention_mask,

@@ -10,7 +10,6 @@ import torch
 
 from workers.engine.model import LoadedModel
 from workers.engine.processor import NEG_INF, SummaryTensors
-from workers.engine.query_adapter import suffix_positions
 from workers.engine.types import FirstTokenSummary
 
 
@@ -29,14 +28,13 @@ def with_decision_suffix(lm: LoadedModel, encoded: Sequence[Sequence[int]]) -> l
     return [[*e, *lm.manifest.decision_ids] for e in encoded]
 
 
-def suffix_adapter(lm: LoadedModel, width: int) -> AbstractContextManager[None]:
-    """Around the first step's forward of a left-padded batch `width` columns wide: the model's
-    query adapter, if it has one, applies at the decision suffix's columns only."""
+def suffix_adapter(lm: LoadedModel) -> AbstractContextManager[None]:
+    """Around the first step's forward of a left-padded batch: the model's query adapter, if it
+    has one, applies at the decision suffix's columns (the last ones) only."""
     suffix = len(lm.manifest.decision_ids)
     if lm.query_adapter is None or not suffix:
         return nullcontext()
-    at = suffix_positions(width, suffix, torch.empty(0, dtype=lm.dtype, device=lm.device))
-    return lm.query_adapter.at_positions(at)
+    return lm.query_adapter.at_last(suffix)
 
 
 def decision_logits(lm: LoadedModel, logits: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +43,12 @@ TARGETS: tuple[str, ...] = (
 
 @dataclass
 class Gate:
-    """Where the update applies in the forward being run: None nowhere, else a weight per
-    position broadcastable to the layers' input, (B, T, 1) or (1, T, 1), 1 where it applies."""
+    """Where the update applies in the forward being run: at the `last` columns (a left-padded
+    batch's suffix) when set, else at `positions` (a weight per position broadcastable to the
+    layers' input, (B, T, 1), 1 where it applies), nowhere when neither is."""
 
     positions: torch.Tensor | None = None
+    last: int = 0
 
 
 class GatedLowRank(torch.nn.Module):
@@ -66,6 +68,9 @@ class GatedLowRank(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
+        if k := self.gate.last:  # the update of the last k columns only: what the engine runs
+            y[:, -k:] += self.scale * ((x[:, -k:] @ self.down.T) @ self.up.T)
+            return y
         at = self.gate.positions
         if at is None:
             return y
@@ -90,15 +95,22 @@ class QueryAdapter:
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.down, layer.up)]
 
+    def at_positions(self, positions: torch.Tensor) -> AbstractContextManager[None]:
+        """The forwards inside the block add the update at `positions` (see `Gate`)."""
+        return self._active(Gate(positions=positions))
+
+    def at_last(self, columns: int) -> AbstractContextManager[None]:
+        """The forwards inside the block add the update at their last `columns` columns."""
+        return self._active(Gate(last=columns))
+
     @contextmanager
-    def at_positions(self, positions: torch.Tensor) -> Iterator[None]:
-        """The forwards inside the block add the update at `positions`."""
+    def _active(self, where: Gate) -> Iterator[None]:
         self._swap(install=True)
-        self.gate.positions = positions
+        self.gate.positions, self.gate.last = where.positions, where.last
         try:
             yield
         finally:
-            self.gate.positions = None
+            self.gate.positions, self.gate.last = None, 0
             self._swap(install=False)
 
     def _swap(self, *, install: bool) -> None:
@@ -128,13 +140,6 @@ def find_query_adapter(model: PreTrainedModel) -> QueryAdapter | None:
     """The adapter added to `model`, if any."""
     adapter = model.__dict__.get(ATTRIBUTE)
     return adapter if isinstance(adapter, QueryAdapter) else None
-
-
-def suffix_positions(width: int, suffix: int, like: torch.Tensor) -> torch.Tensor:
-    """(1, width, 1): 1 at the last `suffix` columns of a left-padded batch, 0 before."""
-    at = torch.zeros((1, width, 1), dtype=like.dtype, device=like.device)
-    at[:, width - suffix :] = 1
-    return at
 
 
 def save_query_adapter(adapter: QueryAdapter, out_dir: Path) -> None:

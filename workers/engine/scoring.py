@@ -52,7 +52,7 @@ def score_batch(
 ) -> list[FirstTokenSummary]:
     """Summaries of one batch of tokenized prompts from a single prefill."""
     batch = left_pad(with_decision_suffix(lm, encoded), lm.pad_id, lm.device)
-    with suffix_adapter(lm, batch.input_ids.shape[1]):
+    with suffix_adapter(lm):
         out = lm.model(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
