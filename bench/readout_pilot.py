@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from bench.saving import save_results
 from core.categories import CLASSES, MANIFEST_FILENAME, RESPOND, RefusalManifest
 from core.settings import PROJECT_ROOT
+from workers.engine.query_adapter import load_query_adapter
 from workers.training.demo import RECIPE, demo_examples
 from workers.training.evaluate import classification_report, decision_states
 from workers.training.head import fit_rows, ordinary_logsumexp
@@ -81,6 +82,7 @@ def main() -> None:
     path = PROJECT_ROOT / "var/models/demo"
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    load_query_adapter(model, path)  # decides as served
     manifest = RefusalManifest.from_json(json.loads((path / MANIFEST_FILENAME).read_text()))
     train_ex, heldout = demo_examples(0, RECIPE)
     rng = random.Random(0)

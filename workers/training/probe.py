@@ -20,6 +20,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.categories import CLASSES, RESPOND, RefusalManifest
+from workers.engine.query_adapter import load_query_adapter
 from workers.training.evaluate import classification_report, first_step_logits, predict_classes
 
 PROBE_FILE = "probe.toml"
@@ -118,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.loads((args.model_dir / MANIFEST_FILENAME).read_text(encoding="utf-8"))
     )
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, local_files_only=True)
+    load_query_adapter(model, args.model_dir)  # decides as served
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir, local_files_only=True)
     report = evaluate_probe(model, tokenizer, manifest)
     print(

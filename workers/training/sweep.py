@@ -21,6 +21,7 @@ from core.categories import CATEGORIES, MANIFEST_FILENAME, RESPOND, RefusalManif
 from core.decision import threshold_decision
 from core.settings import get_settings
 from core.summary import summarise_logits
+from workers.engine.query_adapter import load_query_adapter
 from workers.training.after_token import respond_then_refuse
 from workers.training.card import (
     CARD_FILENAME,
@@ -61,6 +62,7 @@ def load(model_dir: Path, *, seed: int = 0) -> Evaluated:
     else:
         heldout = split(generate(seed))[1]
     model = AutoModelForCausalLM.from_pretrained(model_dir)
+    load_query_adapter(model, model_dir)  # decides as served
     return Evaluated(model, AutoTokenizer.from_pretrained(model_dir), manifest, heldout)
 
 
