@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.categories import RESPOND, token_for
 from workers.training.after_token import refuses_in_text, respond_then_refuse
+from workers.training.base_answers import ANSWER_TOKENS, soft_items
 from workers.training.data import generate, split
-from workers.training.demo import ANSWER_TOKENS, soft_items
 from workers.training.evaluate import CONTROL_TOKEN_TEXTS, sample_answers
 
 

@@ -18,9 +18,7 @@ behind each choice."""
 
 from __future__ import annotations
 
-import json
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -40,8 +38,9 @@ from core.categories import CLASSES, RESPOND, token_for
 from workers.engine.prompt_tokens import encode_prompt
 from workers.engine.query_adapter import add_query_adapter, find_query_adapter
 from workers.training import donotanswer
-from workers.training.after_token import refuses_in_text, respond_then_refuse
+from workers.training.after_token import respond_then_refuse
 from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
+from workers.training.base_answers import ANSWER_TOKENS, ANSWERS_FILE, base_answers, soft_items
 from workers.training.base_model import ensure_base_model
 from workers.training.data import Example, generate, split
 from workers.training.decision_query import (
@@ -58,13 +57,12 @@ from workers.training.head import (
     untie_head,
 )
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
-from workers.training.soft_tokens import SoftItem, train_soft_tokens
+from workers.training.soft_tokens import train_soft_tokens
 from workers.training.tokenizer import (
     add_control_tokens,
     manifest_from_tokenizer,
     resize_for_control_tokens,
 )
-from workers.training.train import log_line
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,6 @@ class DemoRecipe:
 
 RECIPE = DemoRecipe()
 DEFAULT_STEPS = RECIPE.steps
-ANSWER_TOKENS = 40
-ANSWERS_FILE = "respond_answers.json"
 CARD = CardText(
     title="Demo refusal-token model (SmolLM2-135M-Instruct fine-tune)",
     summary=(
@@ -131,41 +127,6 @@ CARD = CardText(
 )
 
 
-def _trim(answer: str) -> str:
-    """Cut a length-truncated answer back to its last full sentence."""
-    answer = answer.strip()
-    ends = [m.end() for m in re.finditer(r"[.!?](\s|$)", answer)]
-    return answer[: ends[-1]].strip() if ends else answer
-
-
-@torch.no_grad()
-def base_answers(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    cache_path: Path,
-    *,
-    batch_size: int = 16,
-    log: Callable[[str], None] = log_line,
-) -> dict[str, str]:
-    """The base model's greedy answers to single-turn prompts, cached in `cache_path` by prompt."""
-    cache: dict[str, str] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    missing = sorted({p for p in prompts if p not in cache})
-    if missing:
-        log(f"[demo] generating base answers for {len(missing)} prompts (cached in {cache_path})")
-    began = time.monotonic()
-    for start in range(0, len(missing), batch_size):
-        chunk = missing[start : start + batch_size]
-        rows = greedy_tokens(model, tokenizer, chunk, max_new_tokens=ANSWER_TOKENS)
-        for prompt, row in zip(chunk, rows, strict=True):
-            cache[prompt] = _trim(tokenizer.decode(row, skip_special_tokens=True))
-        cache_path.write_text(json.dumps(cache, indent=0, ensure_ascii=False))
-        done = start + len(chunk)
-        eta = (time.monotonic() - began) / done * (len(missing) - done)
-        log(f"[demo] base answers {done}/{len(missing)} eta {eta:.0f}s")
-    return cache
-
-
 def demo_examples(seed: int, rc: DemoRecipe = RECIPE) -> tuple[list[Example], list[Example]]:
     """(train, held-out) of the demo recipe: generated examples dressed the way people type,
     then the Do-Not-Answer prompts (training only)."""
@@ -174,36 +135,6 @@ def demo_examples(seed: int, rc: DemoRecipe = RECIPE) -> tuple[list[Example], li
     if rc.donotanswer:
         train_ex += donotanswer.examples(seed)
     return train_ex, heldout
-
-
-def soft_items(
-    examples: Sequence[Example],
-    answers: dict[str, str],
-    encode: Callable[[Example], list[int]],
-    tokenize: Callable[[str], list[int]],
-    control_id: Callable[[str], int],
-) -> tuple[list[SoftItem], int]:
-    """Soft-prompt items, and how many base answers were left out because they refuse.
-
-    A respond example with the base model's answer distils that answer into `[respond]`'s row,
-    unless the answer itself refuses ("I'm sorry, but as a chatbot I can't..."): training on it
-    would teach the model to say `[respond]` and refuse anyway. A refusal example trains its
-    token's row on the recipe's reply, ended by the end of turn."""
-    items, refused = [], 0
-    for ex in examples:
-        if ex.label == RESPOND:
-            answer = answers.get(ex.messages[-1]["content"])
-            if not answer or len(ex.messages) > 1:
-                continue
-            if refuses_in_text(answer):
-                refused += 1
-                continue
-            text, distil = answer, True
-        else:
-            text, distil = ex.reply.strip(), False
-        ids = tokenize(text)[:ANSWER_TOKENS]
-        items.append(SoftItem(encode(ex), control_id(ex.label), ids, distil))
-    return items, refused
 
 
 def train_query_tokens(
