@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--adapter-lr", type=float, default=1e-3)
     parser.add_argument("--held", type=int, default=HELD)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--cache-dtype", default=RECIPE.query_cache_dtype)
     args = parser.parse_args()
     torch.set_num_threads(2)
     base = PROJECT_ROOT / "var/models/smollm2-base"
@@ -75,7 +76,8 @@ def main() -> None:
         *(encode_prompt(tok, ({"role": "user", "content": p.text},)) for p in PROBE),
     ]
     pad = tok.pad_token_id
-    train_batches = cache_prompts(model, train_prompts, pad, log=log_line)
+    store = getattr(torch, args.cache_dtype)
+    train_batches = cache_prompts(model, train_prompts, pad, store_dtype=store, log=log_line)
     eval_batches = cache_prompts(model, eval_prompts, pad, log=log_line)
     head = model.get_output_embeddings().weight
     init_rows = head.detach()[old_vocab : old_vocab + len(CLASSES)].clone()
@@ -131,6 +133,7 @@ def main() -> None:
         "rank": args.rank,
         "alpha": args.alpha,
         "adapter_lr": args.adapter_lr,
+        "cache_dtype": args.cache_dtype,
         "adapter_params": sum(p.numel() for p in adapter.parameters()),
         "query_ids": query_ids,
     }
@@ -139,7 +142,8 @@ def main() -> None:
         print("query only", results["query_only"], flush=True)
     results["query_and_adapter"] = arm(True)
     print("query + adapter", results["query_and_adapter"], flush=True)
-    save_results(f"query-adapter-pilot-{len(subset)}.json", results)
+    epochs = "" if args.epochs == 8 else f"-{args.epochs}ep"
+    save_results(f"query-adapter-pilot-{len(subset)}{epochs}.json", results)
 
 
 if __name__ == "__main__":

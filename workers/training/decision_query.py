@@ -54,6 +54,13 @@ class CachedPrompts:
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys, values (B, heads, T, D)
     state: torch.Tensor  # (B, H) final state at each prompt's last position (no query)
 
+    def cache(self, model: PreTrainedModel) -> DynamicCache:
+        """The keys and values as a cache in the model's own dtype (they may be stored smaller)."""
+        cache = DynamicCache(config=model.config)
+        for i, (keys, values) in enumerate(self.kv):
+            cache.update(keys.to(model.dtype), values.to(model.dtype), i)
+        return cache
+
 
 @torch.no_grad()
 def cache_prompts(
@@ -62,9 +69,11 @@ def cache_prompts(
     pad: int,
     *,
     batch_size: int = 32,
+    store_dtype: torch.dtype | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[CachedPrompts]:
-    """Key/value caches of token-id prompts, in batches of similar length."""
+    """Key/value caches of token-id prompts, in batches of similar length, kept in `store_dtype`
+    (None: the model's); float16 halves their memory, the one bound on how many prompts train."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out = []
     for n, start in enumerate(range(0, len(order), batch_size)):
@@ -72,7 +81,8 @@ def cache_prompts(
         batch = left_pad([prompts[i] for i in chunk], pad, torch.device("cpu"))
         ids, mask, pos = batch.input_ids, batch.attention_mask, batch.position_ids  # (B, T) each
         run = model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        kv = [(layer.keys, layer.values) for layer in output_cache(run).layers]
+        dtype = store_dtype or model.dtype
+        kv = [(layer.keys.to(dtype), layer.values.to(dtype)) for layer in output_cache(run).layers]
         state = run.last_hidden_state[:, -1].float()
         out.append(CachedPrompts(chunk, mask, pos[:, -1], kv, state))
         if log and n % 40 == 0:
@@ -83,9 +93,7 @@ def cache_prompts(
 def query_state(model: PreTrainedModel, batch: CachedPrompts, query: torch.Tensor) -> torch.Tensor:
     """Final (normed) state at the last query position after each cached prompt: (B, H)."""
     b, k = batch.mask.shape[0], query.shape[0]
-    cache = DynamicCache(config=model.config)
-    for i, (keys, values) in enumerate(batch.kv):
-        cache.update(keys, values, i)
+    cache = batch.cache(model)
     mask = torch.cat([batch.mask, torch.ones((b, k), dtype=batch.mask.dtype)], -1)  # (B, T + k)
     pos = batch.last[:, None] + torch.arange(1, k + 1)  # (B, k)
     hidden = model.base_model(

@@ -86,9 +86,10 @@ class DemoRecipe:
     #: Query tokens appended after the prompt for the decision (`decision_query.py`); 0: none.
     query_tokens: int = 1
     #: Training prompts (a random subset) whose key/value caches train the query: about 2.4 MB
-    #: of memory each on SmolLM2 (52 tokens on average, float32, padded in batches of 32), so
-    #: 4,800 hold about 11.5 GB; epochs over them and Adam's learning rate.
+    #: of memory each on SmolLM2 in float32 (52 tokens on average, padded in batches of 32), half
+    #: that in `query_cache_dtype`; epochs over them and Adam's learning rate.
     query_prompts: int = 4800
+    query_cache_dtype: str = "float16"
     query_epochs: int = 8
     query_lr: float = 0.01
     #: Weight decay of the head's rows while the query trains (the final head chooses its own).
@@ -160,7 +161,8 @@ def train_query_tokens(
     resize_for_control_tokens(model, tok)
     subset = random.Random(seed).sample(range(len(train_ex)), min(rc.query_prompts, len(train_ex)))
     prompts = [encode_prompt(tok, train_ex[i].messages) for i in subset]
-    batches = cache_prompts(model, prompts, tok.pad_token_id, log=log)
+    store = getattr(torch, rc.query_cache_dtype)
+    batches = cache_prompts(model, prompts, tok.pad_token_id, store_dtype=store, log=log)
     sub_labels = labels[subset]
     head = model.get_output_embeddings().weight
     natural = query_states(model, batches, len(subset), None)
