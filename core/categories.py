@@ -66,6 +66,9 @@ class RefusalManifest:
     #: tokens' output rows read); the answer is decoded without them. Empty for most models.
     decision_tokens: tuple[str, ...] = ()
     decision_ids: tuple[int, ...] = ()
+    #: Texts a `[respond]` answer may not open with (the model's own refusal openers, such as
+    #: "I'm sorry"): the engine bans them at the answer's start (`workers/engine/openers.py`).
+    respond_banned_openers: tuple[str, ...] = ()
 
     @property
     def served(self) -> tuple[str, ...]:
@@ -96,6 +99,11 @@ class RefusalManifest:
                     ]
                 }
                 if self.decision_ids
+                else {}
+            ),
+            **(
+                {"respond_banned_openers": list(self.respond_banned_openers)}
+                if self.respond_banned_openers
                 else {}
             ),
         }
@@ -153,6 +161,9 @@ class RefusalManifest:
         in_context = data.get("respond_in_context", True)
         if not isinstance(in_context, bool):
             raise InvalidManifest("'respond_in_context' must be true or false")
+        openers = data.get("respond_banned_openers", [])
+        if not isinstance(openers, list) or not all(isinstance(o, str) and o for o in openers):
+            raise InvalidManifest("'respond_banned_openers' must be a list of non-empty strings")
         return cls(
             tuple(tokens[:-1]),
             tuple(ids[:-1]),
@@ -161,6 +172,7 @@ class RefusalManifest:
             in_context,
             tuple(t for t, _ in decision),
             tuple(i for _, i in decision),
+            tuple(openers),
         )
 
 

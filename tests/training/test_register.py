@@ -132,3 +132,17 @@ def test_a_decision_suffix_is_registered_checked_and_served(tmp_path: Path) -> N
     greedy = SamplingParams(temperature=0.0, max_new_tokens=4)
     (result,), _ = Engine(lm).generate([GenerationRequest("hello there", NO_RULE, greedy)])
     assert result.first_token_id in lm.manifest.all_ids
+
+
+def test_banned_openers_are_registered_and_loaded(fresh_paper_model: Path) -> None:
+    argv = [str(fresh_paper_model), "--layout", "paper"]
+    assert _register([*argv, "--ban-respond-opener", "  "]) == 2
+    assert not (fresh_paper_model / MANIFEST_FILENAME).exists()
+    openers = ["--ban-respond-opener", "I'm sorry", "--ban-respond-opener", "As an AI"]
+    assert _register([*argv, *openers]) == 0
+    data = json.loads((fresh_paper_model / MANIFEST_FILENAME).read_text())
+    assert data["respond_banned_openers"] == ["I'm sorry", "As an AI"]
+    lm = load_model(fresh_paper_model, device="cpu", dtype="float32")
+    assert lm.opener_ban is not None
+    sorry = lm.tokenizer.encode("I'm sorry", add_special_tokens=False)
+    assert lm.opener_ban.banned(sorry[:-1]) == [sorry[-1]]

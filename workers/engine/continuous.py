@@ -70,6 +70,8 @@ class _Row:
     decision: int = -1
     generated: list[int] = field(default_factory=list)
     peak_rows: int = 1
+    #: It responded and its answer may still open with a banned opener (`openers.py`).
+    opening: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ class RunningBatch:
         events, keep = [], []
         for i, (row, token) in enumerate(zip(rows, first.tolist(), strict=True)):
             row.decision = self._category_of.get(token, -1)
+            row.opening = lm.opener_ban is not None and token == lm.manifest.respond_id
             event = self._append(row, token, now)
             events.append(
                 RowEvent(
@@ -257,6 +260,8 @@ class RunningBatch:
             return {}
         idx = torch.tensor(responded, device=raw.device)
         masked = raw.index_select(0, idx).float().index_fill(1, self.lm.answer_masked_ids, NEG_INF)
+        if self.lm.opener_ban is not None:
+            masked[:, self.lm.opener_ban.banned(())] = NEG_INF  # every answer is empty here
         drawn = sample_next(
             masked, temperature[idx], top_p[idx], [gens[i] for i in responded]
         ).tolist()
@@ -308,6 +313,7 @@ class RunningBatch:
             **cache_kwargs(self.lm.model, self.cache),
         )
         logits = self.processor(None, out.logits[:, -1, :])  # (B, V)
+        self._ban_openers(logits)
         self.tokens = sample_next(logits, self.temperature, self.top_p, self.gens)  # (B,)
         now = time.perf_counter()
         events, keep = [], []
@@ -324,6 +330,17 @@ class RunningBatch:
             self._keep(keep)
         self.counters.decode_s += time.perf_counter() - t0
         return events
+
+    def _ban_openers(self, logits: torch.Tensor) -> None:
+        """Mask, in place, what each responding row's answer may not take next (`openers.py`)."""
+        ban = self.lm.opener_ban
+        if ban is None:
+            return
+        for j, row in enumerate(self.rows):
+            if row.opening:
+                banned = ban.banned(row.generated[1:])  # after the `[respond]` token
+                if banned:
+                    logits[j, banned] = NEG_INF
 
     def _keep(self, keep: list[int]) -> None:
         """Drop finished rows from the batch and the cache; cut columns nobody attends to."""
@@ -350,6 +367,8 @@ class RunningBatch:
     def _append(self, row: _Row, token: int, now: float) -> GenerationResult | None:
         """Record `token`; the row's result when it is done (EOS, budget or a policy message)."""
         row.generated.append(token)
+        if row.opening and self.lm.opener_ban and len(row.generated) > self.lm.opener_ban.depth:
+            row.opening = False  # the answer is past every opener
         request = row.joining.request
         if len(row.generated) == 1 and row.decision >= 0:
             message = request.policy.refusal_messages[row.decision]

@@ -19,6 +19,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from core.categories import MANIFEST_FILENAME, InvalidManifest, RefusalManifest
 from core.settings import Settings, get_settings
+from workers.engine.openers import OpenerBan
 from workers.engine.prompt_tokens import encode_prompt
 from workers.engine.query_adapter import QueryAdapter, load_query_adapter
 
@@ -78,6 +79,12 @@ class LoadedModel:
             return self.control_ids
         suffix = torch.tensor(self.manifest.decision_ids, device=self.control_ids.device)
         return torch.cat([self.control_ids, suffix])
+
+    @cached_property
+    def opener_ban(self) -> OpenerBan | None:
+        """The openers a `[respond]` answer may not start with, as token ids; None: no ban."""
+        openers = self.manifest.respond_banned_openers
+        return OpenerBan.from_texts(self.tokenizer, openers) if openers else None
 
     @property
     def max_positions(self) -> int | None:

@@ -14,6 +14,7 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from core.categories import RESPOND, token_for
+from workers.engine.openers import BanOpenersProcessor, OpenerBan
 from workers.training.data import Example
 from workers.training.evaluate import MaskControlAfterFirst, answer_masked_ids
 from workers.training.train import prompt_text
@@ -40,12 +41,14 @@ def greedy_tokens(
     in_context: bool = True,
     max_new_tokens: int = KEPT_TOKENS,
     batch_size: int = 20,
+    ban: OpenerBan | None = None,
 ) -> list[list[int]]:
     """Greedy answer token ids (cut after the end of turn) of single-turn prompts, batched.
 
     With `first_token` the answer is forced to start with it and control tokens are masked
     from then on (as the service does after the first step); without `in_context` the answer
-    after it is decoded from the prompt alone (a manifest's `respond_in_context: false`)."""
+    after it is decoded from the prompt alone (a manifest's `respond_in_context: false`); `ban`
+    keeps the answer from opening with a banned opener, as the engine does after `[respond]`."""
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     processors = LogitsProcessorList()
     if first_token:
@@ -60,13 +63,15 @@ def greedy_tokens(
                 for p in prompts[start : start + batch_size]
             ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            start = enc.input_ids.shape[1]
+            banning = [BanOpenersProcessor(ban, start)] if ban else []
             gen = model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 eos_token_id=eot,
                 pad_token_id=tokenizer.pad_token_id,
-                logits_processor=processors,
+                logits_processor=LogitsProcessorList([*processors, *banning]),
             )
             for row in gen[:, enc.input_ids.shape[1] :].tolist():
                 out.append(row[: row.index(eot) + 1] if eot in row else row)
@@ -82,11 +87,12 @@ def answers_kept(
     base: Sequence[list[int]],
     *,
     in_context: bool = True,
+    ban: OpenerBan | None = None,
 ) -> dict[str, object]:
     """Share of prompts whose forced-`[respond]` greedy answer starts with the base answer's
     first `KEPT_TOKENS` tokens (`base` from `greedy_tokens` on the base model)."""
     tuned = greedy_tokens(
-        model, tokenizer, prompts, first_token=token_for(RESPOND), in_context=in_context
+        model, tokenizer, prompts, first_token=token_for(RESPOND), in_context=in_context, ban=ban
     )
     kept = [t[:KEPT_TOKENS] == b[:KEPT_TOKENS] for t, b in zip(tuned, base, strict=True)]
     differ = [

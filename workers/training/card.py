@@ -83,7 +83,8 @@ def answers_section(info: dict[str, Any], level: str = "##") -> list[str]:
             f"* kept from the base model: **{kept['kept']} of {kept['n']}** ({kept['rate']:.0%}) "
             f"distinct held-out respond prompts get, after a forced `[respond]`, the base model's "
             f"greedy answer token for token over its first {kept['tokens']} tokens "
-            "(`workers/training/answers_kept.py`), as the service decodes them.",
+            "(`workers/training/answers_kept.py`), as the service decodes them"
+            + (" (banned openers included)." if "after_respond_unbanned" in info else "."),
         ]
     in_context = info.get("answers_kept_in_context")
     if in_context:
@@ -97,7 +98,18 @@ def answers_section(info: dict[str, Any], level: str = "##") -> list[str]:
         lines.append(
             f"* refusing in the text after a forced `[respond]`: **{after['refused_in_text']} of "
             f"{after['n']}** ({after['rate']:.1%}) held-out respond prompts "
-            "(`workers/training/after_token.py`, a phrase match)."
+            "(`workers/training/after_token.py`, a phrase match)"
+            + (
+                ", as served: the answer may not open with the manifest's banned openers."
+                if "after_respond_unbanned" in info
+                else "."
+            )
+        )
+    unbanned = info.get("after_respond_unbanned")
+    if unbanned:
+        lines.append(
+            f"* the same without the banned openers (the base model's own answers): "
+            f"**{unbanned['refused_in_text']} of {unbanned['n']}** ({unbanned['rate']:.1%})."
         )
     return [*lines, ""] if lines else lines
 

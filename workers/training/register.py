@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable, in order; the demo recipe's model has '[query1]')",
     )
     parser.add_argument(
+        "--ban-respond-opener",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help='text an answer after the respond token may not open with, such as "I\'m sorry" '
+        "(repeatable; the model's own refusal openers)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help=f"replace an existing {MANIFEST_FILENAME}"
     )
     return parser
@@ -163,13 +171,18 @@ def register(
     force: bool = False,
     respond_in_context: bool = True,
     decision_tokens: Sequence[str] = (),
+    banned_openers: Sequence[str] = (),
 ) -> RefusalManifest:
     """Check `mapping` against the model and write its `refusal_tokens.json`."""
     path = model_dir / MANIFEST_FILENAME
     if path.exists() and not force:
         raise RegisterError(f"{path} exists; use --force to replace it")
+    if any(not text.strip() for text in banned_openers):
+        raise RegisterError("--ban-respond-opener needs a non-empty text")
     manifest = replace(
-        build_manifest(model_dir, mapping, decision_tokens), respond_in_context=respond_in_context
+        build_manifest(model_dir, mapping, decision_tokens),
+        respond_in_context=respond_in_context,
+        respond_banned_openers=tuple(banned_openers),
     )
     path.write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
@@ -188,6 +201,7 @@ def run_register_command(argv: list[str]) -> int:
             force=args.force,
             respond_in_context=not args.respond_outside_context,
             decision_tokens=args.decision_token,
+            banned_openers=args.ban_respond_opener,
         )
     except RegisterError as exc:
         print(f"rcs model register: error: {exc}", file=sys.stderr)
@@ -203,6 +217,9 @@ def run_register_command(argv: list[str]) -> int:
     )
     if manifest.decision_tokens:
         print(f"{'decision':<14} {list(manifest.decision_tokens)!r} after every prompt")
+    if manifest.respond_banned_openers:
+        openers = list(manifest.respond_banned_openers)
+        print(f"{'openers':<14} {openers!r} banned at the start of a respond answer")
     print(f"wrote {args.model_dir / MANIFEST_FILENAME}")
     return 0
 
