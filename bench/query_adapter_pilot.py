@@ -36,6 +36,7 @@ from workers.training.decision_query import (
 )
 from workers.training.demo import RECIPE, demo_examples
 from workers.training.head import fit_rows, ordinary_logsumexp, untie_head
+from workers.training.memory import map_large_blocks
 from workers.training.probe import PROBE
 from workers.training.tokenizer import add_control_tokens, resize_for_control_tokens
 from workers.training.train import log_line
@@ -76,6 +77,7 @@ def main() -> None:
         *(encode_prompt(tok, ({"role": "user", "content": p.text},)) for p in PROBE),
     ]
     pad = tok.pad_token_id
+    map_large_blocks()
     store = getattr(torch, args.cache_dtype)
     train_batches = cache_prompts(model, train_prompts, pad, store_dtype=store, log=log_line)
     eval_batches = cache_prompts(model, eval_prompts, pad, log=log_line)

@@ -8,7 +8,8 @@ banned openers (`workers/engine/openers.py`, the demo recipe's `respond_banned_o
 first held-out respond prompts of the demo's data this counts the answers whose text refuses
 (`core.refusal_text`, a phrase match), the first 100's answers kept over 16 tokens (the model
 card's figure), and saves every answer the ban changed, for a human to read: a phrase match
-cannot tell whether a changed answer refuses in other words.
+cannot tell whether a changed answer refuses in other words. The probe's hand-written respond
+prompts (`workers/training/probe.py`) are a second set, which the openers were not chosen on.
 Saved to bench/results/respond-openers.json.
 """
 
@@ -18,9 +19,15 @@ import argparse
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from bench.saving import save_results
+from core.categories import RESPOND
 from core.refusal_text import refuses_in_text
 from core.settings import PROJECT_ROOT
 from workers.engine.openers import OpenerBan
@@ -32,6 +39,7 @@ from workers.training.answers_kept import (
 )
 from workers.training.base_model import ensure_base_model
 from workers.training.demo import RECIPE, demo_examples
+from workers.training.probe import PROBE
 
 
 def main() -> None:
@@ -43,10 +51,38 @@ def main() -> None:
     base = ensure_base_model(PROJECT_ROOT / "var/models/smollm2-base")
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
-    prompts = heldout_respond_prompts(demo_examples(0, RECIPE)[1], limit=args.prompts)
     ban = OpenerBan.from_texts(tok, RECIPE.respond_banned_openers)
-    plain = greedy_tokens(model, tok, prompts, max_new_tokens=args.tokens)
-    banned = greedy_tokens(model, tok, prompts, max_new_tokens=args.tokens, ban=ban)
+    results: dict[str, Any] = {
+        "tokens": args.tokens,
+        "openers": list(RECIPE.respond_banned_openers),
+    }
+    sets = {
+        "heldout": heldout_respond_prompts(demo_examples(0, RECIPE)[1], limit=args.prompts),
+        "probe": [p.text for p in PROBE if p.label == RESPOND],
+    }
+    for name, prompts in sets.items():
+        results[name] = compare(model, tok, prompts, ban, args.tokens)
+        r = results[name]
+        print(
+            f"{name}: refusing in the text {r['without_ban']['refused_in_text']}/{len(prompts)} "
+            f"without the ban, {r['with_ban']['refused_in_text']} with it; answers kept "
+            f"{r['answers_kept_first_100']}/{min(KEPT_PROMPTS, len(prompts))}; "
+            f"{len(r['changed'])} answers changed",
+            flush=True,
+        )
+    save_results("respond-openers.json", results)
+
+
+def compare(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    prompts: list[str],
+    ban: OpenerBan,
+    tokens: int,
+) -> dict[str, Any]:
+    """Greedy answers to `prompts` without and with the ban, compared."""
+    plain = greedy_tokens(model, tok, prompts, max_new_tokens=tokens)
+    banned = greedy_tokens(model, tok, prompts, max_new_tokens=tokens, ban=ban)
 
     def arm(rows: list[list[int]]) -> dict[str, Any]:
         texts = [tok.decode(r, skip_special_tokens=True).strip() for r in rows]
@@ -68,22 +104,13 @@ def main() -> None:
         for p, a, b in zip(prompts, without["texts"], with_ban["texts"], strict=True)
         if a != b
     ]
-    results = {
+    return {
         "prompts": len(prompts),
-        "tokens": args.tokens,
-        "openers": list(RECIPE.respond_banned_openers),
         "without_ban": {k: v for k, v in without.items() if k != "texts"},
         "with_ban": {k: v for k, v in with_ban.items() if k != "texts"},
         "answers_kept_first_100": kept,
         "changed": changed,
     }
-    print(
-        f"refusing in the text: {without['refused_in_text']}/{len(prompts)} without the ban, "
-        f"{with_ban['refused_in_text']}/{len(prompts)} with it; answers kept {kept}/"
-        f"{min(KEPT_PROMPTS, len(prompts))}; {len(changed)} answers changed",
-        flush=True,
-    )
-    save_results("respond-openers.json", results)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ values stay the base model's and the query reads them through adapted projection
 tokens' input rows are one-token soft prompts (`soft_tokens.py`). Every ordinary token's logit is
 the base model's at every position, so an answer after `[respond]` is the base model's answer:
 the manifest keeps `[respond]` out of the answer's context and the engine decodes the answer from
-the prompt alone. A linear read-out of the frozen model ranked real prompts as well as
+the prompt alone, banning only the base model's refusal openers ("I'm sorry", "As an AI", ...)
+at its start. A linear read-out of the frozen model ranked real prompts as well as
 fine-tuning its top six blocks did (docs/models.md), at a fraction of the cost, and fine-tuning
 any block changes the answers; the query and its adapter let the read-out ask the prompt its own
 question, through every block, without changing any answer. docs/models.md has the measurements
@@ -57,6 +58,7 @@ from workers.training.head import (
     ordinary_logsumexp,
     untie_head,
 )
+from workers.training.memory import map_large_blocks
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
 from workers.training.soft_tokens import train_soft_tokens
 from workers.training.tokenizer import (
@@ -173,6 +175,7 @@ def train_query_tokens(
     resize_for_control_tokens(model, tok)
     subset = random.Random(seed).sample(range(len(train_ex)), min(rc.query_prompts, len(train_ex)))
     prompts = [encode_prompt(tok, train_ex[i].messages) for i in subset]
+    map_large_blocks()  # freed float32 caches go back to the system (`memory.py`)
     store = getattr(torch, rc.query_cache_dtype)
     batches = cache_prompts(model, prompts, tok.pad_token_id, store_dtype=store, log=log)
     sub_labels = labels[subset]
