@@ -1,13 +1,16 @@
 """Pilot: does an adapter that only the decision query passes through lift the demo's decision?
 
     .venv/bin/python -m bench.query_adapter_pilot [--train 2400] [--epochs 8] [--rank 8]
+        [--adapter-decays 0 0.01] [--eval-epochs 2 4 6]
 
 The demo recipe's query trains one input row through the frozen SmolLM2 (`decision_query.py`).
 Here the same training subset, labels and epochs train it twice from the same start: once as the
 recipe does, once with a low-rank update of every block's projections that applies at the query's
 position only (`workers/engine/query_adapter.py`; the prompt's keys and values and every answer
 stay the base model's). Each arm's control rows are then fitted on the subset's states as the
-recipe fits them (`head.fit_rows`, decay 3e-3) and scored on 600 held-out prompts and the probe.
+recipe fits them (`head.fit_rows`, decay 3e-3) and scored on 600 held-out prompts and the probe
+(after the last epoch, and after each of `--eval-epochs`); `--adapter-decays` trains one adapter
+arm per weight decay, each from the same start.
 A training pilot, not a timing: saved to bench/results/query-adapter-pilot-<train>.json.
 """
 
@@ -54,6 +57,20 @@ def main() -> None:
     parser.add_argument("--held", type=int, default=HELD)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--cache-dtype", default=RECIPE.query_cache_dtype)
+    parser.add_argument(
+        "--adapter-decays",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="one adapter arm per weight decay (Adam's L2), each from the same start",
+    )
+    parser.add_argument(
+        "--eval-epochs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also score after these epochs (the curve; the last epoch is always scored)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     base = PROJECT_ROOT / "var/models/smollm2-base"
@@ -94,8 +111,34 @@ def main() -> None:
     start_query = model.get_input_embeddings().weight.detach()[train_prompts[0][-1]][None]
     held_labels, probe_labels = [e.label for e in held], [p.label for p in PROBE]
 
-    def arm(with_adapter: bool) -> dict[str, Any]:
+    initial = [p.detach().clone() for p in adapter.parameters()]
+
+    def evaluate(query: torch.Tensor) -> dict[str, Any]:
+        """Rows refitted on the subset's states after `query`; scores on held-out and probe."""
+        states = query_states(model, train_batches, len(subset), query)
+        eval_states = query_states(model, eval_batches, len(eval_prompts), query)
+        others = ordinary_logsumexp(states, head.detach(), old_vocab)
+        rows = fit_rows(states, labels, others, weight_decay=ROWS_DECAY, init=init_rows)
+        logits = eval_states @ rows.T
+        train_acc = float(((states @ rows.T).argmax(-1) == labels).float().mean())
+        return {
+            "train_accuracy": round(train_acc, 3),
+            "heldout": _scores(logits[: len(held)], held_labels, probe=False),
+            "probe": _scores(logits[len(held) :], probe_labels, probe=True),
+        }
+
+    def arm(with_adapter: bool, decay: float = 0.0) -> dict[str, Any]:
         began = time.monotonic()
+        with torch.no_grad():  # every arm starts from the same adapter
+            for p, p0 in zip(adapter.parameters(), initial, strict=True):
+                p.copy_(p0)
+        curve: dict[int, dict[str, Any]] = {}
+
+        def on_epoch(epoch: int, query: torch.Tensor) -> None:
+            if epoch in args.eval_epochs and epoch < args.epochs:
+                curve[epoch] = evaluate(query)
+                print(f"epoch {epoch}: {curve[epoch]}", flush=True)
+
         # the cached prompts stay the base model's: every position run here is the query's
         query_only = adapter.at_positions(torch.ones((1, 1, 1))) if with_adapter else nullcontext()
         with query_only:
@@ -113,17 +156,14 @@ def main() -> None:
                 log=log_line,
                 extra=adapter.parameters() if with_adapter else (),
                 extra_lr=args.adapter_lr,
+                extra_weight_decay=decay,
+                on_epoch=on_epoch,
             )
-            states = query_states(model, train_batches, len(subset), query)
-            eval_states = query_states(model, eval_batches, len(eval_prompts), query)
-        others = ordinary_logsumexp(states, head.detach(), old_vocab)
-        rows = fit_rows(states, labels, others, weight_decay=ROWS_DECAY, init=init_rows)
-        logits = eval_states @ rows.T
-        train_acc = float(((states @ rows.T).argmax(-1) == labels).float().mean())
+            final = evaluate(query)
         return {
-            "train_accuracy": round(train_acc, 3),
-            "heldout": _scores(logits[: len(held)], held_labels, probe=False),
-            "probe": _scores(logits[len(held) :], probe_labels, probe=True),
+            **final,
+            "adapter_weight_decay": decay,
+            "by_epoch": curve,
             "epoch_losses": info["epoch_losses"],
             "seconds": round(time.monotonic() - began, 1),
         }
@@ -142,9 +182,12 @@ def main() -> None:
     if not args.skip_baseline:
         results["query_only"] = arm(False)
         print("query only", results["query_only"], flush=True)
-    results["query_and_adapter"] = arm(True)
-    print("query + adapter", results["query_and_adapter"], flush=True)
+    for decay in args.adapter_decays:
+        key = "query_and_adapter" + (f"_decay_{decay:g}" if decay else "")
+        results[key] = arm(True, decay)
+        print(key, results[key], flush=True)
     epochs = "" if args.epochs == 8 else f"-{args.epochs}ep"
+    epochs += "".join(f"-decay{d:g}" for d in args.adapter_decays if d)
     save_results(f"query-adapter-pilot-{len(subset)}{epochs}.json", results)
 
 

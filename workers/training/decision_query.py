@@ -133,16 +133,20 @@ def train_query(
     log: Callable[[str], None],
     extra: Sequence[torch.nn.Parameter] = (),
     extra_lr: float = 1e-3,
+    extra_weight_decay: float = 0.0,
+    on_epoch: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, object]]:
     """Input rows of the query tokens (k, H), trained with the head's control rows by
     full-vocabulary cross-entropy at the last query position; the base model stays frozen but for
-    `extra` parameters (an adapter the query alone passes through), trained at `extra_lr`."""
+    `extra` parameters (an adapter the query alone passes through), trained at `extra_lr` with
+    `extra_weight_decay` (Adam's L2). `on_epoch(epoch, query)` runs after each epoch (pilots
+    evaluate there)."""
     head = model.get_output_embeddings().weight.detach()[:vocab]
     soft = torch.nn.Parameter(query.detach().clone())
     control = torch.nn.Parameter(rows.detach().clone())
     groups: list[dict[str, object]] = [{"params": [soft, control]}]
     if extra:
-        groups.append({"params": list(extra), "lr": extra_lr})
+        groups.append({"params": list(extra), "lr": extra_lr, "weight_decay": extra_weight_decay})
     opt = torch.optim.Adam(groups, lr=lr)
     rng = random.Random(seed)
     order = list(range(len(batches)))
@@ -163,6 +167,8 @@ def train_query(
             total += loss.item()
         losses.append(round(total / len(batches), 4))
         log(f"[query] epoch {epoch}/{epochs} loss {losses[-1]} {time.monotonic() - began:.0f}s")
+        if on_epoch:
+            on_epoch(epoch, soft.detach())
     info: dict[str, object] = {
         "tokens": int(query.shape[0]),
         "prompts": int(sum(len(b.rows) for b in batches)),
