@@ -13,6 +13,7 @@ A row whose category refuses with a policy-given message leaves right after its 
 For a model whose manifest keeps `[respond]` out of the answer's context (a refusal head on an
 unchanged base model), a row that responds takes its first answer token from the same first-step
 logits (control tokens masked) and goes on from the prompt alone: its answer is the base model's.
+A responding row's answer may not open with the manifest's banned openers (`openers.py`).
 """
 
 from __future__ import annotations
