@@ -58,7 +58,6 @@ from workers.training.head import (
     ordinary_logsumexp,
     untie_head,
 )
-from workers.training.memory import map_large_blocks
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
 from workers.training.soft_tokens import train_soft_tokens
 from workers.training.tokenizer import (
@@ -175,7 +174,6 @@ def train_query_tokens(
     resize_for_control_tokens(model, tok)
     subset = random.Random(seed).sample(range(len(train_ex)), min(rc.query_prompts, len(train_ex)))
     prompts = [encode_prompt(tok, train_ex[i].messages) for i in subset]
-    map_large_blocks()  # freed float32 caches go back to the system (`memory.py`)
     store = getattr(torch, rc.query_cache_dtype)
     batches = cache_prompts(model, prompts, tok.pad_token_id, store_dtype=store, log=log)
     sub_labels = labels[subset]
