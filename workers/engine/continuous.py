@@ -38,6 +38,7 @@ from workers.engine.prefill import (
 from workers.engine.processor import NEG_INF, RefusalPolicyProcessor
 from workers.engine.sampling import sample_next
 from workers.engine.types import (
+    BatchCounters,
     FinishReason,
     FirstTokenSummary,
     GenerationRequest,
@@ -84,19 +85,6 @@ class RowEvent:
     decision: int | None = None  # set on the row's first token: -1 respond, else category
     probabilities: tuple[float, ...] | None = None  # set with `decision`
     result: GenerationResult | None = None  # set when the row is done
-
-
-@dataclass
-class BatchCounters:
-    """Totals since the batch was made, for `BatchStats` and the benchmarks."""
-
-    rows: int = 0
-    prompt_tokens: int = 0
-    padded_prompt_tokens: int = 0
-    generated_tokens: int = 0
-    decode_steps: int = 0
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
 
 
 class RunningBatch:
@@ -333,15 +321,10 @@ class RunningBatch:
         return events
 
     def _ban_openers(self, logits: torch.Tensor) -> None:
-        """Mask, in place, what each responding row's answer may not take next (`openers.py`)."""
-        ban = self.lm.opener_ban
-        if ban is None:
-            return
-        for j, row in enumerate(self.rows):
-            if row.opening:
-                banned = ban.banned(row.generated[1:])  # after the `[respond]` token
-                if banned:
-                    logits[j, banned] = NEG_INF
+        """Mask, in place, what each responding row's answer (after `[respond]`) may not take."""
+        if self.lm.opener_ban is not None:
+            answers = [r.generated[1:] if r.opening else None for r in self.rows]
+            self.lm.opener_ban.mask(logits, answers)
 
     def _keep(self, keep: list[int]) -> None:
         """Drop finished rows from the batch and the cache; cut columns nobody attends to."""

@@ -42,6 +42,14 @@ class OpenerBan:
             return []
         return self._next.get(tuple(answer), [])
 
+    def mask(self, logits: torch.Tensor, answers: Sequence[Sequence[int] | None]) -> None:
+        """Set to -inf, in place, each row's banned next tokens (`logits` (B, V); a row whose
+        answer is None is not banned)."""
+        for row, answer in enumerate(answers):
+            ids = self.banned(answer) if answer is not None else []
+            if ids:
+                logits[row, ids] = NEG_INF
+
 
 class BanOpenersProcessor(LogitsProcessor):
     """`OpenerBan` for `model.generate`: every row's answer starts at `answer_start` (the prompt's
@@ -53,10 +61,6 @@ class BanOpenersProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         answers = input_ids[:, self.answer_start :]
-        if answers.shape[1] >= self.ban.depth:
-            return scores
-        for row, answer in enumerate(answers.tolist()):
-            ids = self.ban.banned(answer)
-            if ids:
-                scores[row, ids] = NEG_INF
+        if answers.shape[1] < self.ban.depth:
+            self.ban.mask(scores, answers.tolist())
         return scores

@@ -131,3 +131,16 @@ def stack_summaries(summaries: Sequence[FirstTokenSummary]) -> Summaries:
         lt=np.array([x.lt for x in summaries], dtype=np.float64),
         temperature=np.array([x.temperature for x in summaries], dtype=np.float64),
     )
+
+
+@dataclass
+class BatchCounters:
+    """Totals since a running batch was made, for `BatchStats` and the benchmarks."""
+
+    rows: int = 0
+    prompt_tokens: int = 0
+    padded_prompt_tokens: int = 0
+    generated_tokens: int = 0
+    decode_steps: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
