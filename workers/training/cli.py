@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from core.settings import get_settings
@@ -33,14 +34,39 @@ def _non_negative(text: str) -> int:
     return value
 
 
+PROC_STAT = Path("/proc/stat")
+
+
+def _cpu_times(stat: Path) -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from the `cpu` line of /proc/stat."""
+    fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(interval: float = 0.5, *, stat: Path = PROC_STAT) -> float:
+    """How many cores other processes keep busy now, measured over `interval` seconds while
+    this one sleeps; the 1-minute load average where /proc/stat is missing.
+
+    The load average remembers the last minutes: `make demo-model` right after its install
+    found it above 1 with the cores idle again and trained on one thread, 2.5x slower."""
+    try:
+        busy0, total0 = _cpu_times(stat)
+        time.sleep(interval)
+        busy1, total1 = _cpu_times(stat)
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    return cores * (busy1 - busy0) / max(1, total1 - total0)
+
+
 def default_threads(cores: int = 2) -> int:
-    """`cores` threads on a quiet machine, one when other work already keeps the cores busy.
+    """`cores` threads on a quiet machine, one when other work already keeps a core half busy.
 
     OpenMP threads spin-wait for each other: with the two cores shared (load average 4.6),
     generating the demo's base answers ran 4.6x slower on two threads than on one (60 s against
     13 s per batch of 16); alone, two threads are faster."""
-    busy = os.getloadavg()[0] >= 1.0
-    return 1 if busy else cores
+    return 1 if busy_cores() >= 0.5 else cores
 
 
 #: The tiny model's weights depend on how many threads its float sums are split over (builds on
@@ -80,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive,
         help=f"torch CPU threads (default: tiny {TINY_THREADS}, for reproducible weights; demo 2 on "
-        "a quiet machine, 1 when the load average says the cores are busy)",
+        "a quiet machine, 1 when other processes keep a core half busy now)",
     )
     parser.add_argument(
         "--base-dir", type=Path, help="demo: cached SmolLM2 base (default var/models/smollm2-base)"

@@ -274,26 +274,29 @@ def build_demo(
     if query_ids:
         tokens = tuple(tok.convert_ids_to_tokens(query_ids))
         manifest = replace(manifest, decision_tokens=tokens, decision_ids=tuple(query_ids))
-    rest = [i for i in range(len(train_ex)) if i not in known]
-    states = torch.empty((len(train_ex), model.config.hidden_size))  # (N, H)
-    states[rest] = decision_states(
-        model, tok, [train_ex[i].messages for i in rest], suffix=query_ids, log=options.log
-    )
-    if known:
-        states[list(known)] = torch.stack(list(known.values()))
+    # The head is fitted where the query trained: its caches give those prompts' states for
+    # free, and the states of every other training prompt cost a third of the build for no
+    # measured gain (docs/models.md). Without a query, every training prompt's state.
+    fit = list(known) if known else list(range(len(train_ex)))
+    states = (
+        torch.stack(list(known.values()))
+        if known
+        else decision_states(model, tok, [e.messages for e in train_ex], log=options.log)
+    )  # (N_fit, H)
+    fit_labels = labels[fit]
     head = model.get_output_embeddings().weight
     others = ordinary_logsumexp(states, head.detach(), old_vocab)
     init = head.detach()[old_vocab : old_vocab + len(CLASSES)]
     wd, scores = choose_weight_decay(
         states,
-        labels,
+        fit_labels,
         others,
         init,
         rc.weight_decays,
-        groups=[e.template_id for e in train_ex],
+        groups=[train_ex[i].template_id for i in fit],
         seed=options.seed,
     )
-    rows = fit_rows(states, labels, others, weight_decay=wd, init=init)
+    rows = fit_rows(states, fit_labels, others, weight_decay=wd, init=init)
     with torch.no_grad():
         head[old_vocab : old_vocab + len(CLASSES)] = rows
     head_info = {
@@ -331,7 +334,7 @@ def build_demo(
         "seconds": round(time.monotonic() - began, 1),
         "lines": [
             *([f"decision query: {query_info['summary']}"] if query_info else []),
-            f"refusal head: {len(train_ex)} decision states, weight decay {wd} chosen on "
+            f"refusal head: {len(fit)} decision states, weight decay {wd} chosen on "
             f"held-out training templates (accuracy there {scores[wd]:.3f}), {head_info['seconds']:.0f} s",
             f"soft tokens: {steps} steps of {rc.batch_size} ({len(items)} items, lr {rc.lr}), "
             f"final loss {soft['final_loss']}, {soft['seconds']:.0f} s",
