@@ -1,7 +1,7 @@
 """Pilot: does an adapter that only the decision query passes through lift the demo's decision?
 
     .venv/bin/python -m bench.query_adapter_pilot [--train 2400] [--epochs 8] [--rank 8]
-        [--adapter-decays 0 0.01] [--eval-epochs 2 4 6]
+        [--adapter-decays 0 0.01] [--adapter-dropouts 0.1] [--eval-epochs 2 4 6]
 
 The demo recipe's query trains one input row through the frozen SmolLM2 (`decision_query.py`).
 Here the same training subset, labels and epochs train it twice from the same start: once as the
@@ -10,7 +10,7 @@ position only (`workers/engine/query_adapter.py`; the prompt's keys and values a
 stay the base model's). Each arm's control rows are then fitted on the subset's states as the
 recipe fits them (`head.fit_rows`, decay 3e-3) and scored on 600 held-out prompts and the probe
 (after the last epoch, and after each of `--eval-epochs`); `--adapter-decays` trains one adapter
-arm per weight decay, each from the same start.
+arm per weight decay, `--adapter-dropouts` one per LoRA dropout, each from the same start.
 A training pilot, not a timing: saved to bench/results/query-adapter-pilot-<train>.json.
 """
 
@@ -60,9 +60,16 @@ def main() -> None:
     parser.add_argument(
         "--adapter-decays",
         type=float,
-        nargs="+",
+        nargs="*",
         default=[0.0],
         help="one adapter arm per weight decay (Adam's L2), each from the same start",
+    )
+    parser.add_argument(
+        "--adapter-dropouts",
+        type=float,
+        nargs="*",
+        default=[],
+        help="one more adapter arm per LoRA dropout (no weight decay), from the same start",
     )
     parser.add_argument(
         "--eval-epochs",
@@ -127,11 +134,12 @@ def main() -> None:
             "probe": _scores(logits[len(held) :], probe_labels, probe=True),
         }
 
-    def arm(with_adapter: bool, decay: float = 0.0) -> dict[str, Any]:
+    def arm(with_adapter: bool, decay: float = 0.0, dropout: float = 0.0) -> dict[str, Any]:
         began = time.monotonic()
         with torch.no_grad():  # every arm starts from the same adapter
             for p, p0 in zip(adapter.parameters(), initial, strict=True):
                 p.copy_(p0)
+        adapter.set_dropout(dropout)
         curve: dict[int, dict[str, Any]] = {}
 
         def on_epoch(epoch: int, query: torch.Tensor) -> None:
@@ -163,6 +171,7 @@ def main() -> None:
         return {
             **final,
             "adapter_weight_decay": decay,
+            "adapter_dropout": dropout,
             "by_epoch": curve,
             "epoch_losses": info["epoch_losses"],
             "seconds": round(time.monotonic() - began, 1),
@@ -186,8 +195,13 @@ def main() -> None:
         key = "query_and_adapter" + (f"_decay_{decay:g}" if decay else "")
         results[key] = arm(True, decay)
         print(key, results[key], flush=True)
+    for dropout in args.adapter_dropouts:
+        key = f"query_and_adapter_dropout_{dropout:g}"
+        results[key] = arm(True, dropout=dropout)
+        print(key, results[key], flush=True)
     epochs = "" if args.epochs == 8 else f"-{args.epochs}ep"
     epochs += "".join(f"-decay{d:g}" for d in args.adapter_decays if d)
+    epochs += "".join(f"-dropout{d:g}" for d in args.adapter_dropouts)
     save_results(f"query-adapter-pilot-{len(subset)}{epochs}.json", results)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +16,16 @@ import redis
 from core.settings import PROJECT_ROOT
 
 TINY_MODEL = PROJECT_ROOT / "var" / "models" / "tiny"
+
+
+def tiny_model_banning(dest: Path, openers: tuple[str, ...]) -> Path:
+    """A copy of the tiny model whose manifest bans `openers` at the start of a `[respond]`
+    answer (the demo model's kind of manifest: the ban runs in the engine loop)."""
+    shutil.copytree(TINY_MODEL, dest)
+    manifest = dest / "refusal_tokens.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "respond_banned_openers": list(openers)}))
+    return dest
 
 
 def worker_env(

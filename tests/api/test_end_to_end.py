@@ -25,7 +25,7 @@ from db.session import create_session_factory
 from services.tasks import TaskMessage
 from tests.api.conftest import TenantKeys
 from tests.api.live import ALWAYS_ANSWER, ONLY_SAFETY_ALWAYS, create_policy
-from tests.worker_process import start_worker, stop_worker
+from tests.worker_process import start_worker, stop_worker, tiny_model_banning
 from workers.lost_tasks import resend_lost
 
 pytestmark = pytest.mark.integration
@@ -139,6 +139,11 @@ def test_mixed_tenants_batch_through_a_real_worker(
     assert sync.json()["timings"]["total_ms"] > 0
 
 
+#: The tiny model's answers often open with these (its templates' "sure, here's ..."): the
+#: killed workers below run a manifest that bans them, so the ban's path runs under the kill.
+BANNED_OPENERS = ("sure", "here's")
+
+
 def test_worker_killed_mid_batch_loses_nothing_and_counts_once(
     live_client: TestClient,
     e2e_settings: Settings,
@@ -147,6 +152,8 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_once(
     tmp_path: Path,
 ) -> None:
     create_policy(live_client, tenant_a, "default", {"mode": "bias"})
+    model = tiny_model_banning(tmp_path / "tiny-banning", BANNED_OPENERS)
+    worker_environment = {**worker_environment, "RCS_MODEL_DIR": str(model)}
     n = 24
     ids = []
     for i in range(n):
@@ -200,6 +207,9 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_once(
         assert all(r.status == "succeeded" for r in rows), [(r.status, r.error) for r in rows]
         counts = _stat_requests(e2e_settings, tenant_a.tenant_id)
         assert counts == dict.fromkeys(CATEGORIES, n)
+        answers = [(r.output or "").strip().lower() for r in rows if r.refused is False]
+        assert answers, "no prompt was answered: the ban never ran"
+        assert not [a for a in answers if a.startswith(BANNED_OPENERS)], answers
 
         # A duplicate delivery of finished work changes nothing.
         client = Celery("dup")

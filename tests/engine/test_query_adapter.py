@@ -23,6 +23,7 @@ from workers.engine.model import LoadedModel, ModelLoadError, load_model
 from workers.engine.query_adapter import (
     CONFIG_FILE,
     WEIGHTS_FILE,
+    Gate,
     GatedLowRank,
     add_query_adapter,
     save_query_adapter,
@@ -197,3 +198,22 @@ def test_a_saved_adapter_round_trips_and_is_checked(
     (missing / WEIGHTS_FILE).unlink()
     with pytest.raises(ModelLoadError, match="query adapter"):
         load_model(missing, dtype="float32")
+
+
+def test_lora_dropout_applies_while_training_only() -> None:
+    """Dropout of the update's input while gradients are recorded; evaluation and the engine
+    (no gradients) see the whole update, the same every time."""
+    torch.manual_seed(0)
+    layer = GatedLowRank(torch.nn.Linear(16, 8), rank=4, alpha=8.0, gate=Gate())
+    with torch.no_grad():
+        layer.up.copy_(torch.randn_like(layer.up))
+    layer.gate.positions = torch.ones((1, 1, 1))
+    x = torch.randn(2, 3, 16)
+    whole = layer(x).detach()
+    layer.dropout = 0.5
+    with torch.no_grad():
+        assert torch.equal(layer(x), whole)
+    dropped = layer(x)
+    assert dropped.requires_grad and not torch.allclose(dropped, whole)
+    layer.dropout = 0.0
+    assert torch.equal(layer(x).detach(), whole)

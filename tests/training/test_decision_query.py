@@ -20,7 +20,7 @@ from workers.training.decision_query import (
     query_states,
     train_query,
 )
-from workers.training.demo import RECIPE, train_query_tokens
+from workers.training.demo import RECIPE, train_query_tokens, validation_split
 from workers.training.evaluate import decision_states
 
 
@@ -116,3 +116,15 @@ def test_the_recipe_step_adds_query_tokens_and_gives_the_states_the_engine_reads
     assert not set(typed) & set(ids)  # typed in a prompt, a query token is only text
     with pytest.raises(RuntimeError, match="query tokens"):
         add_query_tokens(tok, 1)  # already there: it would not get a new id
+
+
+def test_the_query_never_trains_on_the_validation_templates() -> None:
+    """The head's decay is chosen on prompts of templates the query did not see."""
+    examples = split(generate(5, examples_per_class=40))[0]
+    rc = replace(RECIPE, validation_templates=0.2, validation_prompts=30)
+    pool, val = validation_split(examples, rc, seed=0)
+    assert len(val) == 30 and pool and not set(pool) & set(val)
+    seen = {examples[i].template_id for i in pool}
+    assert not seen & {examples[i].template_id for i in val}
+    assert len(pool) + len(val) < len(examples)  # the rest of the held templates: unused
+    assert validation_split(examples, rc, seed=0) == (pool, val)  # the seed decides

@@ -14,6 +14,7 @@ from workers.training.data import generate, split
 from workers.training.evaluate import decision_states
 from workers.training.head import (
     choose_weight_decay,
+    choose_weight_decay_on,
     fit_rows,
     ordinary_logsumexp,
 )
@@ -122,4 +123,21 @@ def test_weight_decay_is_chosen_on_held_out_groups_with_ties_to_the_larger() -> 
     wd, scores = choose_weight_decay(
         states, labels, others, init, (1e-4, 100.0), groups=groups, seed=0
     )
+    assert wd == 1e-4 and scores[1e-4] > scores[100.0]
+
+
+def test_weight_decay_chosen_on_given_held_out_states() -> None:
+    """Rows fitted on one set, scored on another: the decay that generalises wins, ties go to
+    the larger."""
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.randn(3, 8, generator=gen) * 4
+    labels = torch.arange(90) % 3
+    fit_states = centres[labels] + torch.randn(90, 8, generator=gen)
+    held_states = centres[labels] + torch.randn(90, 8, generator=gen)
+    others = torch.full((90,), 1.0)  # an ordinary token wins unless the rows outgrow it
+    init = torch.zeros(3, 8)
+    fit, held = (fit_states, labels, others), (held_states, labels, others)
+    wd, scores = choose_weight_decay_on(fit, held, init, (1e-9, 2e-9))
+    assert scores[1e-9] == scores[2e-9] and wd == 2e-9
+    wd, scores = choose_weight_decay_on(fit, held, init, (1e-4, 100.0))
     assert wd == 1e-4 and scores[1e-4] > scores[100.0]

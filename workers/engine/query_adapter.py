@@ -52,7 +52,12 @@ class Gate:
 
 
 class GatedLowRank(torch.nn.Module):
-    """`base(x) + scale * up(down(x))` at the gate's positions, `base(x)` elsewhere."""
+    """`base(x) + scale * up(down(x))` at the gate's positions, `base(x)` elsewhere.
+
+    `dropout` (LoRA's) drops inputs of the update while gradients are recorded: in training only,
+    never in the engine (inference mode) nor in a no-grad evaluation."""
+
+    dropout: float = 0.0
 
     def __init__(self, base: torch.nn.Linear, rank: int, alpha: float, gate: Gate) -> None:
         super().__init__()
@@ -74,6 +79,8 @@ class GatedLowRank(torch.nn.Module):
         at = self.gate.positions
         if at is None:
             return y
+        if self.dropout and torch.is_grad_enabled():
+            x = torch.nn.functional.dropout(x, self.dropout)
         return y + (self.scale * at) * ((x @ self.down.T) @ self.up.T)
 
 
@@ -94,6 +101,11 @@ class QueryAdapter:
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.down, layer.up)]
+
+    def set_dropout(self, p: float) -> None:
+        """LoRA dropout of every layer's update input while training (`GatedLowRank`)."""
+        for layer in self.layers.values():
+            layer.dropout = p
 
     def at_positions(self, positions: torch.Tensor) -> AbstractContextManager[None]:
         """The forwards inside the block add the update at `positions` (see `Gate`)."""

@@ -54,6 +54,7 @@ from workers.training.decision_query import (
 from workers.training.evaluate import decision_states
 from workers.training.head import (
     choose_weight_decay,
+    choose_weight_decay_on,
     fit_rows,
     ordinary_logsumexp,
     untie_head,
@@ -80,8 +81,12 @@ class DemoRecipe:
     #: Training prompts dressed the way people type (`real_world.py`).
     real_world: bool = True
     donotanswer: bool = True
-    #: Weight decays tried for the head, chosen on training templates held out from the fit.
+    #: Weight decays tried for the head, chosen on training templates held out from the fit:
+    #: a tenth of the training templates that the query never trains on, and at most this many
+    #: of their prompts, whose decision states are computed after it.
     weight_decays: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2)
+    validation_templates: float = 0.1
+    validation_prompts: int = 800
     #: Respond prompts whose base answer trains `[respond]`'s input row, and refusal replies
     #: that train the refusal tokens' input rows (the first ones of the shuffled data).
     soft_examples: int = 600
@@ -151,6 +156,20 @@ def demo_examples(seed: int, rc: DemoRecipe = RECIPE) -> tuple[list[Example], li
     return train_ex, heldout
 
 
+def validation_split(
+    train_ex: Sequence[Example], rc: DemoRecipe, seed: int
+) -> tuple[list[int], list[int]]:
+    """(indices of the prompts the query may train on, indices of validation prompts): the
+    validation prompts are at most `rc.validation_prompts` prompts of a random
+    `rc.validation_templates` of the training templates, none of which the query sees."""
+    names = sorted({e.template_id for e in train_ex})
+    rng = random.Random(seed)
+    held = set(rng.sample(names, round(rc.validation_templates * len(names))))
+    pool = [i for i, e in enumerate(train_ex) if e.template_id not in held]
+    val = [i for i, e in enumerate(train_ex) if e.template_id in held]
+    return pool, sorted(rng.sample(val, min(rc.validation_prompts, len(val))))
+
+
 def train_query_tokens(
     model: PreTrainedModel,
     tok: PreTrainedTokenizerBase,
@@ -161,10 +180,12 @@ def train_query_tokens(
     *,
     seed: int,
     log: Callable[[str], None],
+    pool: Sequence[int] | None = None,
 ) -> tuple[list[int], dict[str, Any] | None, dict[int, torch.Tensor]]:
     """Add and train the decision query's tokens (`decision_query.py`) on a random subset of the
-    training prompts: (their ids, a report, the final states after the query of the subset's
-    prompts by index into `train_ex`, which its caches give for free). The query starts from the prompt's
+    training prompts (of `pool`, indices into `train_ex`, when given): (their ids, a report, the
+    final states after the query of the subset's prompts by index into `train_ex`, which its
+    caches give for free). The query starts from the prompt's
     last token (the newline after `assistant`) and trains beside a head first fitted where the
     answer starts; the model's input rows of the query tokens are set, their output rows zeroed
     (the engine never lets an answer use them)."""
@@ -172,7 +193,8 @@ def train_query_tokens(
         return [], None, {}
     ids = add_query_tokens(tok, rc.query_tokens)
     resize_for_control_tokens(model, tok)
-    subset = random.Random(seed).sample(range(len(train_ex)), min(rc.query_prompts, len(train_ex)))
+    pool = range(len(train_ex)) if pool is None else pool
+    subset = random.Random(seed).sample(pool, min(rc.query_prompts, len(pool)))
     prompts = [encode_prompt(tok, train_ex[i].messages) for i in subset]
     store = getattr(torch, rc.query_cache_dtype)
     batches = cache_prompts(model, prompts, tok.pad_token_id, store_dtype=store, log=log)
@@ -268,35 +290,49 @@ def build_demo(
 
     began = time.monotonic()
     labels = torch.tensor([CLASSES.index(e.label) for e in train_ex])
+    pool, val = validation_split(train_ex, rc, options.seed)
     query_ids, query_info, known = train_query_tokens(
-        model, tok, train_ex, labels, old_vocab, rc, seed=options.seed, log=options.log
+        model, tok, train_ex, labels, old_vocab, rc, seed=options.seed, log=options.log, pool=pool
     )
     if query_ids:
         tokens = tuple(tok.convert_ids_to_tokens(query_ids))
         manifest = replace(manifest, decision_tokens=tokens, decision_ids=tuple(query_ids))
-    # The head is fitted where the query trained: its caches give those prompts' states for
-    # free, and the states of every other training prompt cost a third of the build for no
-    # measured gain (docs/models.md). Without a query, every training prompt's state.
-    fit = list(known) if known else list(range(len(train_ex)))
-    states = (
-        torch.stack(list(known.values()))
-        if known
-        else decision_states(model, tok, [e.messages for e in train_ex], log=options.log)
-    )  # (N_fit, H)
-    fit_labels = labels[fit]
     head = model.get_output_embeddings().weight
-    others = ordinary_logsumexp(states, head.detach(), old_vocab)
     init = head.detach()[old_vocab : old_vocab + len(CLASSES)]
-    wd, scores = choose_weight_decay(
-        states,
-        fit_labels,
-        others,
-        init,
-        rc.weight_decays,
-        groups=[train_ex[i].template_id for i in fit],
-        seed=options.seed,
-    )
-    rows = fit_rows(states, fit_labels, others, weight_decay=wd, init=init)
+    if known:
+        # The head is fitted where the query trained (its caches give those states for free;
+        # the states of every other training prompt cost a third of the build for no measured
+        # gain, docs/models.md), its decay chosen on templates the query never saw.
+        fit = list(known)
+        states = torch.stack(list(known.values()))  # (N_fit, H)
+        others = ordinary_logsumexp(states, head.detach(), old_vocab)
+        val_states = decision_states(
+            model, tok, [train_ex[i].messages for i in val], suffix=query_ids, log=options.log
+        )
+        val_others = ordinary_logsumexp(val_states, head.detach(), old_vocab)
+        wd, scores = choose_weight_decay_on(
+            (states, labels[fit], others),
+            (val_states, labels[val], val_others),
+            init,
+            rc.weight_decays,
+        )
+        fit += val  # the final rows learn from the validation prompts too
+        states = torch.cat([states, val_states])
+        others = torch.cat([others, val_others])
+    else:
+        fit = list(range(len(train_ex)))
+        states = decision_states(model, tok, [e.messages for e in train_ex], log=options.log)
+        others = ordinary_logsumexp(states, head.detach(), old_vocab)
+        wd, scores = choose_weight_decay(
+            states,
+            labels,
+            others,
+            init,
+            rc.weight_decays,
+            groups=[e.template_id for e in train_ex],
+            seed=options.seed,
+        )
+    rows = fit_rows(states, labels[fit], others, weight_decay=wd, init=init)
     with torch.no_grad():
         head[old_vocab : old_vocab + len(CLASSES)] = rows
     head_info = {
