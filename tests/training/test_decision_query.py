@@ -128,3 +128,5 @@ def test_the_query_never_trains_on_the_validation_templates() -> None:
     assert not seen & {examples[i].template_id for i in val}
     assert len(pool) + len(val) < len(examples)  # the rest of the held templates: unused
     assert validation_split(examples, rc, seed=0) == (pool, val)  # the seed decides
+    with pytest.raises(ValueError, match="validation prompts"):
+        validation_split(examples, replace(rc, validation_templates=0.0), seed=0)

@@ -167,6 +167,8 @@ def validation_split(
     held = set(rng.sample(names, round(rc.validation_templates * len(names))))
     pool = [i for i, e in enumerate(train_ex) if e.template_id not in held]
     val = [i for i, e in enumerate(train_ex) if e.template_id in held]
+    if not val or not rc.validation_prompts:
+        raise ValueError("the head's weight decay needs validation prompts: raise the fractions")
     return pool, sorted(rng.sample(val, min(rc.validation_prompts, len(val))))
 
 
