@@ -21,6 +21,7 @@ from workers.training.decision_query import (
     train_query,
 )
 from workers.training.demo import RECIPE, train_query_tokens, validation_split
+from workers.training.demo_head import fit_demo_head
 from workers.training.evaluate import decision_states
 
 
@@ -112,6 +113,13 @@ def test_the_recipe_step_adds_query_tokens_and_gives_the_states_the_engine_reads
     again = decision_states(model, tok, [examples[i].messages for i in states], suffix=ids)
     # equal but for the float16 rounding of the training caches' keys and values
     assert torch.allclose(torch.stack(list(states.values())), again, atol=2e-3, rtol=1e-3)
+    val = [i for i in range(len(examples)) if i not in states][:12]
+    rows, wd, scores, fitted = fit_demo_head(
+        model, tok, examples, labels, vocab - len(CLASSES), known=states, validation=val,
+        suffix=ids, weight_decays=(1e-3, 1e-2), seed=0, log=lambda _: None,
+    )  # fmt: skip
+    assert rows.shape == (len(CLASSES), model.config.hidden_size) and fitted == 30 + 12
+    assert set(scores) == {1e-3, 1e-2} and wd in scores
     typed = encode_prompt(tok, [{"role": "user", "content": f"say {QUERY_TOKEN_TEXTS[0]}"}])
     assert not set(typed) & set(ids)  # typed in a prompt, a query token is only text
     with pytest.raises(RuntimeError, match="query tokens"):

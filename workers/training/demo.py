@@ -51,14 +51,8 @@ from workers.training.decision_query import (
     query_states,
     train_query,
 )
-from workers.training.evaluate import decision_states
-from workers.training.head import (
-    choose_weight_decay,
-    choose_weight_decay_on,
-    fit_rows,
-    ordinary_logsumexp,
-    untie_head,
-)
+from workers.training.demo_head import fit_demo_head
+from workers.training.head import fit_rows, ordinary_logsumexp, untie_head
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
 from workers.training.soft_tokens import train_soft_tokens
 from workers.training.tokenizer import (
@@ -300,41 +294,19 @@ def build_demo(
         tokens = tuple(tok.convert_ids_to_tokens(query_ids))
         manifest = replace(manifest, decision_tokens=tokens, decision_ids=tuple(query_ids))
     head = model.get_output_embeddings().weight
-    init = head.detach()[old_vocab : old_vocab + len(CLASSES)]
-    if known:
-        # The head is fitted where the query trained (its caches give those states for free;
-        # the states of every other training prompt cost a third of the build for no measured
-        # gain, docs/models.md), its decay chosen on templates the query never saw.
-        fit = list(known)
-        states = torch.stack(list(known.values()))  # (N_fit, H)
-        others = ordinary_logsumexp(states, head.detach(), old_vocab)
-        val_states = decision_states(
-            model, tok, [train_ex[i].messages for i in val], suffix=query_ids, log=options.log
-        )
-        val_others = ordinary_logsumexp(val_states, head.detach(), old_vocab)
-        wd, scores = choose_weight_decay_on(
-            (states, labels[fit], others),
-            (val_states, labels[val], val_others),
-            init,
-            rc.weight_decays,
-        )
-        fit += val  # the final rows learn from the validation prompts too
-        states = torch.cat([states, val_states])
-        others = torch.cat([others, val_others])
-    else:
-        fit = list(range(len(train_ex)))
-        states = decision_states(model, tok, [e.messages for e in train_ex], log=options.log)
-        others = ordinary_logsumexp(states, head.detach(), old_vocab)
-        wd, scores = choose_weight_decay(
-            states,
-            labels,
-            others,
-            init,
-            rc.weight_decays,
-            groups=[e.template_id for e in train_ex],
-            seed=options.seed,
-        )
-    rows = fit_rows(states, labels[fit], others, weight_decay=wd, init=init)
+    rows, wd, scores, fitted = fit_demo_head(
+        model,
+        tok,
+        train_ex,
+        labels,
+        old_vocab,
+        known=known,
+        validation=val,
+        suffix=query_ids,
+        weight_decays=rc.weight_decays,
+        seed=options.seed,
+        log=options.log,
+    )
     with torch.no_grad():
         head[old_vocab : old_vocab + len(CLASSES)] = rows
     head_info = {
@@ -372,7 +344,7 @@ def build_demo(
         "seconds": round(time.monotonic() - began, 1),
         "lines": [
             *([f"decision query: {query_info['summary']}"] if query_info else []),
-            f"refusal head: {len(fit)} decision states, weight decay {wd} chosen on "
+            f"refusal head: {fitted} decision states, weight decay {wd} chosen on "
             f"held-out training templates (accuracy there {scores[wd]:.3f}), {head_info['seconds']:.0f} s",
             f"soft tokens: {steps} steps of {rc.batch_size} ({len(items)} items, lr {rc.lr}), "
             f"final loss {soft['final_loss']}, {soft['seconds']:.0f} s",
