@@ -1,7 +1,8 @@
 """Pilot: does an adapter that only the decision query passes through lift the demo's decision?
 
     .venv/bin/python -m bench.query_adapter_pilot [--train 2400] [--epochs 8] [--rank 8]
-        [--adapter-decays 0 0.01] [--adapter-dropouts 0.1] [--eval-epochs 2 4 6]
+        [--adapter-decays 0 0.01] [--adapter-dropouts 0.1] [--lr-schedules cosine]
+        [--eval-epochs 2 4 6]
 
 The demo recipe's query trains one input row through the frozen SmolLM2 (`decision_query.py`).
 Here the same training subset, labels and epochs train it twice from the same start: once as the
@@ -10,7 +11,8 @@ position only (`workers/engine/query_adapter.py`; the prompt's keys and values a
 stay the base model's). Each arm's control rows are then fitted on the subset's states as the
 recipe fits them (`head.fit_rows`, decay 3e-3) and scored on 600 held-out prompts and the probe
 (after the last epoch, and after each of `--eval-epochs`); `--adapter-decays` trains one adapter
-arm per weight decay, `--adapter-dropouts` one per LoRA dropout, each from the same start.
+arm per weight decay, `--adapter-dropouts` one per LoRA dropout, `--lr-schedules` one per
+learning-rate schedule, each from the same start.
 A training pilot, not a timing: saved to bench/results/query-adapter-pilot-<train>.json.
 """
 
@@ -70,6 +72,12 @@ def main() -> None:
         nargs="*",
         default=[],
         help="one more adapter arm per LoRA dropout (no weight decay), from the same start",
+    )
+    parser.add_argument(
+        "--lr-schedules",
+        nargs="*",
+        default=[],
+        help="one more adapter arm per learning-rate schedule (decision_query.LR_SCHEDULES)",
     )
     parser.add_argument(
         "--eval-epochs",
@@ -134,7 +142,9 @@ def main() -> None:
             "probe": _scores(logits[len(held) :], probe_labels, probe=True),
         }
 
-    def arm(with_adapter: bool, decay: float = 0.0, dropout: float = 0.0) -> dict[str, Any]:
+    def arm(
+        with_adapter: bool, decay: float = 0.0, dropout: float = 0.0, schedule: str = "constant"
+    ) -> dict[str, Any]:
         began = time.monotonic()
         with torch.no_grad():  # every arm starts from the same adapter
             for p, p0 in zip(adapter.parameters(), initial, strict=True):
@@ -165,6 +175,7 @@ def main() -> None:
                 extra=adapter.parameters() if with_adapter else (),
                 extra_lr=args.adapter_lr,
                 extra_weight_decay=decay,
+                schedule=schedule,
                 on_epoch=on_epoch,
             )
             final = evaluate(query)
@@ -172,6 +183,7 @@ def main() -> None:
             **final,
             "adapter_weight_decay": decay,
             "adapter_dropout": dropout,
+            "lr_schedule": schedule,
             "by_epoch": curve,
             "epoch_losses": info["epoch_losses"],
             "seconds": round(time.monotonic() - began, 1),
@@ -199,9 +211,14 @@ def main() -> None:
         key = f"query_and_adapter_dropout_{dropout:g}"
         results[key] = arm(True, dropout=dropout)
         print(key, results[key], flush=True)
+    for schedule in args.lr_schedules:
+        key = f"query_and_adapter_{schedule}"
+        results[key] = arm(True, schedule=schedule)
+        print(key, results[key], flush=True)
     epochs = "" if args.epochs == 8 else f"-{args.epochs}ep"
     epochs += "".join(f"-decay{d:g}" for d in args.adapter_decays if d)
     epochs += "".join(f"-dropout{d:g}" for d in args.adapter_dropouts)
+    epochs += "".join(f"-{s}" for s in args.lr_schedules)
     save_results(f"query-adapter-pilot-{len(subset)}{epochs}.json", results)
 
 

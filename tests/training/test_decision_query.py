@@ -5,6 +5,7 @@ train, and the demo recipe's step wires its tokens into the tokenizer and the ma
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 import torch
@@ -14,9 +15,11 @@ from workers.engine.prompt_tokens import encode_prompt
 from workers.engine.query_adapter import find_query_adapter
 from workers.training.data import generate, split
 from workers.training.decision_query import (
+    LR_SCHEDULES,
     QUERY_TOKEN_TEXTS,
     add_query_tokens,
     cache_prompts,
+    lr_factor,
     query_states,
     train_query,
 )
@@ -62,7 +65,8 @@ def test_caches_stored_in_float16_take_half_and_give_nearly_the_same_states(unti
     assert torch.allclose(rounded, exact, atol=1e-2, rtol=1e-2)
 
 
-def test_only_the_query_trains_and_its_loss_falls(untied) -> None:
+@pytest.mark.parametrize("schedule", LR_SCHEDULES)
+def test_only_the_query_trains_and_its_loss_falls(untied, schedule: str) -> None:
     model, tok = untied
     examples = _examples(2, 96)
     batches = cache_prompts(model, [encode_prompt(tok, e.messages) for e in examples], 0)
@@ -82,7 +86,9 @@ def test_only_the_query_trains_and_its_loss_falls(untied) -> None:
         weight_decay=1e-3,
         seed=0,
         log=lambda _: None,
+        schedule=schedule,
     )
+    assert info["schedule"] == schedule
     losses = info["epoch_losses"]
     assert isinstance(losses, list) and losses[-1] < losses[0]
     assert not torch.equal(query, start)
@@ -138,3 +144,30 @@ def test_the_query_never_trains_on_the_validation_templates() -> None:
     assert validation_split(examples, rc, seed=0) == (pool, val)  # the seed decides
     with pytest.raises(ValueError, match="validation prompts"):
         validation_split(examples, replace(rc, validation_templates=0.0), seed=0)
+
+
+def test_the_cosine_schedule_runs_the_rates_down_to_zero_over_the_steps() -> None:
+    assert [lr_factor("constant", t, 10) for t in (0, 5, 10)] == [1.0, 1.0, 1.0]
+    cosine = [lr_factor("cosine", t, 10) for t in range(11)]
+    assert cosine[0] == 1.0 and abs(cosine[5] - 0.5) < 1e-12 and abs(cosine[10]) < 1e-12
+    assert all(a > b for a, b in pairwise(cosine))
+
+
+def test_an_unknown_schedule_is_refused_before_training(untied) -> None:
+    model, tok = untied
+    vocab = len(tok) - len(CLASSES)
+    with pytest.raises(ValueError, match="schedule"):
+        train_query(
+            model,
+            [],
+            torch.zeros(0, dtype=torch.long),
+            query=torch.zeros(1, model.config.hidden_size),
+            rows=model.lm_head.weight.detach()[vocab:],
+            vocab=vocab,
+            epochs=1,
+            lr=0.01,
+            weight_decay=0.0,
+            seed=0,
+            log=lambda _: None,
+            schedule="linear",
+        )

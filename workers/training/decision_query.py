@@ -14,6 +14,7 @@ positions through the blocks, forward and backward, against those caches.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -118,6 +119,19 @@ def query_states(
     return out
 
 
+#: Courses of the learning rates over the query's training steps (`lr_factor`).
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The learning rates' factor after `step` of `steps` optimiser steps: 1 throughout
+    ("constant"), or half a cosine from 1 at the first step to 0 after the last ("cosine"): a
+    constant rate left the query's loss rising again in its last epochs."""
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+
+
 def train_query(
     model: PreTrainedModel,
     batches: Sequence[CachedPrompts],
@@ -134,13 +148,17 @@ def train_query(
     extra: Sequence[torch.nn.Parameter] = (),
     extra_lr: float = 1e-3,
     extra_weight_decay: float = 0.0,
+    schedule: str = "constant",
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, object]]:
     """Input rows of the query tokens (k, H), trained with the head's control rows by
     full-vocabulary cross-entropy at the last query position; the base model stays frozen but for
     `extra` parameters (an adapter the query alone passes through), trained at `extra_lr` with
-    `extra_weight_decay` (Adam's L2). `on_epoch(epoch, query)` runs after each epoch (pilots
-    evaluate there)."""
+    `extra_weight_decay` (Adam's L2). `schedule` is the learning rates' course over the steps:
+    "constant", or "cosine" from the given rates down to zero at the last step.
+    `on_epoch(epoch, query)` runs after each epoch (pilots evaluate there)."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     head = model.get_output_embeddings().weight.detach()[:vocab]
     soft = torch.nn.Parameter(query.detach().clone())
     control = torch.nn.Parameter(rows.detach().clone())
@@ -148,6 +166,8 @@ def train_query(
     if extra:
         groups.append({"params": list(extra), "lr": extra_lr, "weight_decay": extra_weight_decay})
     opt = torch.optim.Adam(groups, lr=lr)
+    steps = max(1, epochs * len(batches))
+    scaled = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(schedule, t, steps))
     rng = random.Random(seed)
     order = list(range(len(batches)))
     began, losses = time.monotonic(), []
@@ -164,6 +184,7 @@ def train_query(
             opt.zero_grad()
             loss.backward()
             opt.step()
+            scaled.step()
             total += loss.item()
         losses.append(round(total / len(batches), 4))
         log(f"[query] epoch {epoch}/{epochs} loss {losses[-1]} {time.monotonic() - began:.0f}s")
@@ -174,6 +195,7 @@ def train_query(
         "prompts": int(sum(len(b.rows) for b in batches)),
         "epochs": epochs,
         "lr": lr,
+        "schedule": schedule,
         "epoch_losses": losses,
         "seconds": round(time.monotonic() - began, 1),
     }

@@ -93,6 +93,8 @@ class DemoRecipe:
     query_cache_dtype: str = "float16"
     query_epochs: int = 8
     query_lr: float = 0.01
+    #: The learning rates' course over the query's steps (`decision_query.LR_SCHEDULES`).
+    query_lr_schedule: str = "constant"
     #: Weight decay of the head's rows while the query trains (the final head chooses its own).
     query_weight_decay: float = 1e-3
     #: Rank of the low-rank update of every block that only the query passes through
@@ -227,6 +229,7 @@ def train_query_tokens(
             log=log,
             extra=adapter.parameters() if adapter else (),
             extra_lr=rc.query_adapter_lr,
+            schedule=rc.query_lr_schedule,
         )
         final = query_states(model, batches, len(subset), query)
     with torch.no_grad():
@@ -240,7 +243,7 @@ def train_query_tokens(
     )
     info["summary"] = (
         f"{rc.query_tokens} token(s){with_adapter} trained {info['epochs']} epochs on "
-        f"{len(subset)} cached prompts (lr {rc.query_lr}, loss {info['epoch_losses']}), "
+        f"{len(subset)} cached prompts (lr {rc.query_lr}, {rc.query_lr_schedule}, loss {info['epoch_losses']}), "
         f"{info['seconds']:.0f} s"
     )
     if adapter:
