@@ -17,8 +17,8 @@ from workers.training.template_groups import main as template_groups_main
 #: SHA-256 of the JSON lines (`Example.to_json`, as `write_jsonl` writes them) of the default
 #: seed's data. Moving the templates between files must not change a byte; a deliberate change
 #: of the templates updates these digests in the same commit.
-TINY_DATA_SHA256 = "d7c77ef3e4c047b39b3f02c36f3a83a9f45dd68362f993ac6af74c50f475a2fa"
-DEMO_DATA_SHA256 = "fca8544d04f816ac8ad13e16d1f290402fda1052630331e8aba57575ee75d3b4"
+TINY_DATA_SHA256 = "09c2c447fd6269fbbcf3aa8f6201e152efca94a27d1901fb9e9a5fb264166dea"
+DEMO_DATA_SHA256 = "98a8fa72c96a14ad0d8ec4f90397d017b08bdd5e5ee3abd4173a9142504e3403"
 
 
 def _digest(examples: list) -> str:
