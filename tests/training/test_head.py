@@ -137,7 +137,26 @@ def test_weight_decay_chosen_on_given_held_out_states() -> None:
     others = torch.full((90,), 1.0)  # an ordinary token wins unless the rows outgrow it
     init = torch.zeros(3, 8)
     fit, held = (fit_states, labels, others), (held_states, labels, others)
-    wd, scores = choose_weight_decay_on(fit, held, init, (1e-9, 2e-9))
-    assert scores[1e-9] == scores[2e-9] and wd == 2e-9
+    wd, scores = choose_weight_decay_on(fit, held, init, (1e-9, 1e-9 * (1 + 1e-12)))
+    assert scores[1e-9] == scores[1e-9 * (1 + 1e-12)] and wd == 1e-9 * (1 + 1e-12)
     wd, scores = choose_weight_decay_on(fit, held, init, (1e-4, 100.0))
-    assert wd == 1e-4 and scores[1e-4] > scores[100.0]
+    assert wd == 1e-4 and scores[1e-4]["accuracy"] > scores[100.0]["accuracy"]
+    assert scores[1e-4]["log_loss"] < scores[100.0]["log_loss"]
+
+
+def test_the_decay_is_chosen_by_log_loss_where_accuracy_cannot_tell() -> None:
+    """Separable classes: both decays classify every held-out state right, so accuracy ties
+    (and its tie rule would take the larger); log-loss sees that the stronger one leaves the
+    probabilities needlessly timid."""
+    gen = torch.Generator().manual_seed(2)
+    centres = torch.randn(3, 8, generator=gen) * 6
+    labels = torch.arange(120) % 3
+    fit_states = centres[labels] + 0.5 * torch.randn(120, 8, generator=gen)
+    held_states = centres[labels] + 1.5 * torch.randn(120, 8, generator=gen)
+    others = torch.full((120,), -50.0)  # no ordinary token competes
+    wd, scores = choose_weight_decay_on(
+        (fit_states, labels, others), (held_states, labels, others), torch.zeros(3, 8), (1e-6, 1e-2)
+    )
+    assert scores[1e-6]["accuracy"] == scores[1e-2]["accuracy"] == 1.0
+    assert scores[1e-6]["log_loss"] < scores[1e-2]["log_loss"]
+    assert wd == 1e-6

@@ -78,7 +78,7 @@ class DemoRecipe:
     #: Weight decays tried for the head, chosen on training templates held out from the fit:
     #: a tenth of the training templates that the query never trains on, and at most this many
     #: of their prompts, whose decision states are computed after it.
-    weight_decays: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2)
+    weight_decays: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2)
     validation_templates: float = 0.1
     validation_prompts: int = 800
     #: Respond prompts whose base answer trains `[respond]`'s input row, and refusal replies
@@ -314,10 +314,10 @@ def build_demo(
         head[old_vocab : old_vocab + len(CLASSES)] = rows
     head_info = {
         "weight_decay": wd,
-        "validation_accuracy": scores,
+        "validation": scores,
         "seconds": round(time.monotonic() - began, 1),
     }
-    run.log(f"head: weight decay {wd} (validation accuracy {scores}) in {head_info['seconds']} s")
+    run.log(f"head: weight decay {wd} (validation {scores}) in {head_info['seconds']} s")
 
     items, refused = soft_items(
         soft_ex,

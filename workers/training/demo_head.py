@@ -4,6 +4,7 @@ on prompts the decision query never trained on (`head.py` holds the regression i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -32,8 +33,8 @@ def fit_demo_head(
     weight_decays: Sequence[float],
     seed: int,
     log: Callable[[str], None],
-) -> tuple[torch.Tensor, float, dict[float, float], int]:
-    """(control rows (K, H), chosen decay, each decay's validation accuracy, states fitted).
+) -> tuple[torch.Tensor, float, dict[float, Any], int]:
+    """(control rows (K, H), chosen decay, each decay's validation scores, states fitted).
 
     With a trained query (`known`: its prompts' states by index into `train_ex`) the rows are
     fitted where it trained (its caches give those states for free; the states of every other
@@ -42,6 +43,7 @@ def fit_demo_head(
     Without one, every training prompt's state, the decay chosen on folds of templates."""
     head = model.get_output_embeddings().weight.detach()
     init = head[old_vocab : old_vocab + len(CLASSES)]
+    scores: dict[float, Any]
     if known:
         fit = list(known)
         states = torch.stack(list(known.values()))  # (N_fit, H)
