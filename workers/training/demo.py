@@ -94,7 +94,7 @@ class DemoRecipe:
     query_epochs: int = 8
     query_lr: float = 0.01
     #: The learning rates' course over the query's steps (`decision_query.LR_SCHEDULES`).
-    query_lr_schedule: str = "constant"
+    query_lr_schedule: str = "cosine"
     #: Weight decay of the head's rows while the query trains (the final head chooses its own).
     query_weight_decay: float = 1e-3
     #: Rank of the low-rank update of every block that only the query passes through
