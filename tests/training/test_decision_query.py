@@ -24,7 +24,7 @@ from workers.training.decision_query import (
     train_query,
 )
 from workers.training.demo import RECIPE, train_query_tokens, validation_split
-from workers.training.demo_head import fit_demo_head
+from workers.training.demo_head import fit_demo_head, head_line
 from workers.training.evaluate import decision_states
 
 
@@ -126,6 +126,8 @@ def test_the_recipe_step_adds_query_tokens_and_gives_the_states_the_engine_reads
     )  # fmt: skip
     assert rows.shape == (len(CLASSES), model.config.hidden_size) and fitted == 30 + 12
     assert set(scores) == {1e-3, 1e-2} and wd in scores
+    line = head_line(fitted, wd, scores, 1.0)
+    assert f"weight decay {wd}" in line and "log-loss" in line and "accuracy" in line
     typed = encode_prompt(tok, [{"role": "user", "content": f"say {QUERY_TOKEN_TEXTS[0]}"}])
     assert not set(typed) & set(ids)  # typed in a prompt, a query token is only text
     with pytest.raises(RuntimeError, match="query tokens"):

@@ -51,7 +51,7 @@ from workers.training.decision_query import (
     query_states,
     train_query,
 )
-from workers.training.demo_head import fit_demo_head
+from workers.training.demo_head import fit_demo_head, head_line
 from workers.training.head import fit_rows, ordinary_logsumexp, untie_head
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
 from workers.training.soft_tokens import train_soft_tokens
@@ -312,11 +312,8 @@ def build_demo(
     )
     with torch.no_grad():
         head[old_vocab : old_vocab + len(CLASSES)] = rows
-    head_info = {
-        "weight_decay": wd,
-        "validation": scores,
-        "seconds": round(time.monotonic() - began, 1),
-    }
+    head_seconds = round(time.monotonic() - began, 1)
+    head_info = {"weight_decay": wd, "validation": scores, "seconds": head_seconds}
     run.log(f"head: weight decay {wd} (validation {scores}) in {head_info['seconds']} s")
 
     items, refused = soft_items(
@@ -347,8 +344,7 @@ def build_demo(
         "seconds": round(time.monotonic() - began, 1),
         "lines": [
             *([f"decision query: {query_info['summary']}"] if query_info else []),
-            f"refusal head: {fitted} decision states, weight decay {wd} chosen on "
-            f"held-out training templates (accuracy there {scores[wd]:.3f}), {head_info['seconds']:.0f} s",
+            head_line(fitted, wd, scores, head_seconds),
             f"soft tokens: {steps} steps of {rc.batch_size} ({len(items)} items, lr {rc.lr}), "
             f"final loss {soft['final_loss']}, {soft['seconds']:.0f} s",
         ],

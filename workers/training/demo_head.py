@@ -4,7 +4,6 @@ on prompts the decision query never trained on (`head.py` holds the regression i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -33,7 +32,7 @@ def fit_demo_head(
     weight_decays: Sequence[float],
     seed: int,
     log: Callable[[str], None],
-) -> tuple[torch.Tensor, float, dict[float, Any], int]:
+) -> tuple[torch.Tensor, float, dict[float, dict[str, float]], int]:
     """(control rows (K, H), chosen decay, each decay's validation scores, states fitted).
 
     With a trained query (`known`: its prompts' states by index into `train_ex`) the rows are
@@ -43,7 +42,7 @@ def fit_demo_head(
     Without one, every training prompt's state, the decay chosen on folds of templates."""
     head = model.get_output_embeddings().weight.detach()
     init = head[old_vocab : old_vocab + len(CLASSES)]
-    scores: dict[float, Any]
+    scores: dict[float, dict[str, float]]
     if known:
         fit = list(known)
         states = torch.stack(list(known.values()))  # (N_fit, H)
@@ -65,7 +64,7 @@ def fit_demo_head(
         fit = list(range(len(train_ex)))
         states = decision_states(model, tok, [e.messages for e in train_ex], log=log)
         others = ordinary_logsumexp(states, head, old_vocab)
-        wd, scores = choose_weight_decay(
+        wd, accuracy = choose_weight_decay(
             states,
             labels,
             others,
@@ -74,5 +73,17 @@ def fit_demo_head(
             groups=[e.template_id for e in train_ex],
             seed=seed,
         )
+        scores = {decay: {"accuracy": score} for decay, score in accuracy.items()}
     rows = fit_rows(states, labels[fit], others, weight_decay=wd, init=init)
     return rows, wd, scores, len(fit)
+
+
+def head_line(
+    fitted: int, wd: float, scores: Mapping[float, Mapping[str, float]], seconds: float
+) -> str:
+    """The model card's line on the head: states fitted, the decay and its validation scores."""
+    there = ", ".join(f"{name.replace('_', '-')} {value:.3f}" for name, value in scores[wd].items())
+    return (
+        f"refusal head: {fitted} decision states, weight decay {wd} chosen on held-out training "
+        f"templates ({there} there), {seconds:.0f} s"
+    )
