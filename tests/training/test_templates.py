@@ -17,8 +17,8 @@ from workers.training.template_groups import main as template_groups_main
 #: SHA-256 of the JSON lines (`Example.to_json`, as `write_jsonl` writes them) of the default
 #: seed's data. Moving the templates between files must not change a byte; a deliberate change
 #: of the templates updates these digests in the same commit.
-TINY_DATA_SHA256 = "09c2c447fd6269fbbcf3aa8f6201e152efca94a27d1901fb9e9a5fb264166dea"
-DEMO_DATA_SHA256 = "98a8fa72c96a14ad0d8ec4f90397d017b08bdd5e5ee3abd4173a9142504e3403"
+TINY_DATA_SHA256 = "0e4fc1dfbbe9442110fbe867c91b73f75555c347fdbf24a1febe0470c8647444"
+DEMO_DATA_SHA256 = "459432edab8f0617e08028e438c56f25dfe64aee4734449b21a45cfe4e79887c"
 
 
 def _digest(examples: list) -> str:
