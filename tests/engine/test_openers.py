@@ -95,9 +95,12 @@ def test_only_answers_that_open_with_an_opener_change(lm: LoadedModel, in_contex
 
 @pytest.mark.parametrize("in_context", [True, False])
 def test_the_training_evaluation_answers_as_the_engine(lm: LoadedModel, in_context: bool) -> None:
+    # both stop at the end of turn, as served (the evaluation cuts its answers there: with
+    # `ignore_eos` the engine went on past an answer that ended within the budget)
+    greedy = dataclasses.replace(GREEDY, ignore_eos=False)
     plain = _with(lm, (), in_context=in_context)
     # the prompts whose first token is `[respond]` (ANSWER only forbids the refusal tokens)
-    first, _ = Engine(plain).generate([GenerationRequest(p, ANSWER, GREEDY) for p in PROMPTS])
+    first, _ = Engine(plain).generate([GenerationRequest(p, ANSWER, greedy) for p in PROMPTS])
     respond = lm.manifest.respond_id
     prompts = [p for p, r in zip(PROMPTS, first, strict=True) if r.token_ids[0] == respond]
     answers = [r.token_ids[1:] for r in first if r.token_ids[0] == respond]
@@ -105,7 +108,7 @@ def test_the_training_evaluation_answers_as_the_engine(lm: LoadedModel, in_conte
     texts = tuple(lm.tokenizer.decode(a[:2]) for a in answers if _round_trips(lm, a[:2]))[:3]
     assert texts
     banning = _with(lm, texts, in_context=in_context)
-    served, _ = Engine(banning).generate([GenerationRequest(p, ANSWER, GREEDY) for p in prompts])
+    served, _ = Engine(banning).generate([GenerationRequest(p, ANSWER, greedy) for p in prompts])
     if not in_context:  # answers kept are measured as served: from the prompt alone
         tokens = greedy_tokens(
             lm.model,
@@ -113,7 +116,7 @@ def test_the_training_evaluation_answers_as_the_engine(lm: LoadedModel, in_conte
             prompts,
             first_token=token_for(RESPOND),
             in_context=in_context,
-            max_new_tokens=GREEDY.max_new_tokens - 1,  # the engine's budget counts `[respond]`
+            max_new_tokens=greedy.max_new_tokens - 1,  # the engine's budget counts `[respond]`
             batch_size=1,  # no padding: the engine's rows are each computed as alone
             ban=banning.opener_ban,
         )
@@ -123,7 +126,7 @@ def test_the_training_evaluation_answers_as_the_engine(lm: LoadedModel, in_conte
         lm.tokenizer,
         prompts,
         first_token=token_for(RESPOND),
-        max_new_tokens=GREEDY.max_new_tokens - 1,
+        max_new_tokens=greedy.max_new_tokens - 1,
         manifest=banning.manifest,
     )
     for answer, result in zip(answers, served, strict=True):
