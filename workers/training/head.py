@@ -45,17 +45,21 @@ def fit_rows(
     """Control rows (K, H) minimising full-vocabulary cross-entropy + weight_decay * |rows|^2."""
     rows = init.detach().clone().requires_grad_(True)
     opt = torch.optim.LBFGS([rows], max_iter=max_iter, line_search_fn="strong_wolfe")
-    competitors = others[:, None]  # (N, 1): every ordinary token at once
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        logits = torch.cat([states @ rows.T, competitors], dim=-1)  # (N, K + 1)
+        logits = _full_logits(rows, states, others)  # every ordinary token as one competitor
         loss = F.cross_entropy(logits, labels) + weight_decay * rows.pow(2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
     return rows.detach()
+
+
+def _full_logits(rows: torch.Tensor, states: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """Control logits and the ordinary tokens' log-sum-exp as one competitor: (N, K + 1)."""
+    return torch.cat([states @ rows.T, others[:, None]], dim=-1)
 
 
 def held_out_accuracy(
@@ -65,8 +69,7 @@ def held_out_accuracy(
     others: torch.Tensor,  # (N,)
 ) -> float:
     """Accuracy of `rows` on states they were not fitted to (full-vocabulary argmax)."""
-    logits = torch.cat([states @ rows.T, others[:, None]], dim=-1)
-    return float((logits.argmax(-1) == labels).float().mean())
+    return float((_full_logits(rows, states, others).argmax(-1) == labels).float().mean())
 
 
 def held_out_log_loss(
@@ -76,8 +79,7 @@ def held_out_log_loss(
     others: torch.Tensor,  # (N,)
 ) -> float:
     """Mean full-vocabulary cross-entropy of `rows` on states they were not fitted to."""
-    logits = torch.cat([states @ rows.T, others[:, None]], dim=-1)
-    return float(F.cross_entropy(logits, labels))
+    return float(F.cross_entropy(_full_logits(rows, states, others), labels))
 
 
 def _best(scores: dict[float, float]) -> float:
