@@ -152,17 +152,8 @@ parameters = {{ key_id = "{stack.spare_key_id}" }}
     return path
 
 
-#: A crash inside hypothesis's own code (CPython 3.11 compiling the description of a deeply
-#: nested JSON strategy), not a finding about the API; seen twice in about ten runs.
-GENERATOR_CRASH = "AST constructor recursion depth mismatch"
-
-
 def test_schemathesis_finds_nothing_over_the_whole_document(stack: Stack, tmp_path: Path) -> None:
-    result = _schemathesis(stack, tmp_path / "first", seed=13)
-    if result.returncode != 0 and GENERATOR_CRASH in result.stdout:
-        print(result.stdout[-4000:])
-        print("schemathesis's generator crashed (not an API finding): running once more")
-        result = _schemathesis(stack, tmp_path / "second", seed=14)
+    result = _schemathesis(stack, tmp_path / "run", seed=13)
     print(result.stdout)  # the whole summary, and any runtime error with its operation
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
 
@@ -187,12 +178,16 @@ def _schemathesis(stack: Stack, folder: Path, *, seed: int) -> subprocess.Comple
         "--seed",
         str(seed),
         # No example database: a run depends on its seed only, never on what an earlier run
-        # (or the first attempt, below) stored in .hypothesis/ (replaying a stored example
-        # made the generator crash above come back on every run).
+        # stored in .hypothesis/ (replaying a stored example made a generator crash come back
+        # on every run).
         "--generation-database",
         "none",
+        # One generating thread: hypothesis describes filter lambdas with `ast.parse` and an LRU
+        # cache, neither safe across threads on CPython 3.11 (gh-106905's "AST constructor
+        # recursion depth mismatch", and the cache's own assertion). With two workers such a
+        # crash in hypothesis's generator, not a finding about the API, failed whole CI runs.
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "150",
         "--no-color",
