@@ -91,7 +91,7 @@ class DemoRecipe:
     #: that in `query_cache_dtype`; epochs over them and Adam's learning rate.
     query_prompts: int = 4800
     query_cache_dtype: str = "float16"
-    query_epochs: int = 8
+    query_epochs: int = 12
     query_lr: float = 0.01
     #: The learning rates' course over the query's steps (`decision_query.LR_SCHEDULES`).
     query_lr_schedule: str = "cosine"
