@@ -9,6 +9,7 @@ from typing import Any
 
 from core.categories import CLASSES
 from workers.training.evaluate import OTHER
+from workers.training.machine_speed import speed_line
 
 REPORT_FILENAME = "training_report.json"
 CARD_FILENAME = "MODEL_CARD.md"
@@ -127,6 +128,13 @@ def update_probe_section(out_dir: Path, probe: dict[str, Any]) -> Path:
     return path
 
 
+def speed_note(info: dict[str, Any]) -> str:
+    """The machine's speed when the build began, in brackets; nothing for reports made before
+    it was measured."""
+    speed = info.get("machine_speed")
+    return f" ({speed_line(speed)})" if speed else ""
+
+
 def training_lines(info: dict[str, Any]) -> list[str]:
     """The card's training section: a recipe's own lines (`training["lines"]`), or the figures
     of `train.train`'s loop."""
@@ -145,7 +153,7 @@ def training_lines(info: dict[str, Any]) -> list[str]:
         *lines,
         f"* trained parameters: {info['trainable']}",
         f"* training time: {training['seconds']:.0f} s; end to end: {info['total_seconds']:.0f} s "
-        f"on {info['machine']}",
+        f"on {info['machine']}" + speed_note(info),
     ]
 
 

@@ -20,6 +20,7 @@ from core.categories import RefusalManifest
 from workers.training import recipe
 from workers.training.data import ALL_GROUPS, Example
 from workers.training.evaluate import sample_answers
+from workers.training.machine_speed import measure_speed
 from workers.training.train import Encoded, TrainConfig, log_line, train
 
 
@@ -57,6 +58,9 @@ class RecipeRun:
         self.options = options
         torch.manual_seed(options.seed)
         recipe.prepare_out_dir(out_dir, resume=options.resume)
+        # Timed before any work, while only this build runs: what its time is to be read against.
+        self.speed = measure_speed()
+        self.log(f"machine speed: {self.speed}")
 
     def log(self, message: str) -> None:
         self.options.log(f"[{self.name}] {message}")
@@ -115,6 +119,7 @@ class RecipeRun:
             "trainable": trainable,
             "total_seconds": round(time.monotonic() - self.began, 1),
             "machine": recipe.machine(),
+            "machine_speed": self.speed,
             **(about or {}),
         }
         recipe.finish(

@@ -31,6 +31,7 @@ from workers.training.card import (
     metrics_table,
     probe_figures,
     probe_section,
+    speed_note,
 )
 from workers.training.cli import default_threads
 from workers.training.data import Example, generate, split
@@ -146,7 +147,7 @@ def _model_section(
             f"* real-world probe: {probe_figures(info['probe'])} (`workers/training/probe.toml`)",
             f"* trained: {info['trainable']}",
             f"* {training['steps']} steps, training {training['seconds']:.0f} s, end to end "
-            f"{info['total_seconds']:.0f} s on {info['machine']}",
+            f"{info['total_seconds']:.0f} s on {info['machine']}{speed_note(info)}",
             f"* data: {info['data']['train']} training / {info['data']['heldout']} held-out examples, "
             f"{info['data']['heldout_templates']} of {info['data']['templates']} templates held out",
             "",
