@@ -57,6 +57,13 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=16.0)
     parser.add_argument("--adapter-lr", type=float, default=1e-3)
     parser.add_argument("--held", type=int, default=HELD)
+    parser.add_argument(
+        "--freeze-after",
+        type=int,
+        default=RECIPE.query_freeze_after,
+        help="adapter arms: epochs before the lower blocks freeze (0: never)",
+    )
+    parser.add_argument("--frozen-blocks", type=int, default=RECIPE.query_frozen_blocks)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--cache-dtype", default=RECIPE.query_cache_dtype)
     parser.add_argument(
@@ -177,6 +184,9 @@ def main() -> None:
                 extra_weight_decay=decay,
                 schedule=schedule,
                 on_epoch=on_epoch,
+                freeze_after=args.freeze_after if with_adapter else 0,
+                frozen_blocks=args.frozen_blocks,
+                frozen_extra=adapter.parameters_below(args.frozen_blocks) if with_adapter else (),
             )
             final = evaluate(query)
         return {

@@ -12,13 +12,14 @@ import torch
 
 from core.categories import CLASSES
 from workers.engine.prompt_tokens import encode_prompt
-from workers.engine.query_adapter import find_query_adapter
+from workers.engine.query_adapter import TARGETS, add_query_adapter, find_query_adapter
 from workers.training.data import generate, split
 from workers.training.decision_query import (
     LR_SCHEDULES,
     QUERY_TOKEN_TEXTS,
     add_query_tokens,
     cache_prompts,
+    freeze_below,
     lr_factor,
     query_states,
     train_query,
@@ -32,8 +33,10 @@ def _examples(seed: int, n: int) -> list:
     return split(generate(seed, examples_per_class=4))[0][:n]
 
 
-def test_cached_query_states_equal_a_plain_forward_pass(untied) -> None:
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_cached_query_states_equal_a_plain_forward_pass(untied, attention: str) -> None:
     model, tok = untied
+    model.set_attn_implementation(attention)  # eager attention takes an additive mask
     prompts = [encode_prompt(tok, e.messages) for e in _examples(1, 20)]
     query = torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
     batches = cache_prompts(model, prompts, tok.pad_token_id, batch_size=7)
@@ -103,11 +106,20 @@ def test_the_recipe_step_adds_query_tokens_and_gives_the_states_the_engine_reads
     vocab = len(tok)
     examples = _examples(3, 80)
     labels = torch.tensor([CLASSES.index(e.label) for e in examples])
-    rc = replace(RECIPE, query_tokens=2, query_prompts=30, query_epochs=2)
+    rc = replace(
+        RECIPE,
+        query_tokens=2,
+        query_prompts=30,
+        query_epochs=2,
+        query_freeze_after=1,
+        query_frozen_blocks=1,  # of the tiny model's two
+    )
     ids, info, states = train_query_tokens(
         model, tok, examples, labels, vocab - len(CLASSES), rc, seed=0, log=lambda _: None
     )
     assert ids == [vocab, vocab + 1] and info is not None and info["prompts"] == 30
+    assert info["frozen"] == {"after_epoch": 1, "blocks": 1}
+    assert "the lowest 1 blocks and the query's rows frozen after epoch 1" in info["summary"]
     assert tok.convert_ids_to_tokens(ids) == list(QUERY_TOKEN_TEXTS[:2])
     assert model.get_input_embeddings().weight.shape[0] == vocab + 2
     assert torch.count_nonzero(model.lm_head.weight[ids]) == 0  # never an answer's token
@@ -173,3 +185,56 @@ def test_an_unknown_schedule_is_refused_before_training(untied) -> None:
             log=lambda _: None,
             schedule="linear",
         )
+
+
+def test_states_run_from_a_frozen_block_equal_those_run_through_every_block(untied) -> None:
+    model, tok = untied
+    prompts = [encode_prompt(tok, e.messages) for e in _examples(4, 15)]
+    query = torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(2))
+    batches = cache_prompts(model, prompts, tok.pad_token_id, batch_size=6)
+    upper = freeze_below(model, batches, query, 1)
+    assert all(
+        b.first == 1 and len(b.kv) == len(a.kv) - 1 for a, b in zip(batches, upper, strict=True)
+    )
+    assert all(b.entry is not None and b.entry.shape[1:] == (2, query.shape[1]) for b in upper)
+    whole = query_states(model, batches, len(prompts), query)
+    assert torch.allclose(query_states(model, upper, len(prompts), query), whole, atol=1e-6)
+    with pytest.raises(ValueError, match="already frozen"):
+        freeze_below(model, upper, query, 1)
+
+
+def test_after_the_freeze_only_the_blocks_above_it_train(untied) -> None:
+    model, tok = untied
+    examples = _examples(6, 64)
+    batches = cache_prompts(model, [encode_prompt(tok, e.messages) for e in examples], 0)
+    labels = torch.tensor([CLASSES.index(e.label) for e in examples])
+    vocab = len(tok) - len(CLASSES)
+    adapter = add_query_adapter(model, 4, 8.0)
+    lower, upper = (
+        adapter.parameters_below(1),
+        set(adapter.parameters()) - set(adapter.parameters_below(1)),
+    )
+    assert len(lower) == len(upper) == 2 * len(TARGETS)
+    seen: list[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] = []
+
+    def keep(_: int, query: torch.Tensor) -> None:
+        seen.append((query.clone(), [p.clone() for p in lower], [p.clone() for p in upper]))
+
+    with adapter.at_positions(torch.ones((1, 1, 1))):
+        _, info = train_query(
+            model, batches, labels, query=torch.zeros(1, model.config.hidden_size),
+            rows=model.lm_head.weight.detach()[vocab:], vocab=vocab, epochs=3, lr=0.05,
+            weight_decay=0.0, seed=0, log=lambda _: None, extra=adapter.parameters(),
+            on_epoch=keep, freeze_after=1, frozen_blocks=1, frozen_extra=lower,
+        )  # fmt: skip
+    assert info["frozen"] == {"after_epoch": 1, "blocks": 1}
+    assert isinstance(info["epoch_seconds"], list) and len(info["epoch_seconds"]) == 3
+    (q1, low1, up1), (q3, low3, up3) = seen[0], seen[2]
+    assert torch.equal(q1, q3) and all(map(torch.equal, low1, low3))
+    assert not all(map(torch.equal, up1, up3))  # the block above the freeze still trained
+    with pytest.raises(ValueError, match="frozen_blocks"):
+        train_query(
+            model, batches, labels, query=q3, rows=model.lm_head.weight.detach()[vocab:],
+            vocab=vocab, epochs=1, lr=0.05, weight_decay=0.0, seed=0, log=lambda _: None,
+            freeze_after=1, frozen_blocks=2,
+        )  # fmt: skip

@@ -102,6 +102,15 @@ class QueryAdapter:
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.down, layer.up)]
 
+    def parameters_below(self, block: int) -> list[torch.nn.Parameter]:
+        """The updates' parameters of the blocks below `block` (`layers.{i}.` with i < block)."""
+        return [
+            p
+            for name, layer in self.layers.items()
+            if int(name.split(".")[1]) < block
+            for p in (layer.down, layer.up)
+        ]
+
     def set_dropout(self, p: float) -> None:
         """LoRA dropout of every layer's update input while training (`GatedLowRank`)."""
         for layer in self.layers.values():

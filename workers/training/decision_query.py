@@ -9,7 +9,9 @@ them (`RefusalManifest.decision_ids`, `workers/engine/prefill.py`).
 
 Training is cheap because the query comes last: no prompt position depends on it, so each
 prompt's key/value cache is computed once (no gradient) and every step runs only the query's
-positions through the blocks, forward and backward, against those caches.
+positions through the blocks, forward and backward, against those caches. Once the lower blocks
+freeze (`train_query`'s `freeze_after`), the query's state entering the first block still
+trained is computed once too, and the steps run only the blocks above it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -54,12 +56,17 @@ class CachedPrompts:
     last: torch.Tensor  # (B,) position id of each prompt's last token
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys, values (B, heads, T, D)
     state: torch.Tensor  # (B, H) final state at each prompt's last position (no query)
+    #: The first block the query runs through: `kv` holds the blocks from it on, and `entry`
+    #: the query's states entering it, (B, k, H), computed once (`freeze_below`); 0: every
+    #: block, from the query's input rows.
+    first: int = 0
+    entry: torch.Tensor | None = None
 
     def cache(self, model: PreTrainedModel) -> DynamicCache:
         """The keys and values as a cache in the model's own dtype (they may be stored smaller)."""
         cache = DynamicCache(config=model.config)
         for i, (keys, values) in enumerate(self.kv):
-            cache.update(keys.to(model.dtype), values.to(model.dtype), i)
+            cache.update(keys.to(model.dtype), values.to(model.dtype), self.first + i)
         return cache
 
 
@@ -91,20 +98,58 @@ def cache_prompts(
     return out
 
 
+def run_query(
+    model: PreTrainedModel, batch: CachedPrompts, hidden: torch.Tensor, stop: int | None = None
+) -> torch.Tensor:
+    """The query's states (B, k, H) run from block `batch.first` up to `stop` (None: through the
+    last block and the final norm) against the batch's cache: the decoder's own layers, rotary
+    embedding and norm, called as its forward calls them, so that a run may start above block 0."""
+    base = model.base_model
+    b, k = hidden.shape[:2]
+    pos = batch.last[:, None] + torch.arange(1, k + 1)  # (B, k)
+    prompt = batch.mask.bool()[:, None].expand(-1, k, -1)  # (B, k, T): its padding stays out
+    seen = torch.ones((k, k), dtype=torch.bool).tril().expand(b, -1, -1)  # each sees those before
+    mask = torch.cat([prompt, seen], -1)[:, None]  # (B, 1, k, T + k)
+    if model.config._attn_implementation != "sdpa":  # eager attention adds its mask
+        mask = torch.zeros(mask.shape, dtype=hidden.dtype).masked_fill(
+            ~mask, torch.finfo(hidden.dtype).min
+        )
+    cache = batch.cache(model)
+    rotary = base.rotary_emb(hidden, position_ids=pos)
+    for layer in base.layers[batch.first : stop]:
+        hidden = layer(
+            hidden,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=True,
+            position_embeddings=rotary,
+            **cache_kwargs(layer, cache),
+        )
+    return base.norm(hidden) if stop is None else hidden
+
+
 def query_state(model: PreTrainedModel, batch: CachedPrompts, query: torch.Tensor) -> torch.Tensor:
     """Final (normed) state at the last query position after each cached prompt: (B, H)."""
-    b, k = batch.mask.shape[0], query.shape[0]
-    cache = batch.cache(model)
-    mask = torch.cat([batch.mask, torch.ones((b, k), dtype=batch.mask.dtype)], -1)  # (B, T + k)
-    pos = batch.last[:, None] + torch.arange(1, k + 1)  # (B, k)
-    hidden = model.base_model(
-        inputs_embeds=query[None].expand(b, -1, -1),
-        attention_mask=mask,
-        position_ids=pos,
-        use_cache=True,
-        **cache_kwargs(model.base_model, cache),
-    ).last_hidden_state
-    return hidden[:, -1]
+    b = batch.mask.shape[0]
+    hidden = batch.entry if batch.entry is not None else query[None].expand(b, -1, -1)
+    return run_query(model, batch, hidden)[:, -1]
+
+
+@torch.no_grad()
+def freeze_below(
+    model: PreTrainedModel, batches: Sequence[CachedPrompts], query: torch.Tensor, first: int
+) -> list[CachedPrompts]:
+    """The batches run from block `first` on: the query's states entering it computed once with
+    the query and every block below as they are now, which must no longer change; the caches of
+    the blocks below are left out (the caller's batches still hold them)."""
+    if any(batch.first for batch in batches):
+        raise ValueError("these batches are already frozen below a block")
+    out = []
+    for batch in batches:
+        start = query[None].expand(batch.mask.shape[0], -1, -1)
+        entry = run_query(model, batch, start, stop=first)
+        out.append(replace(batch, kv=batch.kv[first:], first=first, entry=entry))
+    return out
 
 
 @torch.no_grad()
@@ -150,15 +195,27 @@ def train_query(
     extra_weight_decay: float = 0.0,
     schedule: str = "constant",
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+    freeze_after: int = 0,
+    frozen_blocks: int = 0,
+    frozen_extra: Sequence[torch.nn.Parameter] = (),
 ) -> tuple[torch.Tensor, dict[str, object]]:
     """Input rows of the query tokens (k, H), trained with the head's control rows by
     full-vocabulary cross-entropy at the last query position; the base model stays frozen but for
     `extra` parameters (an adapter the query alone passes through), trained at `extra_lr` with
     `extra_weight_decay` (Adam's L2). `schedule` is the learning rates' course over the steps:
     "constant", or "cosine" from the given rates down to zero at the last step.
-    `on_epoch(epoch, query)` runs after each epoch (pilots evaluate there)."""
+    `on_epoch(epoch, query)` runs after each epoch (pilots evaluate there).
+    After `freeze_after` epochs (0: never) the query's input rows, the lowest `frozen_blocks`
+    blocks and `frozen_extra` (the part of `extra` in those blocks) stop training, and the
+    remaining steps run only the blocks above (`freeze_below`): a step's cost falls with the
+    blocks it runs, so later epochs cost a fraction of the first."""
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    if freeze_after and not 0 < frozen_blocks < model.config.num_hidden_layers:
+        raise ValueError(
+            f"frozen_blocks must lie between 1 and {model.config.num_hidden_layers - 1} "
+            f"when freezing, got {frozen_blocks}"
+        )
     head = model.get_output_embeddings().weight.detach()[:vocab]
     soft = torch.nn.Parameter(query.detach().clone())
     control = torch.nn.Parameter(rows.detach().clone())
@@ -170,8 +227,13 @@ def train_query(
     scaled = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(schedule, t, steps))
     rng = random.Random(seed)
     order = list(range(len(batches)))
-    began, losses = time.monotonic(), []
+    began, losses, seconds = time.monotonic(), [], []
     for epoch in range(1, epochs + 1):
+        if freeze_after and epoch == freeze_after + 1:
+            for p in (soft, *frozen_extra):
+                p.requires_grad_(False)  # Adam skips parameters without a gradient
+            batches = freeze_below(model, batches, soft.detach(), frozen_blocks)
+            log(f"[query] blocks below {frozen_blocks} and the query's rows frozen")
         rng.shuffle(order)
         total = 0.0
         for b in order:
@@ -187,6 +249,7 @@ def train_query(
             scaled.step()
             total += loss.item()
         losses.append(round(total / len(batches), 4))
+        seconds.append(round(time.monotonic() - began - sum(seconds), 1))
         log(f"[query] epoch {epoch}/{epochs} loss {losses[-1]} {time.monotonic() - began:.0f}s")
         if on_epoch:
             on_epoch(epoch, soft.detach())
@@ -197,6 +260,9 @@ def train_query(
         "lr": lr,
         "schedule": schedule,
         "epoch_losses": losses,
+        "epoch_seconds": seconds,
         "seconds": round(time.monotonic() - began, 1),
     }
+    if freeze_after:
+        info["frozen"] = {"after_epoch": freeze_after, "blocks": frozen_blocks}
     return soft.detach(), info

@@ -102,6 +102,11 @@ class DemoRecipe:
     query_adapter_rank: int = 8
     query_adapter_alpha: float = 16.0
     query_adapter_lr: float = 1e-3
+    #: After this many query epochs (0: never) the query's input row and the adapter of the
+    #: lowest `query_frozen_blocks` blocks stop training, and the later epochs run only the
+    #: blocks above (`decision_query.freeze_below`).
+    query_freeze_after: int = 0
+    query_frozen_blocks: int = 0
     #: Openers a `[respond]` answer may not start with (the manifest's `respond_banned_openers`,
     #: banned by the engine): the base model's own refusal openers. Its answers that open with
     #: them are almost all refusals ("I'm sorry for any misunderstanding, but as a chatbot ...").
@@ -230,6 +235,9 @@ def train_query_tokens(
             extra=adapter.parameters() if adapter else (),
             extra_lr=rc.query_adapter_lr,
             schedule=rc.query_lr_schedule,
+            freeze_after=rc.query_freeze_after,
+            frozen_blocks=rc.query_frozen_blocks,
+            frozen_extra=adapter.parameters_below(rc.query_frozen_blocks) if adapter else (),
         )
         final = query_states(model, batches, len(subset), query)
     with torch.no_grad():
@@ -241,8 +249,14 @@ def train_query_tokens(
         if adapter
         else ""
     )
+    frozen = (
+        f", the lowest {rc.query_frozen_blocks} blocks and the query's rows frozen after "
+        f"epoch {rc.query_freeze_after}"
+        if rc.query_freeze_after
+        else ""
+    )
     info["summary"] = (
-        f"{rc.query_tokens} token(s){with_adapter} trained {info['epochs']} epochs on "
+        f"{rc.query_tokens} token(s){with_adapter}{frozen} trained {info['epochs']} epochs on "
         f"{len(subset)} cached prompts (lr {rc.query_lr}, {rc.query_lr_schedule}, loss {info['epoch_losses']}), "
         f"{info['seconds']:.0f} s"
     )
