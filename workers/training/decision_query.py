@@ -227,7 +227,9 @@ def train_query(
     scaled = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(schedule, t, steps))
     rng = random.Random(seed)
     order = list(range(len(batches)))
-    began, losses, seconds = time.monotonic(), [], []
+    began = time.monotonic()
+    losses: list[float] = []
+    seconds: list[float] = []
     for epoch in range(1, epochs + 1):
         if freeze_after and epoch == freeze_after + 1:
             for p in (soft, *frozen_extra):
