@@ -27,6 +27,7 @@ import torch
 from transformers import DynamicCache
 
 from workers.engine.cache_names import cache_kwargs
+from workers.engine.decode_step import decodes_directly, direct_decode_logits
 from workers.engine.model import LoadedModel
 from workers.engine.prefill import (
     decision_logits,
@@ -100,6 +101,7 @@ class RunningBatch:
             tid: i for i, tid in enumerate(loaded.manifest.category_ids) if tid is not None
         }
         self._eos = frozenset(loaded.eos_ids)
+        self._direct = decodes_directly(loaded.model)  # `decode_step.py`
         self.counters = BatchCounters()
         self._reset()
 
@@ -294,14 +296,8 @@ class RunningBatch:
         t0 = time.perf_counter()
         self.attn = torch.cat([self.attn, self.attn.new_ones((len(self.rows), 1))], dim=-1)
         self.pos = self.pos + 1  # (B,)
-        out = self.lm.model(
-            input_ids=self.tokens[:, None],  # (B, 1)
-            attention_mask=self.attn,  # (B, W + 1)
-            position_ids=self.pos[:, None],  # (B, 1)
-            use_cache=True,
-            **cache_kwargs(self.lm.model, self.cache),
-        )
-        logits = self.processor(None, out.logits[:, -1, :])  # (B, V)
+        assert self.cache is not None
+        logits = self.processor(None, self._decode_logits(self.cache))  # (B, V)
         self._ban_openers(logits)
         self.tokens = sample_next(logits, self.temperature, self.top_p, self.gens)  # (B,)
         now = time.perf_counter()
@@ -319,6 +315,19 @@ class RunningBatch:
             self._keep(keep)
         self.counters.decode_s += time.perf_counter() - t0
         return events
+
+    def _decode_logits(self, cache: DynamicCache) -> torch.Tensor:
+        """Last-position logits (B, V) of one decode step of every running row."""
+        if self._direct:
+            return direct_decode_logits(self.lm.model, self.tokens, self.attn, self.pos, cache)
+        out = self.lm.model(
+            input_ids=self.tokens[:, None],  # (B, 1)
+            attention_mask=self.attn,  # (B, W + 1)
+            position_ids=self.pos[:, None],  # (B, 1)
+            use_cache=True,
+            **cache_kwargs(self.lm.model, cache),
+        )
+        return out.logits[:, -1, :]
 
     def _ban_openers(self, logits: torch.Tensor) -> None:
         """Mask, in place, what each responding row's answer (after `[respond]`) may not take."""

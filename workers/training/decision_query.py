@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from workers.engine.cache_names import cache_kwargs, output_cache
+from workers.engine.cache_names import output_cache
+from workers.engine.decode_step import run_layers
 from workers.engine.prefill import left_pad
 
 #: Texts of the query tokens a recipe may add (the first `k`), special tokens after the control
@@ -109,22 +110,8 @@ def run_query(
     pos = batch.last[:, None] + torch.arange(1, k + 1)  # (B, k)
     prompt = batch.mask.bool()[:, None].expand(-1, k, -1)  # (B, k, T): its padding stays out
     seen = torch.ones((k, k), dtype=torch.bool).tril().expand(b, -1, -1)  # each sees those before
-    mask = torch.cat([prompt, seen], -1)[:, None]  # (B, 1, k, T + k)
-    if model.config._attn_implementation != "sdpa":  # eager attention adds its mask
-        mask = torch.zeros(mask.shape, dtype=hidden.dtype).masked_fill(
-            ~mask, torch.finfo(hidden.dtype).min
-        )
-    cache = batch.cache(model)
-    rotary = base.rotary_emb(hidden, position_ids=pos)
-    for layer in base.layers[batch.first : stop]:
-        hidden = layer(
-            hidden,
-            attention_mask=mask,
-            position_ids=pos,
-            use_cache=True,
-            position_embeddings=rotary,
-            **cache_kwargs(layer, cache),
-        )
+    allowed = torch.cat([prompt, seen], -1)[:, None]  # (B, 1, k, T + k)
+    hidden = run_layers(model, hidden, allowed, pos, batch.cache(model), batch.first, stop)
     return base.norm(hidden) if stop is None else hidden
 
 
