@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -144,7 +144,7 @@ def solve(
             rivals, old = problem.rivals(values, c), float(values[c])
             values[c] = _solve_one(problem, values, c, target, rivals)
             moved |= _moved(problem, old, float(values[c]), c, rivals)
-        if not moved and _settled(problem, values, goals):
+        if (not moved and _settled(problem, values, goals)) or _all_met(problem, values, goals):
             converged = True
             break
         if method == "sampled_bias":
@@ -190,6 +190,19 @@ def _moved(problem: Problem, old: float, new: float, c: int, rivals: Any) -> boo
     if not (math.isfinite(old) and math.isfinite(new)):
         return old != new
     return abs(new - old) > 1e-9 * max(1.0, abs(new))
+
+
+def _all_met(problem: Problem, values: np.ndarray, goals: dict[int, float]) -> bool:
+    """Sampled: every targeted rate within `SAMPLED_TOLERANCE`. The biases can go on moving
+    along a direction that leaves the rates alone (one prompt whose respond mass is nil: a
+    common shift of its categories' biases), so values alone need not settle."""
+    if problem.method != "sampled_bias":
+        return False
+    measured = _rates(problem, values)
+    return all(
+        abs(cast(float, measured[CATEGORIES[c]]["rate"]) - target) <= SAMPLED_TOLERANCE
+        for c, target in goals.items()
+    )
 
 
 def _settled(problem: Problem, values: np.ndarray, goals: dict[int, float]) -> bool:
