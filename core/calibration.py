@@ -124,7 +124,8 @@ def solve(
 
     Coordinate-wise passes over the targeted categories (in `CATEGORIES` order), at most
     `max_rounds`, until a pass changes no decision and every category has its nearest achievable
-    count given the others (discrete rules), or moves no bias by more than 1e-9 (sampled).
+    count given the others (discrete rules), or moves no bias by more than 1e-9 or meets every
+    target within `SAMPLED_TOLERANCE` (sampled).
     Untargeted categories keep their `initial` value (the `CategoryRule` default when not
     given). Targets that cannot be met are reported per category, never raised.
     """
