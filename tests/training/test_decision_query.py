@@ -24,8 +24,9 @@ from workers.training.decision_query import (
     query_states,
     train_query,
 )
-from workers.training.demo import RECIPE, train_query_tokens, validation_split
+from workers.training.demo import RECIPE, validation_split
 from workers.training.demo_head import fit_demo_head, head_line
+from workers.training.demo_query import train_query_tokens
 from workers.training.evaluate import decision_states
 
 
@@ -238,3 +239,31 @@ def test_after_the_freeze_only_the_blocks_above_it_train(untied) -> None:
             vocab=vocab, epochs=1, lr=0.05, weight_decay=0.0, seed=0, log=lambda _: None,
             freeze_after=1, frozen_blocks=2,
         )  # fmt: skip
+
+
+def test_label_smoothing_keeps_the_query_s_loss_above_its_target_s_entropy(untied) -> None:
+    model, tok = untied
+    examples = _examples(7, 64)
+    batches = cache_prompts(model, [encode_prompt(tok, e.messages) for e in examples], 0)
+    labels = torch.tensor([CLASSES.index(e.label) for e in examples])
+    vocab = len(tok) - len(CLASSES)
+
+    def final_loss(smoothing: float) -> float:
+        _, info = train_query(
+            model, batches, labels, query=torch.zeros(1, model.config.hidden_size),
+            rows=model.lm_head.weight.detach()[vocab:], vocab=vocab, epochs=12, lr=0.1,
+            weight_decay=0.0, seed=0, log=lambda _: None, label_smoothing=smoothing,
+        )  # fmt: skip
+        assert info.get("label_smoothing", 0.0) == smoothing
+        losses = info["epoch_losses"]
+        assert isinstance(losses, list)
+        return float(losses[-1])
+
+    smoothing, classes = 0.5, len(CLASSES) + 1  # the ordinary tokens are one more class
+    target = torch.full((classes,), smoothing / classes)
+    target[0] += 1 - smoothing
+    floor = float(-(target * target.log()).sum())  # cross-entropy >= the target's entropy
+    assert final_loss(smoothing) >= floor
+    assert final_loss(0.0) < floor  # without it the same training fits further
+    with pytest.raises(ValueError, match="label_smoothing"):
+        final_loss(1.0)

@@ -185,6 +185,7 @@ def train_query(
     freeze_after: int = 0,
     frozen_blocks: int = 0,
     frozen_extra: Sequence[torch.nn.Parameter] = (),
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, object]]:
     """Input rows of the query tokens (k, H), trained with the head's control rows by
     full-vocabulary cross-entropy at the last query position; the base model stays frozen but for
@@ -195,9 +196,14 @@ def train_query(
     After `freeze_after` epochs (0: never) the query's input rows, the lowest `frozen_blocks`
     blocks and `frozen_extra` (the part of `extra` in those blocks) stop training, and the
     remaining steps run only the blocks above (`freeze_below`): a step's cost falls with the
-    blocks it runs, so later epochs cost a fraction of the first."""
+    blocks it runs, so later epochs cost a fraction of the first. `label_smoothing` is the
+    cross-entropy's (PyTorch's: that share of each target spread over the K + 1 classes, the
+    ordinary tokens' log-sum-exp among them), which bounds how far a fitted prompt's margin
+    keeps growing."""
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
     if freeze_after and not 0 < frozen_blocks < model.config.num_hidden_layers:
         raise ValueError(
             f"frozen_blocks must lie between 1 and {model.config.num_hidden_layers - 1} "
@@ -230,7 +236,7 @@ def train_query(
             state = query_state(model, batch, soft)  # (B, H)
             others = (state @ head.T).logsumexp(-1)  # (B,)
             logits = torch.cat([state @ control.T, others[:, None]], -1)  # (B, K + 1)
-            loss = F.cross_entropy(logits, labels[batch.rows])
+            loss = F.cross_entropy(logits, labels[batch.rows], label_smoothing=label_smoothing)
             loss = loss + weight_decay * control.pow(2).sum()
             opt.zero_grad()
             loss.backward()
@@ -252,6 +258,8 @@ def train_query(
         "epoch_seconds": seconds,
         "seconds": round(time.monotonic() - began, 1),
     }
+    if label_smoothing:
+        info["label_smoothing"] = label_smoothing
     if freeze_after:
         info["frozen"] = {"after_epoch": freeze_after, "blocks": frozen_blocks}
     return soft.detach(), info

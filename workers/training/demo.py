@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,28 +30,21 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
 )
 
 from core.categories import CLASSES, RESPOND, token_for
 from workers.engine.openers import OpenerBan
 from workers.engine.prompt_tokens import encode_prompt
-from workers.engine.query_adapter import add_query_adapter, find_query_adapter
+from workers.engine.query_adapter import find_query_adapter
 from workers.training import donotanswer
 from workers.training.after_token import respond_then_refuse
 from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
 from workers.training.base_answers import ANSWER_TOKENS, ANSWERS_FILE, base_answers, soft_items
 from workers.training.base_model import ensure_base_model
 from workers.training.data import Example, generate, split
-from workers.training.decision_query import (
-    add_query_tokens,
-    cache_prompts,
-    query_states,
-    train_query,
-)
 from workers.training.demo_head import fit_demo_head, head_line
-from workers.training.head import fit_rows, ordinary_logsumexp, untie_head
+from workers.training.demo_query import train_query_tokens
+from workers.training.head import untie_head
 from workers.training.run import DEFAULT_OPTIONS, CardText, RecipeRun, RunOptions
 from workers.training.soft_tokens import train_soft_tokens
 from workers.training.tokenizer import (
@@ -107,6 +99,8 @@ class DemoRecipe:
     #: blocks above (`decision_query.freeze_below`).
     query_freeze_after: int = 0
     query_frozen_blocks: int = 0
+    #: The query's cross-entropy label smoothing (`decision_query.train_query`; 0: none).
+    query_label_smoothing: float = 0.0
     #: Openers a `[respond]` answer may not start with (the manifest's `respond_banned_openers`,
     #: banned by the engine): the base model's own refusal openers. Its answers that open with
     #: them are almost all refusals ("I'm sorry for any misunderstanding, but as a chatbot ...").
@@ -171,98 +165,6 @@ def validation_split(
     if not val or not rc.validation_prompts:
         raise ValueError("the head's weight decay needs validation prompts: raise the fractions")
     return pool, sorted(rng.sample(val, min(rc.validation_prompts, len(val))))
-
-
-def train_query_tokens(
-    model: PreTrainedModel,
-    tok: PreTrainedTokenizerBase,
-    train_ex: Sequence[Example],
-    labels: torch.Tensor,  # (N,)
-    old_vocab: int,
-    rc: DemoRecipe,
-    *,
-    seed: int,
-    log: Callable[[str], None],
-    pool: Sequence[int] | None = None,
-) -> tuple[list[int], dict[str, Any] | None, dict[int, torch.Tensor]]:
-    """Add and train the decision query's tokens (`decision_query.py`) on a random subset of the
-    training prompts (of `pool`, indices into `train_ex`, when given): (their ids, a report, the
-    final states after the query of the subset's prompts by index into `train_ex`, which its
-    caches give for free). The query starts from the prompt's
-    last token (the newline after `assistant`) and trains beside a head first fitted where the
-    answer starts; the model's input rows of the query tokens are set, their output rows zeroed
-    (the engine never lets an answer use them)."""
-    if not rc.query_tokens:
-        return [], None, {}
-    ids = add_query_tokens(tok, rc.query_tokens)
-    resize_for_control_tokens(model, tok)
-    pool = range(len(train_ex)) if pool is None else pool
-    subset = random.Random(seed).sample(pool, min(rc.query_prompts, len(pool)))
-    prompts = [encode_prompt(tok, train_ex[i].messages) for i in subset]
-    store = getattr(torch, rc.query_cache_dtype)
-    batches = cache_prompts(model, prompts, tok.pad_token_id, store_dtype=store, log=log)
-    sub_labels = labels[subset]
-    head = model.get_output_embeddings().weight
-    natural = query_states(model, batches, len(subset), None)
-    start_rows = fit_rows(
-        natural,
-        sub_labels,
-        ordinary_logsumexp(natural, head.detach(), old_vocab),
-        weight_decay=rc.query_weight_decay,
-        init=head.detach()[old_vocab : old_vocab + len(CLASSES)],
-    )
-    emb = model.get_input_embeddings().weight
-    adapter = (
-        add_query_adapter(model, rc.query_adapter_rank, rc.query_adapter_alpha)
-        if rc.query_adapter_rank
-        else None
-    )
-    # The prompts' caches above are the base model's; every position run below is the query's.
-    query_only = adapter.at_positions(torch.ones((1, 1, 1))) if adapter else nullcontext()
-    with query_only:
-        query, info = train_query(
-            model,
-            batches,
-            sub_labels,
-            query=emb.detach()[prompts[0][-1]].repeat(rc.query_tokens, 1),
-            rows=start_rows,
-            vocab=old_vocab,
-            epochs=rc.query_epochs,
-            lr=rc.query_lr,
-            weight_decay=rc.query_weight_decay,
-            seed=seed,
-            log=log,
-            extra=adapter.parameters() if adapter else (),
-            extra_lr=rc.query_adapter_lr,
-            schedule=rc.query_lr_schedule,
-            freeze_after=rc.query_freeze_after,
-            frozen_blocks=rc.query_frozen_blocks,
-            frozen_extra=adapter.parameters_below(rc.query_frozen_blocks) if adapter else (),
-        )
-        final = query_states(model, batches, len(subset), query)
-    with torch.no_grad():
-        emb[ids[0] : ids[-1] + 1] = query
-        head[ids[0] : ids[-1] + 1] = 0.0
-    states = dict(zip(subset, final, strict=True))
-    with_adapter = (
-        f" with a rank-{rc.query_adapter_rank} adapter of every block (lr {rc.query_adapter_lr})"
-        if adapter
-        else ""
-    )
-    frozen = (
-        f", the lowest {rc.query_frozen_blocks} blocks and the query's rows frozen after "
-        f"epoch {rc.query_freeze_after}"
-        if rc.query_freeze_after
-        else ""
-    )
-    info["summary"] = (
-        f"{rc.query_tokens} token(s){with_adapter}{frozen} trained {info['epochs']} epochs on "
-        f"{len(subset)} cached prompts (lr {rc.query_lr}, {rc.query_lr_schedule}, loss {info['epoch_losses']}), "
-        f"{info['seconds']:.0f} s"
-    )
-    if adapter:
-        info["adapter_params"] = sum(p.numel() for p in adapter.parameters())
-    return ids, info, states
 
 
 def build_demo(
