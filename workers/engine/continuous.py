@@ -27,6 +27,7 @@ import torch
 from transformers import DynamicCache
 
 from workers.engine.cache_names import cache_kwargs
+from workers.engine.cache_rows import drop_unused_columns, keep_columns, merge_rows
 from workers.engine.decode_step import decodes_directly, direct_decode_logits
 from workers.engine.model import LoadedModel
 from workers.engine.prefill import (
@@ -214,10 +215,8 @@ class RunningBatch:
         if keep:
             idx = torch.tensor(keep, device=dev)
             width = batch.input_ids.shape[1] - len(suffix)  # the prompt's columns only
-            if suffix:  # by hand: `DynamicCache.crop`'s argument changed meaning across versions
-                for layer in cache.layers:
-                    layer.keys = layer.keys[..., :width, :]
-                    layer.values = layer.values[..., :width, :]
+            if suffix:
+                keep_columns(cache, width)
             cache.batch_select_indices(idx)
             processor.keep_rows(idx)
             self._join(
@@ -273,13 +272,7 @@ class RunningBatch:
         if self.cache is None:
             self.cache, self.attn = cache, attn
         else:
-            width = max(self.attn.shape[1], attn.shape[1])
-            for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
-                mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])
-                mine.values = torch.cat(
-                    [_pad_left(mine.values, width), _pad_left(theirs.values, width)]
-                )  # (B + N, H, W, D)
-            self.attn = torch.cat([_pad_left(self.attn, width), _pad_left(attn, width)])  # (B+N, W)
+            self.attn = merge_rows(self.cache, self.attn, cache, attn)  # (B + N, W)
         self.rows += rows
         self.pos = torch.cat([self.pos, pos])  # (B + N,)
         self.tokens = torch.cat([self.tokens, tokens])  # (B + N,)
@@ -350,12 +343,7 @@ class RunningBatch:
         )
         self.rows = [self.rows[j] for j in keep]
         self.gens = [self.gens[j] for j in keep]
-        unused = int(self.attn.any(dim=0).to(torch.uint8).argmax())  # leading all-pad columns
-        if unused:
-            self.attn = self.attn[:, unused:]  # (B, W')
-            for layer in self.cache.layers:
-                layer.keys = layer.keys[:, :, unused:, :]
-                layer.values = layer.values[:, :, unused:, :]
+        self.attn = drop_unused_columns(self.cache, self.attn)  # (B, W')
 
     def _append(self, row: _Row, token: int, now: float) -> GenerationResult | None:
         """Record `token`; the row's result when it is done (EOS, budget or a policy message)."""
@@ -395,14 +383,3 @@ class RunningBatch:
             total_ms=(now - row.started) * 1e3,
             batch_rows=row.peak_rows,
         )
-
-
-def _pad_left(x: torch.Tensor, width: int) -> torch.Tensor:
-    """Zero columns on the left of the sequence axis (dim 2 of a cache, dim 1 of a mask)."""
-    axis = 2 if x.dim() == 4 else 1
-    missing = width - x.shape[axis]
-    if missing == 0:
-        return x
-    shape = list(x.shape)
-    shape[axis] = missing
-    return torch.cat([x.new_zeros(shape), x], dim=axis)
