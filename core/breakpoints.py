@@ -18,6 +18,8 @@ from core.summary import N_CATEGORIES, logsumexp
 
 #: Sampled-bias curves are evaluated on at most this many (evenly strided) prompts.
 CURVE_ROWS = 200_000
+#: Singular values of the Newton system below this share of the largest count as zero.
+RANK_TOLERANCE = 1e-9
 
 
 def threshold_keys(probs_t: np.ndarray, s_t: np.ndarray, values: np.ndarray, c: int) -> np.ndarray:
@@ -171,7 +173,10 @@ def joint_newton_step(
 
     probs: (N, C+1) sampled probabilities; each rate is sum_i weights[i, c] * P_ic, so
     d rate_c / d b_k = sum_i w_ic P_ic (delta_ck - P_ik) / T_i. Categories that are "off" or have
-    (almost) no slope left are held still; a singular system gives no step.
+    (almost) no slope left are held still. The step is the least-squares one of least norm: along
+    a direction that moves no rate (a prompt with no respond mass: a common shift of its
+    categories' biases) the Jacobian is singular or nearly so, and the step takes nothing along
+    it instead of failing or shooting off along it.
     """
     p = probs[:, :N_CATEGORIES]  # (N, C)
     a = weights * p / temperature[:, None]  # (N, C)
@@ -180,5 +185,6 @@ def joint_newton_step(
     idx, step = cats[free], np.zeros(N_CATEGORIES)
     if idx.size:
         with contextlib.suppress(np.linalg.LinAlgError):
-            step[idx] = np.linalg.solve(jac[np.ix_(idx, idx)], -errors[free])
+            sub = jac[np.ix_(idx, idx)]
+            step[idx] = np.linalg.lstsq(sub, -errors[free], rcond=RANK_TOLERANCE)[0]
     return step

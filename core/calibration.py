@@ -51,6 +51,8 @@ DEFAULT_VALUE = {
 }
 #: How far a sampled-bias rate may sit from its target and still count as met.
 SAMPLED_TOLERANCE = 1e-6
+#: Halvings of a joint Newton step that does not lower the worst error (a backtracking search).
+NEWTON_HALVINGS = 6
 CURVE_POINTS = 50
 
 
@@ -226,7 +228,9 @@ def _settled(problem: Problem, values: np.ndarray, goals: dict[int, float]) -> b
 def _joint_newton(problem: Problem, values: np.ndarray, goals: dict[int, float]) -> None:
     """One Newton step on all targeted sampled biases at once, kept only if it lowers the error.
 
-    Categories at "off" or saturated (no slope left) are left to the coordinate passes.
+    Categories at "off" or saturated (no slope left) are left to the coordinate passes. A step
+    that overshoots (far along a nearly flat direction, where the first order misleads) is
+    halved up to `NEWTON_HALVINGS` times before it is given up.
     """
     weights = problem.weights()  # (N, C)
     cats = np.array(list(goals))
@@ -240,9 +244,13 @@ def _joint_newton(problem: Problem, values: np.ndarray, goals: dict[int, float])
     step = bp.joint_newton_step(probs, weights, problem.summ.temperature, cats, err, values)
     if not step.any():
         return
-    trial = values + step
-    if np.abs(errors(trial)[0]).max() < np.abs(err).max():
-        values[:] = trial
+    worst = np.abs(err).max()
+    for _ in range(NEWTON_HALVINGS + 1):
+        trial = values + step
+        if np.abs(errors(trial)[0]).max() < worst:
+            values[:] = trial
+            return
+        step = step / 2
 
 
 def _curve(problem: Problem, values: np.ndarray, c: int) -> list[tuple[float, float]]:

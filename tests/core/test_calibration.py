@@ -67,7 +67,9 @@ def brute_force_rates(summ: Summaries, values: np.ndarray, c: int, method: str) 
 def test_sampled_bias_converges_when_the_biases_drift_along_a_flat_direction() -> None:
     """Found by the property above (a CI run, session 22): one prompt with no respond mass, so a
     common shift of its categories' biases leaves every rate alone and the biases never stop
-    moving; the targets are met all the same, and that is convergence."""
+    moving; the targets are met all the same, and that is convergence. The joint Newton step
+    overshoots along the nearly flat direction; halving it meets the targets in a few rounds
+    (49 before it did)."""
     summ = Summaries(
         s=np.array([[0.0, 2.5, -np.inf, 5.0, -np.inf]]),
         m=np.array([0.0]),
@@ -79,7 +81,7 @@ def test_sampled_bias_converges_when_the_biases_drift_along_a_flat_direction() -
     reached = rates(summ, np.array([0.0, 0.0, 0.0, -0.5, 0.0]), method="sampled_bias")
     targets = {c: reached[c]["rate"] for c in cats}
     sol = solve(summ, targets, method="sampled_bias", initial=np.zeros(C))
-    assert sol.converged
+    assert sol.converged and sol.rounds <= 5
     achieved = rates(summ, sol.values, method="sampled_bias")
     assert all(abs(achieved[c]["rate"] - targets[c]) <= 1e-6 for c in cats)
 
