@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from workers.engine.cache_names import cache_kwargs
 from workers.engine.cache_rows import drop_unused_columns, keep_columns, merge_rows
-from workers.engine.decode_step import decodes_directly, direct_decode_logits
+from workers.engine.forward import decode_logits, decodes_directly, prefill_logits
 from workers.engine.model import LoadedModel
 from workers.engine.prefill import (
     decision_logits,
@@ -102,7 +101,7 @@ class RunningBatch:
             tid: i for i, tid in enumerate(loaded.manifest.category_ids) if tid is not None
         }
         self._eos = frozenset(loaded.eos_ids)
-        self._direct = decodes_directly(loaded.model)  # `decode_step.py`
+        self._direct = decodes_directly(loaded.model)  # `forward.py`
         self.counters = BatchCounters()
         self._reset()
 
@@ -163,15 +162,8 @@ class RunningBatch:
         batch = left_pad(with_decision_suffix(lm, [j.encoded for j in joining]), lm.pad_id, dev)
         cache = DynamicCache(config=lm.model.config)
         with suffix_adapter(lm):
-            out = lm.model(
-                input_ids=batch.input_ids,
-                attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids,
-                use_cache=True,
-                **cache_kwargs(lm.model, cache),
-                logits_to_keep=1 + len(suffix),
-            )
-        logits = processor(batch.input_ids, decision_logits(lm, out.logits[:, -1, :]))  # (N, V)
+            kept = prefill_logits(lm.model, batch, cache, 1 + len(suffix), direct=self._direct)
+        logits = processor(batch.input_ids, decision_logits(lm, kept[:, -1, :]))  # (N, V)
         # The first (control) token is drawn without top-p, so a sampled bias row refuses with
         # exactly core's `sampled_bias_probabilities`; top-p applies to the answer's tokens.
         first = sample_next(logits, temperature, torch.ones_like(top_p), gens)  # (N,)
@@ -183,9 +175,7 @@ class RunningBatch:
             _Row(j, seed if s.temperature > 0 else None, t0, now, summary)
             for j, seed, s, summary in zip(joining, seeds, sp, summaries, strict=True)
         ]
-        answer_start = self._answer_from_prompt(
-            out.logits[:, 0, :], first, temperature, top_p, gens
-        )
+        answer_start = self._answer_from_prompt(kept[:, 0, :], first, temperature, top_p, gens)
         events, keep = [], []
         for i, (row, token) in enumerate(zip(rows, first.tolist(), strict=True)):
             row.decision = self._category_of.get(token, -1)
@@ -290,7 +280,10 @@ class RunningBatch:
         self.attn = torch.cat([self.attn, self.attn.new_ones((len(self.rows), 1))], dim=-1)
         self.pos = self.pos + 1  # (B,)
         assert self.cache is not None
-        logits = self.processor(None, self._decode_logits(self.cache))  # (B, V)
+        raw = decode_logits(
+            self.lm.model, self.tokens, self.attn, self.pos, self.cache, direct=self._direct
+        )
+        logits = self.processor(None, raw)  # (B, V)
         self._ban_openers(logits)
         self.tokens = sample_next(logits, self.temperature, self.top_p, self.gens)  # (B,)
         now = time.perf_counter()
@@ -308,19 +301,6 @@ class RunningBatch:
             self._keep(keep)
         self.counters.decode_s += time.perf_counter() - t0
         return events
-
-    def _decode_logits(self, cache: DynamicCache) -> torch.Tensor:
-        """Last-position logits (B, V) of one decode step of every running row."""
-        if self._direct:
-            return direct_decode_logits(self.lm.model, self.tokens, self.attn, self.pos, cache)
-        out = self.lm.model(
-            input_ids=self.tokens[:, None],  # (B, 1)
-            attention_mask=self.attn,  # (B, W + 1)
-            position_ids=self.pos[:, None],  # (B, 1)
-            use_cache=True,
-            **cache_kwargs(self.lm.model, cache),
-        )
-        return out.logits[:, -1, :]
 
     def _ban_openers(self, logits: torch.Tensor) -> None:
         """Mask, in place, what each responding row's answer (after `[respond]`) may not take."""

@@ -27,7 +27,7 @@ import torch.nn.functional as F  # noqa: N812
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from workers.engine.cache_names import output_cache
-from workers.engine.decode_step import run_layers
+from workers.engine.forward import run_layers
 from workers.engine.prefill import left_pad
 
 #: Texts of the query tokens a recipe may add (the first `k`), special tokens after the control

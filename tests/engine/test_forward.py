@@ -1,5 +1,5 @@
-"""The direct decode step on the tiny model: the logits and tokens of transformers' forward,
-for Llama-shaped models only."""
+"""The direct prefill and decode step on the tiny model: the logits, caches and tokens of
+transformers' forward, for Llama-shaped models only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from transformers import DynamicCache, PreTrainedModel
 
 from workers.engine.batch import Engine
 from workers.engine.continuous import Joining, RunningBatch
-from workers.engine.decode_step import decodes_directly, direct_decode_logits
+from workers.engine.forward import (
+    decode_logits,
+    decodes_directly,
+    direct_decode_logits,
+    prefill_logits,
+)
+from workers.engine.prefill import left_pad
 from workers.engine.types import GenerationRequest, GenerationResult, RowPolicy, SamplingParams
 
 from .prompts import PROMPTS
@@ -48,6 +54,35 @@ def test_a_direct_step_gives_the_forward_passs_logits_on_a_left_padded_cache(
     assert decodes_directly(model)
     assert torch.allclose(direct, plain, atol=1e-5)
     assert twin.get_seq_length() == cache.get_seq_length() == width + 1
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_direct_prefill_gives_the_forward_passs_logits_and_cache(
+    engine: Engine, attention: str
+) -> None:
+    """Rows of different lengths, left-padded: the kept positions' logits, every real column of
+    the cache, and the next step's logits from either cache agree."""
+    model = copy.deepcopy(engine.loaded.model)
+    model.set_attn_implementation(attention)
+    batch = left_pad([engine.loaded.encode(p) for p in PROMPTS[:6]], 0, torch.device("cpu"))
+    assert len(set(batch.lengths)) > 1
+    with torch.inference_mode():
+        caches = [DynamicCache(config=model.config) for _ in range(2)]
+        plain, direct = (
+            prefill_logits(model, batch, cache, 3, direct=way)
+            for cache, way in zip(caches, (False, True), strict=True)
+        )
+        real = batch.attention_mask.bool()
+        for a, b in zip(caches[0].layers, caches[1].layers, strict=True):
+            for x, y in ((a.keys, b.keys), (a.values, b.values)):
+                assert torch.allclose(x.transpose(1, 2)[real], y.transpose(1, 2)[real], atol=1e-5)
+                assert torch.isfinite(y).all()  # padding never reaches a row as NaN
+        grown = torch.cat([batch.attention_mask, real.new_ones((len(real), 1)).long()], -1)
+        tokens, nxt = torch.arange(11, 17), batch.position_ids[:, -1] + 1
+        after = [decode_logits(model, tokens, grown, nxt, c, direct=True) for c in caches]
+    assert plain.shape == direct.shape == (6, 3, model.config.vocab_size)
+    assert torch.allclose(direct, plain, atol=1e-5)
+    assert torch.allclose(after[0], after[1], atol=1e-5)
 
 
 def _results(batch: RunningBatch, engine: Engine) -> dict[int, GenerationResult]:
