@@ -1,6 +1,6 @@
 """The real parts a whole-path benchmark runs on: a temporary migrated PostgreSQL database,
 Redis database 13 (the suite's servers: embedded unless `RCS_TEST_PG_ADMIN_URL`/`REDIS_URL` are
-set) and one Celery worker process serving a chosen model."""
+set) and Celery worker processes (one unless asked) serving a chosen model."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ class LiveStack:
 
 
 @contextmanager
-def live_stack(model: Path, *, label: str) -> Iterator[LiveStack]:
+def live_stack(model: Path, *, label: str, workers: int = 1) -> Iterator[LiveStack]:
+    """`workers` worker processes, each with its own engine loop (how the service scales out)."""
     broker = servers.redis_url(13)
     flush_broker(broker)
     with (
@@ -42,8 +43,12 @@ def live_stack(model: Path, *, label: str) -> Iterator[LiveStack]:
             RCS_LOG_FORMAT="text",
         )
         env["RCS_MODEL_DIR"] = str(model.resolve())
-        worker = start_worker(env, Path(tmp) / "worker.log", name=label, timeout=300)
+        started = [
+            start_worker(env, Path(tmp) / f"worker{i}.log", name=f"{label}{i}", timeout=300)
+            for i in range(workers)
+        ]
         try:
             yield LiveStack(url, broker, env)
         finally:
-            stop_worker(worker)
+            for worker in started:
+                stop_worker(worker)

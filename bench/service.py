@@ -101,7 +101,9 @@ def _seed(url: str, tenants: int, secret: str) -> list[str]:
 
 
 @contextmanager
-def running_service(model: Path, *, embedded: bool) -> Iterator[tuple[str, list[str]]]:
+def running_service(
+    model: Path, *, embedded: bool, workers: int = 1
+) -> Iterator[tuple[str, list[str]]]:
     """The service's URL and 8 tenants' keys: `rcs serve`'s embedded stack exactly as a user
     starts it, or uvicorn beside a worker on the suite's PostgreSQL and Redis."""
     if embedded:
@@ -115,7 +117,7 @@ def running_service(model: Path, *, embedded: bool) -> Iterator[tuple[str, list[
         finally:
             stack.stop()
         return
-    with live_stack(model, label="bench") as live:
+    with live_stack(model, label="bench", workers=workers) as live:
         keys = _seed(live.database_url, tenants=8, secret=SECRET)
         port = _free_port()
         api = subprocess.Popen(api_command("127.0.0.1", port), env=live.env, cwd=PROJECT_ROOT)

@@ -1,6 +1,7 @@
 """What one synchronous generation costs each process of the service, in CPU time.
 
     .venv/bin/python -m bench.service_cost [--clients 32] [--requests 300] [--model DIR]
+                                           [--workers 1]
 
 The same stack and load as `bench/service.py` (uvicorn, one Celery worker, PostgreSQL, Redis,
 8 tenants, closed-loop clients sending `POST /v1/generations` with `wait`), but the figure is
@@ -107,10 +108,13 @@ def main() -> None:
         help="HTTP clients of the load generator; several alternate, `--rounds` times each",
     )
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes, each its own engine loop"
+    )
     args = parser.parse_args()
     load = {"requests": args.requests, "max_tokens": args.max_tokens}
     runs = []
-    with running_service(args.model, embedded=False) as (base, keys):
+    with running_service(args.model, embedded=False, workers=args.workers) as (base, keys):
         asyncio.run(_load(base, keys, concurrency=4, requests=32, max_tokens=args.max_tokens))
         for _ in range(args.rounds):
             for client in args.client:
@@ -118,6 +122,7 @@ def main() -> None:
     out = {
         "model": args.model.name,
         "clients": args.clients,
+        "workers": args.workers,
         "requests": args.requests,
         "runs": runs,
         "load_average": os.getloadavg(),
