@@ -37,6 +37,7 @@ from workers.training.decision_query import (
     add_query_tokens,
     cache_prompts,
     query_states,
+    starting_rows,
     train_query,
 )
 from workers.training.demo import RECIPE, demo_examples
@@ -122,14 +123,7 @@ def main() -> None:
     eval_batches = cache_prompts(model, eval_prompts, pad, log=log_line)
     head = model.get_output_embeddings().weight
     init_rows = head.detach()[old_vocab : old_vocab + len(CLASSES)].clone()
-    natural = query_states(model, train_batches, len(subset), None)
-    start_rows = fit_rows(
-        natural,
-        labels,
-        ordinary_logsumexp(natural, head.detach(), old_vocab),
-        weight_decay=RECIPE.query_weight_decay,
-        init=init_rows,
-    )
+    start_rows = starting_rows(model, train_batches, labels, old_vocab, RECIPE.query_weight_decay)
     start_query = model.get_input_embeddings().weight.detach()[train_prompts[0][-1]][None]
     held_labels, probe_labels = [e.label for e in held], [p.label for p in PROBE]
 

@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from core.categories import CLASSES
 from workers.engine.cache_names import output_cache
 from workers.engine.forward import run_layers
 from workers.engine.prefill import left_pad
+from workers.training.head import fit_rows, ordinary_logsumexp
 
 #: Texts of the query tokens a recipe may add (the first `k`), special tokens after the control
 #: tokens; typed in a prompt they stay plain text (`prompt_tokens`).
@@ -149,6 +151,22 @@ def query_states(
     for batch in batches:
         out[batch.rows] = batch.state if query is None else query_state(model, batch, query).float()
     return out
+
+
+def starting_rows(
+    model: PreTrainedModel,
+    batches: Sequence[CachedPrompts],
+    labels: torch.Tensor,  # (N,)
+    vocab: int,
+    weight_decay: float,
+) -> torch.Tensor:
+    """The head's control rows (K, H) fitted where the answer starts (each prompt's own last
+    state, no query yet), from the model's current rows: where the query's training starts."""
+    head = model.get_output_embeddings().weight.detach()
+    natural = query_states(model, batches, len(labels), None)
+    others = ordinary_logsumexp(natural, head, vocab)
+    init = head[vocab : vocab + len(CLASSES)]
+    return fit_rows(natural, labels, others, weight_decay=weight_decay, init=init)
 
 
 #: Courses of the learning rates over the query's training steps (`lr_factor`).

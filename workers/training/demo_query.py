@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from core.categories import CLASSES
 from workers.engine.prompt_tokens import encode_prompt
 from workers.engine.query_adapter import add_query_adapter
 from workers.training.data import Example
@@ -19,9 +18,9 @@ from workers.training.decision_query import (
     add_query_tokens,
     cache_prompts,
     query_states,
+    starting_rows,
     train_query,
 )
-from workers.training.head import fit_rows, ordinary_logsumexp
 from workers.training.tokenizer import resize_for_control_tokens
 
 if TYPE_CHECKING:
@@ -58,14 +57,7 @@ def train_query_tokens(
     batches = cache_prompts(model, prompts, tok.pad_token_id, store_dtype=store, log=log)
     sub_labels = labels[subset]
     head = model.get_output_embeddings().weight
-    natural = query_states(model, batches, len(subset), None)
-    start_rows = fit_rows(
-        natural,
-        sub_labels,
-        ordinary_logsumexp(natural, head.detach(), old_vocab),
-        weight_decay=rc.query_weight_decay,
-        init=head.detach()[old_vocab : old_vocab + len(CLASSES)],
-    )
+    start_rows = starting_rows(model, batches, sub_labels, old_vocab, rc.query_weight_decay)
     emb = model.get_input_embeddings().weight
     adapter = (
         add_query_adapter(model, rc.query_adapter_rank, rc.query_adapter_alpha)
