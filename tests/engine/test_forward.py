@@ -16,7 +16,6 @@ from workers.engine.continuous import Joining, RunningBatch
 from workers.engine.forward import (
     decode_logits,
     decodes_directly,
-    direct_decode_logits,
     prefill_logits,
 )
 from workers.engine.prefill import left_pad
@@ -50,7 +49,7 @@ def test_a_direct_step_gives_the_forward_passs_logits_on_a_left_padded_cache(
             cache=cache,
             use_cache=True,
         ).logits[:, -1]
-        direct = direct_decode_logits(model, tokens, grown, nxt, twin)
+        direct = decode_logits(model, tokens, grown, nxt, twin, direct=True)
     assert decodes_directly(model)
     assert torch.allclose(direct, plain, atol=1e-5)
     assert twin.get_seq_length() == cache.get_seq_length() == width + 1

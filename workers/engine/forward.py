@@ -37,19 +37,29 @@ def prefill_logits(
     model: PreTrainedModel, batch: PaddedBatch, cache: DynamicCache, keep: int, *, direct: bool
 ) -> torch.Tensor:
     """Logits (N, keep, V) of the last `keep` positions of a left-padded prefill, `cache` filled;
-    `direct`: call the decoder's parts (`decodes_directly`)."""
+    `direct`: call the decoder's parts (`decodes_directly`).
+
+    Directly, each real position sees the real positions up to itself; a padding position sees
+    only itself (a row of nothing but masked scores is NaN in some attention kernels, and its keys
+    would carry the NaN into the cache), and no real position ever sees it."""
     ids, mask, pos = batch.input_ids, batch.attention_mask, batch.position_ids
-    if direct:
-        return direct_prefill_logits(model, ids, mask, pos, cache, keep)
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=pos,
-        use_cache=True,
-        **cache_kwargs(model, cache),
-        logits_to_keep=keep,
-    )
-    return out.logits
+    if not direct:
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=True,
+            **cache_kwargs(model, cache),
+            logits_to_keep=keep,
+        )
+        return out.logits
+    base, width = model.base_model, ids.shape[1]
+    real = mask.bool()  # (N, L)
+    causal = torch.ones((width, width), dtype=torch.bool, device=real.device).tril()
+    allowed = causal & real[:, None, :]  # (N, L, L)
+    allowed |= torch.eye(width, dtype=torch.bool, device=real.device)
+    hidden = run_layers(model, base.embed_tokens(ids), allowed[:, None], pos, cache)
+    return model.get_output_embeddings()(base.norm(hidden[:, -keep:]))  # (N, keep, V)
 
 
 def decode_logits(
@@ -61,56 +71,22 @@ def decode_logits(
     *,
     direct: bool,
 ) -> torch.Tensor:
-    """Last-position logits (B, V) of one decode step, the cache extended by a column."""
-    if direct:
-        return direct_decode_logits(model, tokens, attention_mask, position_ids, cache)
-    out = model(
-        input_ids=tokens[:, None],  # (B, 1)
-        attention_mask=attention_mask,
-        position_ids=position_ids[:, None],  # (B, 1)
-        use_cache=True,
-        **cache_kwargs(model, cache),
-    )
-    return out.logits[:, -1, :]
-
-
-def direct_decode_logits(
-    model: PreTrainedModel,
-    tokens: torch.Tensor,  # (B,) next input token per row
-    attention_mask: torch.Tensor,  # (B, W + 1) the rows' columns, the new one included
-    position_ids: torch.Tensor,  # (B,) the new token's position per row
-    cache: DynamicCache,
-) -> torch.Tensor:
-    """Last-position logits (B, V) of one decode step, the cache extended by a column."""
+    """Last-position logits (B, V) of one decode step, the cache extended by a column;
+    `direct`: call the decoder's parts (`decodes_directly`)."""
+    if not direct:
+        out = model(
+            input_ids=tokens[:, None],  # (B, 1)
+            attention_mask=attention_mask,
+            position_ids=position_ids[:, None],  # (B, 1)
+            use_cache=True,
+            **cache_kwargs(model, cache),
+        )
+        return out.logits[:, -1, :]
     base = model.base_model
     hidden = base.embed_tokens(tokens[:, None])  # (B, 1, H)
     allowed = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, W + 1)
     hidden = run_layers(model, hidden, allowed, position_ids[:, None], cache)
     return model.get_output_embeddings()(base.norm(hidden))[:, -1]  # (B, V)
-
-
-def direct_prefill_logits(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,  # (B, L) left-padded prompts
-    attention_mask: torch.Tensor,  # (B, L)
-    position_ids: torch.Tensor,  # (B, L)
-    cache: DynamicCache,
-    keep: int,
-) -> torch.Tensor:
-    """Logits (B, keep, V) of the last `keep` positions of a left-padded prefill, `cache` filled.
-
-    Each real position sees the real positions up to itself; a padding position sees only itself
-    (a row of nothing but masked scores is NaN in some attention kernels, and its keys would
-    carry the NaN into the cache), and no real position ever sees it."""
-    base = model.base_model
-    width = input_ids.shape[1]
-    hidden = base.embed_tokens(input_ids)  # (B, L, H)
-    real = attention_mask.bool()  # (B, L)
-    causal = torch.ones((width, width), dtype=torch.bool, device=real.device).tril()
-    allowed = causal & real[:, None, :]  # (B, L, L)
-    allowed |= torch.eye(width, dtype=torch.bool, device=real.device)
-    hidden = run_layers(model, hidden, allowed[:, None], position_ids, cache)
-    return model.get_output_embeddings()(base.norm(hidden[:, -keep:]))  # (B, keep, V)
 
 
 def run_layers(
