@@ -36,7 +36,7 @@ from core.categories import CLASSES, RESPOND, token_for
 from workers.engine.openers import OpenerBan
 from workers.engine.prompt_tokens import encode_prompt
 from workers.engine.query_adapter import find_query_adapter
-from workers.training import donotanswer
+from workers.training import donotanswer, written_prompts
 from workers.training.after_token import respond_then_refuse
 from workers.training.answers_kept import answers_kept, greedy_tokens, heldout_respond_prompts
 from workers.training.base_answers import ANSWER_TOKENS, ANSWERS_FILE, base_answers, soft_items
@@ -67,6 +67,8 @@ class DemoRecipe:
     #: Training prompts dressed the way people type (`real_world.py`).
     real_world: bool = True
     donotanswer: bool = True
+    #: The hand-written training prompts (`written_prompts.py`), each as written and dressed.
+    written_prompts: bool = True
     #: Weight decays tried for the head, chosen on training templates held out from the fit:
     #: a tenth of the training templates that the query never trains on, and at most this many
     #: of their prompts, whose decision states are computed after it.
@@ -143,11 +145,13 @@ CARD = CardText(
 
 def demo_examples(seed: int, rc: DemoRecipe = RECIPE) -> tuple[list[Example], list[Example]]:
     """(train, held-out) of the demo recipe: generated examples dressed the way people type,
-    then the Do-Not-Answer prompts (training only)."""
+    then the Do-Not-Answer prompts and our hand-written ones (training only)."""
     examples = generate(seed, examples_per_class=rc.examples_per_class, real_world=rc.real_world)
     train_ex, heldout = split(examples)
     if rc.donotanswer:
         train_ex += donotanswer.examples(seed)
+    if rc.written_prompts:
+        train_ex += written_prompts.examples(seed)
     return train_ex, heldout
 
 
@@ -183,7 +187,11 @@ def build_demo(
     model.eval()
     train_ex, heldout = demo_examples(options.seed, rc)
     external = sum(e.subcategory == donotanswer.SUBCATEGORY for e in train_ex)
-    run.log(f"{len(train_ex)} training ({external} Do-Not-Answer) / {len(heldout)} held-out")
+    written = sum(e.subcategory == written_prompts.SUBCATEGORY for e in train_ex)
+    run.log(
+        f"{len(train_ex)} training ({external} Do-Not-Answer, {written} hand-written) / "
+        f"{len(heldout)} held-out"
+    )
     soft_ex = train_ex[: rc.soft_examples]
     prompts = [e.messages[0]["content"] for e in soft_ex if e.label == RESPOND]
     answers = base_answers(

@@ -35,14 +35,15 @@ class ProbePrompt:
     text: str
 
 
-def load_probe() -> tuple[ProbePrompt, ...]:
-    """The probe prompts in file order; the file's tables must be classes."""
+def load_probe(filename: str = PROBE_FILE) -> tuple[ProbePrompt, ...]:
+    """The prompts of a file laid out as the probe's (one table per class, one array per kind;
+    the hand-written training prompts share it), in file order."""
     data = tomllib.loads(
-        (resources.files("workers.training") / PROBE_FILE).read_text(encoding="utf-8")
+        (resources.files("workers.training") / filename).read_text(encoding="utf-8")
     )
     unknown = sorted(set(data) - set(CLASSES))
     if unknown:
-        raise ValueError(f"{PROBE_FILE}: tables {unknown} are not classes {list(CLASSES)}")
+        raise ValueError(f"{filename}: tables {unknown} are not classes {list(CLASSES)}")
     return tuple(
         ProbePrompt(label, kind, text)
         for label, kinds in data.items()
