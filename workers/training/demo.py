@@ -84,6 +84,10 @@ class DemoRecipe:
     #: of memory each on SmolLM2 in float32 (52 tokens on average, padded in batches of 32), half
     #: that in `query_cache_dtype`; epochs over them and Adam's learning rate.
     query_prompts: int = 4800
+    #: The query trains on every human-written prompt of its pool (Do-Not-Answer's and ours,
+    #: the scarce real phrasings) and fills the rest of `query_prompts` with generated ones;
+    #: False: a uniform sample of the pool, which kept about half of them.
+    query_keeps_human_prompts: bool = True
     query_cache_dtype: str = "float16"
     query_epochs: int = 12
     query_lr: float = 0.01

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from workers.engine.prompt_tokens import encode_prompt
 from workers.engine.query_adapter import add_query_adapter
+from workers.training import donotanswer, written_prompts
 from workers.training.data import Example
 from workers.training.decision_query import (
     add_query_tokens,
@@ -27,6 +28,36 @@ if TYPE_CHECKING:
     from workers.training.demo import DemoRecipe
 
 
+#: Subcategories of the prompts people wrote, as opposed to the generator's templates.
+HUMAN_SUBCATEGORIES = frozenset({donotanswer.SUBCATEGORY, written_prompts.SUBCATEGORY})
+
+
+def query_subset(
+    train_ex: Sequence[Example], pool: Sequence[int] | None, rc: DemoRecipe, seed: int
+) -> list[int]:
+    """Indices (into `train_ex`, of `pool` when given) of the at most `rc.query_prompts` prompts
+    the query trains on: a seeded random sample. With `rc.query_keeps_human_prompts` each class
+    keeps its share of the pool, as a uniform sample would, and fills it with the class's
+    human-written prompts first (generated prompts are plentiful, these are not)."""
+    pool = list(range(len(train_ex)) if pool is None else pool)
+    rng = random.Random(seed)
+    n = min(rc.query_prompts, len(pool))
+    if not rc.query_keeps_human_prompts:
+        return rng.sample(pool, n)
+    by_class: dict[str, tuple[list[int], list[int]]] = {}
+    for i in pool:
+        human, generated = by_class.setdefault(train_ex[i].label, ([], []))
+        (human if train_ex[i].subcategory in HUMAN_SUBCATEGORIES else generated).append(i)
+    subset: list[int] = []
+    for label in sorted(by_class):
+        human, generated = by_class[label]
+        quota = round(n * (len(human) + len(generated)) / len(pool))
+        kept = rng.sample(human, min(quota, len(human)))
+        subset += kept + rng.sample(generated, min(quota - len(kept), len(generated)))
+    rng.shuffle(subset)
+    return subset
+
+
 def train_query_tokens(
     model: PreTrainedModel,
     tok: PreTrainedTokenizerBase,
@@ -39,8 +70,8 @@ def train_query_tokens(
     log: Callable[[str], None],
     pool: Sequence[int] | None = None,
 ) -> tuple[list[int], dict[str, Any] | None, dict[int, torch.Tensor]]:
-    """Add and train the decision query's tokens (`decision_query.py`) on a random subset of the
-    training prompts (of `pool`, indices into `train_ex`, when given): (their ids, a report, the
+    """Add and train the decision query's tokens (`decision_query.py`) on a subset of the training
+    prompts (`query_subset`; of `pool`, indices into `train_ex`, when given): (their ids, a report, the
     final states after the query of the subset's prompts by index into `train_ex`, which its
     caches give for free). The query starts from the prompt's
     last token (the newline after `assistant`) and trains beside a head first fitted where the
@@ -50,8 +81,7 @@ def train_query_tokens(
         return [], None, {}
     ids = add_query_tokens(tok, rc.query_tokens)
     resize_for_control_tokens(model, tok)
-    pool = range(len(train_ex)) if pool is None else pool
-    subset = random.Random(seed).sample(pool, min(rc.query_prompts, len(pool)))
+    subset = query_subset(train_ex, pool, rc, seed)
     prompts = [encode_prompt(tok, train_ex[i].messages) for i in subset]
     store = getattr(torch, rc.query_cache_dtype)
     batches = cache_prompts(model, prompts, tok.pad_token_id, store_dtype=store, log=log)
@@ -103,9 +133,11 @@ def train_query_tokens(
         if rc.query_freeze_after
         else ""
     )
+    human = sum(train_ex[i].subcategory in HUMAN_SUBCATEGORIES for i in subset)
+    info["human_prompts"] = human
     info["summary"] = (
         f"{rc.query_tokens} token(s){with_adapter}{frozen} trained {info['epochs']} epochs on "
-        f"{len(subset)} cached prompts (lr {rc.query_lr}, {rc.query_lr_schedule}, loss {info['epoch_losses']}), "
+        f"{len(subset)} cached prompts ({human} human-written; lr {rc.query_lr}, {rc.query_lr_schedule}, loss {info['epoch_losses']}), "
         f"{info['seconds']:.0f} s"
     )
     if adapter:
