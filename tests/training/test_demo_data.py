@@ -101,8 +101,9 @@ def test_real_world_wrappers_keep_the_request_and_skip_role_play_for_humanizing(
 def test_the_query_trains_on_every_human_prompt_and_keeps_the_class_mix() -> None:
     train, _ = demo_examples(0)
     pool, _ = validation_split(train, RECIPE, 0)
-    subset = query_subset(train, pool, RECIPE, 0)
-    assert subset == query_subset(train, pool, RECIPE, 0)
+    keeping = replace(RECIPE, query_keeps_human_prompts=True)
+    subset = query_subset(train, pool, keeping, 0)
+    assert subset == query_subset(train, pool, keeping, 0)
     assert len(set(subset)) == len(subset) and set(subset) <= set(pool)
     assert abs(len(subset) - RECIPE.query_prompts) <= len(CLASSES)
     human = {i for i in pool if train[i].subcategory in HUMAN_SUBCATEGORIES}

@@ -84,10 +84,10 @@ class DemoRecipe:
     #: of memory each on SmolLM2 in float32 (52 tokens on average, padded in batches of 32), half
     #: that in `query_cache_dtype`; epochs over them and Adam's learning rate.
     query_prompts: int = 4800
-    #: The query trains on every human-written prompt of its pool (Do-Not-Answer's and ours,
-    #: the scarce real phrasings) and fills the rest of `query_prompts` with generated ones;
-    #: False: a uniform sample of the pool, which kept about half of them.
-    query_keeps_human_prompts: bool = True
+    #: True: the query trains on every human-written prompt of its pool (Do-Not-Answer's and
+    #: ours) and fills the rest of each class's share with generated ones; False: a uniform
+    #: sample of the pool, about half of them (session 25's build N: off, docs/models.md).
+    query_keeps_human_prompts: bool = False
     query_cache_dtype: str = "float16"
     query_epochs: int = 12
     query_lr: float = 0.01
