@@ -1,14 +1,15 @@
 """What one synchronous generation costs each process of the service, in CPU time.
 
     .venv/bin/python -m bench.service_cost [--clients 32] [--requests 300] [--model DIR]
-                                           [--workers 1]
+                                           [--workers 1] [--engine thread process]
 
 The same stack and load as `bench/service.py` (uvicorn, one Celery worker, PostgreSQL, Redis,
 8 tenants, closed-loop clients sending `POST /v1/generations` with `wait`), but the figure is
 CPU seconds per request by process (API, worker, PostgreSQL, Redis, the load generator), read
 from the kernel for this benchmark's own child processes. CPU time per request moves far less
 than wall-clock rates when other jobs share the cores, so two commits can be compared by
-running this in each tree, alternately (see docs/scaling.md). `--client lean httpx --rounds 3`
+running this in each tree, alternately (see docs/scaling.md); `--engine thread process
+--rounds 2` alternates the worker's engine loop in a thread and in a process of its own. `--client lean httpx --rounds 3`
 alternates the load generator's two HTTP clients on one stack (what httpx costs the machine).
 Saves bench/results/service-cost-<model>.json.
 """
@@ -28,6 +29,9 @@ from bench.saving import save_results
 from bench.service import CLIENTS, _load, running_service
 from tests.worker_process import TINY_MODEL
 
+#: Where the worker's engine loop may run (`workers/engine/process.py`).
+ENGINES = ("thread", "process")
+
 
 def _kind(process: psutil.Process) -> str | None:
     name = process.name()
@@ -38,6 +42,8 @@ def _kind(process: psutil.Process) -> str | None:
         return "redis"
     if "uvicorn" in command:
         return "api"
+    if "workers.engine.process" in command:  # the worker's engine loop in its own process
+        return "engine"
     if "celery" in command:
         return "worker"
     return None
@@ -111,14 +117,28 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes, each its own engine loop"
     )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        nargs="+",
+        default=[],
+        help="where the worker's engine loop runs (RCS_ENGINE_PROCESS); several alternate, a "
+        "stack each, `--rounds` times each (default: as configured, one stack)",
+    )
     args = parser.parse_args()
     load = {"requests": args.requests, "max_tokens": args.max_tokens}
     runs = []
-    with running_service(args.model, embedded=False, workers=args.workers) as (base, keys):
-        asyncio.run(_load(base, keys, concurrency=4, requests=32, max_tokens=args.max_tokens))
-        for _ in range(args.rounds):
-            for client in args.client:
-                runs.append(measure(base, keys, clients=args.clients, client=client, load=load))
+    for _ in range(args.rounds if args.engine else 1):
+        for engine in args.engine or [None]:
+            if engine is not None:  # the worker reads it from the environment it inherits
+                os.environ["RCS_ENGINE_PROCESS"] = str(engine == "process").lower()
+            with running_service(args.model, embedded=False, workers=args.workers) as (base, keys):
+                asyncio.run(
+                    _load(base, keys, concurrency=4, requests=32, max_tokens=args.max_tokens)
+                )
+                for client in args.client if engine is not None else args.client * args.rounds:
+                    run = measure(base, keys, clients=args.clients, client=client, load=load)
+                    runs.append({**run, "engine": engine})
     out = {
         "model": args.model.name,
         "clients": args.clients,
@@ -131,8 +151,10 @@ def main() -> None:
     save_results(f"service-cost-{args.model.name}.json", out)
     for run in runs:
         ms_per_request = run["cpu_ms_per_request"]
+        where = f", engine in a {run['engine']}" if run["engine"] else ""
         print(
-            f"{args.clients} clients ({run['client']} client): {run['requests_per_s']:.1f} req/s,"
+            f"{args.clients} clients ({run['client']} client{where}): "
+            f"{run['requests_per_s']:.1f} req/s,"
             f" p50 {run['p50_ms']:.0f} ms, {run['cores_used']:.2f} cores used,"
             f" {run['rows_per_message'] or 0:.2f} rows per message"
         )

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     #: has decoded this long; a shorter one goes from queued to succeeded in one transaction.
     running_mark_seconds: float = Field(default=0.1, ge=0, le=60)
     preload_model: bool = True
+    #: The worker's engine loop runs in a child process of its own (`workers/engine/process.py`)
+    #: instead of a thread beside its consumers, so its Python never waits for their GIL.
+    engine_process: bool = True
     autotune_seconds: float = Field(default=300.0, gt=0)
     #: The auto-tuner replays this much of a policy's recent traffic (every version's requests)
     #: under its active rules; the window's request count sets how precisely it lands

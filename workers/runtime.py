@@ -16,6 +16,7 @@ from db.session import create_session_factory
 if TYPE_CHECKING:  # these import torch, which is loaded only when the engine is first used
     from workers.engine.batch import Engine
     from workers.engine.loop import EngineLoop
+    from workers.engine.process import EngineProcess
     from workers.token_stream import TokenStreamPublisher
 
 # lru_cache alone may build twice when consumer threads race on first use; a model must not.
@@ -61,17 +62,29 @@ def _token_stream() -> TokenStreamPublisher:
     )
 
 
-def engine_loop() -> EngineLoop:
-    """The one continuous-batching loop of this process (`workers.engine.loop.EngineLoop`)."""
+def engine_loop() -> EngineLoop | EngineProcess:
+    """The one continuous-batching loop of this process (`workers.engine.loop.EngineLoop`), or
+    its proxy to the loop in a child process (`workers.engine.process`, `engine_process`)."""
     with _build_lock:
         return _engine_loop()
 
 
+def flush_token_stream() -> None:
+    """Wait until the streamed tokens handed over so far are written (a loop in a child process
+    writes a row's tokens before it sends its result: nothing to wait for)."""
+    if not get_settings().engine_process:
+        token_stream().flush()
+
+
 @lru_cache(maxsize=1)
-def _engine_loop() -> EngineLoop:
+def _engine_loop() -> EngineLoop | EngineProcess:
     from workers.engine.loop import EngineLoop
 
     settings = get_settings()
+    if settings.engine_process:
+        from workers.engine.process import EngineProcess
+
+        return EngineProcess()
     return EngineLoop(
         engine(),
         max_rows=settings.max_batch_size,

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 from celery import Celery
@@ -26,6 +27,7 @@ from services.tasks import TaskMessage
 from tests.api.conftest import TenantKeys
 from tests.api.live import ALWAYS_ANSWER, ONLY_SAFETY_ALWAYS, create_policy
 from tests.worker_process import start_worker, stop_worker, tiny_model_banning
+from workers.engine.process import ENGINE_DIED_EXIT
 from workers.lost_tasks import resend_lost
 
 pytestmark = pytest.mark.integration
@@ -144,16 +146,22 @@ def test_mixed_tenants_batch_through_a_real_worker(
 BANNED_OPENERS = ("sure", "here's")
 
 
+@pytest.mark.parametrize("killed", ["worker", "engine process"])
 def test_worker_killed_mid_batch_loses_nothing_and_counts_once(
+    killed: str,
     live_client: TestClient,
     e2e_settings: Settings,
     worker_environment: dict[str, str],
     tenant_a: TenantKeys,
     tmp_path: Path,
 ) -> None:
+    """SIGKILL to the worker, or to its engine process (the worker then exits at once: the
+    messages it held are not acknowledged either)."""
     create_policy(live_client, tenant_a, "default", {"mode": "bias"})
     model = tiny_model_banning(tmp_path / "tiny-banning", BANNED_OPENERS)
     worker_environment = {**worker_environment, "RCS_MODEL_DIR": str(model)}
+    if killed == "engine process":
+        worker_environment["RCS_ENGINE_PROCESS"] = "true"
     n = 24
     ids = []
     for i in range(n):
@@ -184,6 +192,14 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_once(
                 break
             time.sleep(0.05)
         assert running, "the first worker never started a batch"
+        if killed == "engine process":
+            (engine,) = [
+                c
+                for c in psutil.Process(first.pid).children()
+                if "workers.engine.process" in c.cmdline()
+            ]
+            engine.kill()
+            assert first.wait(30) == ENGINE_DIED_EXIT
     finally:
         stop_worker(first, kill=True)  # SIGKILL mid-batch: nothing acknowledged
     with factory() as session:

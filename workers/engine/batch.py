@@ -16,11 +16,7 @@ from dataclasses import astuple
 from core.settings import get_settings
 from workers.engine.continuous import Joining, RunningBatch
 from workers.engine.model import LoadedModel, load_model
-from workers.engine.types import BatchStats, GenerationRequest, GenerationResult
-
-
-class RequestTooLong(ValueError):
-    """A prompt plus its token budget that does not fit the model's context."""
+from workers.engine.types import BatchStats, GenerationRequest, GenerationResult, RequestTooLong
 
 
 class Engine:

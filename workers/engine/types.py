@@ -24,6 +24,10 @@ from core.summary import Summaries, SummaryRow, summary_row
 FinishReason = Literal["stop", "length"]
 
 
+class RequestTooLong(ValueError):
+    """A prompt plus its token budget that does not fit the model's context."""
+
+
 @dataclass(frozen=True)
 class RowPolicy:
     """One row's refusal rule: per-category biases (-inf = off) or thresholds (inf = off), and

@@ -50,16 +50,18 @@ from workers.celery_app import app
 from workers.engine.types import (
     GenerationRequest,
     GenerationResult,
+    RequestTooLong,
     RowPolicy,
 )
 from workers.metrics import observe_batch, observe_failure, observe_leaks
 from workers.row_recorder import RowRecorder
-from workers.runtime import engine_loop, redis_client, session_factory, token_stream
+from workers.runtime import engine_loop, flush_token_stream, redis_client, session_factory
 from workers.start_marks import StartMarks
 from workers.tasks.row_statistics import increments_of, leak_check
 
 if TYPE_CHECKING:
     from workers.engine.loop import EngineLoop  # imports torch: only once a row runs
+    from workers.engine.process import EngineProcess
 
 log = logging.getLogger(__name__)
 _settings = get_settings()
@@ -195,7 +197,7 @@ def _notify(claimed: Sequence[Claimed], written: Mapping[uuid.UUID, object]) -> 
     """After the commit: streamed rows' last text, then their `final` and every notification,
     carrying each row that moved as written (its waiter then need not read it)."""
     if any(c.stream for c in claimed):
-        token_stream().flush()
+        flush_token_stream()
     publish_final(
         redis_client(),
         [(c.id, c.stream) for c in claimed],
@@ -233,11 +235,11 @@ def start_marks() -> StartMarks:
     return StartMarks(mark, delay=_settings.running_mark_seconds)
 
 
-def _start(loop: EngineLoop, claimed: Sequence[Claimed]) -> dict[Future[GenerationResult], Claimed]:
+def _start(
+    loop: EngineLoop | EngineProcess, claimed: Sequence[Claimed]
+) -> dict[Future[GenerationResult], Claimed]:
     """Hand every row to the engine loop; a row too long for the model fails alone, at once
     (the model never sees it)."""
-    from workers.engine.batch import RequestTooLong  # imports torch: only once a row runs
-
     running = {}
     for item in claimed:
         stream_to = str(item.id) if item.stream else None
@@ -246,10 +248,15 @@ def _start(loop: EngineLoop, claimed: Sequence[Claimed]) -> dict[Future[Generati
                 item.request, tenant=item.row.tenant_id, share=item.share, stream_to=stream_to
             )
         except RequestTooLong as exc:
-            _fail(item.id, f"{INPUT_TOO_LONG}{exc}", stream=item.stream)
+            _too_long(item, exc)
             continue
         running[future] = item
     return running
+
+
+def _too_long(item: Claimed, exc: RequestTooLong) -> None:
+    """The row fails alone, saying so; the model never sees it."""
+    _fail(item.id, f"{INPUT_TOO_LONG}{exc}", stream=item.stream)
 
 
 def run_rows(rows: Sequence[QueuedRow]) -> None:
@@ -271,6 +278,9 @@ def run_rows(rows: Sequence[QueuedRow]) -> None:
         start_marks().finished(item.id)
         try:
             result = future.result()
+        except RequestTooLong as exc:  # found in an engine process, after the hand-over
+            _too_long(item, exc)
+            continue
         except Exception as exc:
             _give_up(item, exc)
             continue
