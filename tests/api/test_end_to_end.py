@@ -159,9 +159,13 @@ def test_worker_killed_mid_batch_loses_nothing_and_counts_once(
     messages it held are not acknowledged either)."""
     create_policy(live_client, tenant_a, "default", {"mode": "bias"})
     model = tiny_model_banning(tmp_path / "tiny-banning", BANNED_OPENERS)
-    worker_environment = {**worker_environment, "RCS_MODEL_DIR": str(model)}
-    if killed == "engine process":
-        worker_environment["RCS_ENGINE_PROCESS"] = "true"
+    # The worker's case runs its engine in a thread, so both modes are killed end to end here
+    # (tests/service/test_embedded_load.py kills a worker whose engine runs in a process).
+    worker_environment = {
+        **worker_environment,
+        "RCS_MODEL_DIR": str(model),
+        "RCS_ENGINE_PROCESS": str(killed == "engine process").lower(),
+    }
     n = 24
     ids = []
     for i in range(n):
