@@ -9,8 +9,9 @@ CPU seconds per request by process (API, worker, PostgreSQL, Redis, the load gen
 from the kernel for this benchmark's own child processes. CPU time per request moves far less
 than wall-clock rates when other jobs share the cores, so two commits can be compared by
 running this in each tree, alternately (see docs/scaling.md); `--engine thread process
---rounds 2` alternates the worker's engine loop in a thread and in a process of its own. `--client lean httpx --rounds 3`
-alternates the load generator's two HTTP clients on one stack (what httpx costs the machine).
+--rounds 2` alternates the worker's engine loop in a thread and in a process of its own, a stack
+each. `--client lean httpx --rounds 3` alternates the load generator's two HTTP clients on one
+stack (what httpx costs the machine).
 Saves bench/results/service-cost-<model>.json.
 """
 

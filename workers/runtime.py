@@ -78,13 +78,24 @@ def flush_token_stream() -> None:
 
 @lru_cache(maxsize=1)
 def _engine_loop() -> EngineLoop | EngineProcess:
-    from workers.engine.loop import EngineLoop
-
-    settings = get_settings()
-    if settings.engine_process:
+    if get_settings().engine_process:
         from workers.engine.process import EngineProcess
 
         return EngineProcess()
+    return local_engine_loop()
+
+
+def local_engine_loop() -> EngineLoop:
+    """The loop itself, in this process: the worker's in a thread, or the engine process's."""
+    with _build_lock:
+        return _local_engine_loop()
+
+
+@lru_cache(maxsize=1)
+def _local_engine_loop() -> EngineLoop:
+    from workers.engine.loop import EngineLoop
+
+    settings = get_settings()
     return EngineLoop(
         engine(),
         max_rows=settings.max_batch_size,

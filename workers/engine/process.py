@@ -27,9 +27,12 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.engine.types import GenerationRequest, GenerationResult
+
+if TYPE_CHECKING:
+    from workers.token_stream import TokenStreamPublisher
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +56,11 @@ def _picklable(exc: BaseException) -> BaseException:
 def _child_main(conn: Connection) -> None:
     """The child: load the engine, then run what the parent sends until the pipe closes."""
     from core.gc_freeze import freeze_startup_objects
-    from core.settings import get_settings
-    from workers.engine.batch import Engine
-    from workers.engine.loop import EngineLoop
-    from workers.token_stream import TokenStreamPublisher
+    from workers.runtime import local_engine_loop, token_stream
 
-    settings = get_settings()
     try:
-        import redis
-
-        engine = Engine.from_dir(str(settings.resolved_model_dir()))
-        publisher = TokenStreamPublisher(
-            engine.loaded, redis.Redis.from_url(settings.redis_url), ttl=settings.stream_ttl_seconds
-        )
-        loop = EngineLoop(
-            engine,
-            max_rows=settings.max_batch_size,
-            max_kv_tokens=settings.max_batch_tokens,
-            on_events=publisher.put,
-        )
+        loop = local_engine_loop()  # the model, the batch and the token-stream publisher
+        publisher = token_stream()
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
@@ -103,7 +92,9 @@ def _finished_into(
 
 
 def _send_results(
-    conn: Connection, outbox: queue.SimpleQueue[tuple[int, Any, bool]], publisher: Any
+    conn: Connection,
+    outbox: queue.SimpleQueue[tuple[int, Any, bool]],
+    publisher: TokenStreamPublisher,
 ) -> None:
     """Send finished rows up the pipe, everything finished meanwhile in one message; streamed
     rows only once the publisher has written their tokens."""
