@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from core.categories import CATEGORIES, MANIFEST_FILENAME
 from workers.engine.batch import Engine
 from workers.engine.cache_names import cache_kwargs
+from workers.engine.llama_blocks import llama_blocks
 from workers.engine.model import LoadedModel, ModelLoadError, load_model
 from workers.engine.query_adapter import (
     CONFIG_FILE,
@@ -26,6 +27,7 @@ from workers.engine.query_adapter import (
     Gate,
     GatedLowRank,
     add_query_adapter,
+    find_query_adapter,
     save_query_adapter,
 )
 from workers.engine.scoring import score_prompts
@@ -113,6 +115,10 @@ def test_the_decision_goes_through_the_adapter_at_the_suffix_only(
     """Decoding and scoring read the decision after the adapted suffix, as computed by hand, and
     it differs from the same model's without the adapter."""
     requests = [GenerationRequest(p, NO_RULE, SamplingParams(0.7, 0.9, 3, seed=1)) for p in PROMPTS]
+    adapter = find_query_adapter(adapted.model)
+    assert adapter is not None and llama_blocks(adapted.model) is not None  # decode steps
+    with adapter.at_last(1):
+        assert llama_blocks(adapted.model) is None  # the adapted prefill runs the wrappers
     generated, _ = Engine(adapted, max_batch_size=64).generate(requests)
     scored = [s.summary for s in score_prompts(adapted, [*PROMPTS])]
     plain, _ = Engine(without).generate(requests)

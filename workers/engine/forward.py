@@ -5,8 +5,9 @@ wrappers, output capturing and a causal-mask builder to every call. For Llama-sh
 (`DIRECT_MODEL_TYPES`) both passes call the embedding, rotary embedding, decoder layers, norm and
 head directly with a 4-D mask, with logits equal to the last bit: for the tiny model a 20-row
 decode step ran at 0.62-0.82x, a whole engine step at about 0.83x, and a 3-row prefill at about
-0.82x (`bench/decode_step.py`, docs/scaling.md). `run_layers` is that loop, shared with the
-decision query's training (`workers/training/decision_query.py`). Any other architecture keeps
+0.82x (`bench/decode_step.py`, docs/scaling.md). With sdpa attention the blocks themselves run
+as tensor operations (`llama_blocks.py`); `run_layers` calls them as modules, the way the decision
+query's training does (`workers/training/decision_query.py`). Any other architecture keeps
 the transformers forward, so the engine serves every causal LM as before.
 """
 
@@ -16,6 +17,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from workers.engine.cache_names import cache_kwargs
+from workers.engine.llama_blocks import llama_blocks
 from workers.engine.prefill import PaddedBatch
 
 #: Model types whose forward is embed -> rotary -> layers -> norm -> head, nothing more (no
@@ -58,7 +60,7 @@ def prefill_logits(
     causal = torch.ones((width, width), dtype=torch.bool, device=real.device).tril()
     allowed = causal & real[:, None, :]  # (N, L, L)
     allowed |= torch.eye(width, dtype=torch.bool, device=real.device)
-    hidden = run_layers(model, base.embed_tokens(ids), allowed[:, None], pos, cache)
+    hidden = _decoder(model, base.embed_tokens(ids), allowed[:, None], pos, cache)
     return model.get_output_embeddings()(base.norm(hidden[:, -keep:]))  # (N, keep, V)
 
 
@@ -85,8 +87,23 @@ def decode_logits(
     base = model.base_model
     hidden = base.embed_tokens(tokens[:, None])  # (B, 1, H)
     allowed = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, W + 1)
-    hidden = run_layers(model, hidden, allowed, position_ids[:, None], cache)
+    hidden = _decoder(model, hidden, allowed, position_ids[:, None], cache)
     return model.get_output_embeddings()(base.norm(hidden))[:, -1]  # (B, V)
+
+
+def _decoder(
+    model: PreTrainedModel,
+    hidden: torch.Tensor,
+    allowed: torch.Tensor,
+    position_ids: torch.Tensor,
+    cache: DynamicCache,
+) -> torch.Tensor:
+    """All the decoder's blocks: as tensor operations where `llama_blocks` can, else the modules."""
+    blocks = llama_blocks(model)
+    if blocks is None:
+        return run_layers(model, hidden, allowed, position_ids, cache)
+    rotary = model.base_model.rotary_emb(hidden, position_ids=position_ids)
+    return blocks(hidden, allowed, rotary, cache)
 
 
 def run_layers(

@@ -99,6 +99,11 @@ class QueryAdapter:
     rank: int
     alpha: float
 
+    @property
+    def active(self) -> bool:
+        """Inside `at_positions` or `at_last`: the model's projections are the wrappers."""
+        return self.gate.positions is not None or self.gate.last > 0
+
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.down, layer.up)]
 

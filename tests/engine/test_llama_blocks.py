@@ -1,0 +1,94 @@
+"""The decoder blocks as tensor operations (`workers/engine/llama_blocks.py`) against the same
+blocks run as modules: grouped key heads and projection biases included, which the tiny model
+lacks (the demo model groups its heads; Qwen2 has biases)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import (
+    DynamicCache,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from workers.engine.forward import decode_logits, decodes_directly, prefill_logits, run_layers
+from workers.engine.llama_blocks import llama_blocks
+from workers.engine.prefill import left_pad
+
+SIZES = dict(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,  # two query heads per key head
+)
+
+
+def _model(kind: str) -> PreTrainedModel:
+    torch.manual_seed(0)
+    model: PreTrainedModel
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**SIZES, attn_implementation="sdpa"))
+    else:  # Qwen2: biases on the query, key and value projections
+        model = Qwen2ForCausalLM(Qwen2Config(**SIZES, attn_implementation="sdpa"))
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_the_blocks_give_the_modules_logits_and_cache_in_prefill_and_decode(kind: str) -> None:
+    model = _model(kind)
+    blocks = llama_blocks(model)
+    assert decodes_directly(model) and blocks is not None and blocks.groups == 2
+    rows = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    batch = left_pad(rows, 0, torch.device("cpu"))
+    base = model.base_model
+    with torch.inference_mode():
+        caches = [DynamicCache(config=model.config) for _ in range(2)]
+        ids, mask, pos = batch.input_ids, batch.attention_mask, batch.position_ids
+        width = ids.shape[1]
+        allowed = torch.ones((width, width), dtype=torch.bool).tril() & mask.bool()[:, None, :]
+        allowed |= torch.eye(width, dtype=torch.bool)
+        hidden = base.embed_tokens(ids)
+        plain = run_layers(model, hidden, allowed[:, None], pos, caches[0])
+        rotary = base.rotary_emb(hidden, position_ids=pos)
+        tensors = blocks(hidden, allowed[:, None], rotary, caches[1])
+        assert torch.allclose(plain, tensors, atol=1e-6)
+        for a, b in zip(caches[0].layers, caches[1].layers, strict=True):
+            assert torch.allclose(a.keys, b.keys, atol=1e-6)
+            assert torch.allclose(a.values, b.values, atol=1e-6)
+        # One decode step from each cache: through the modules (the forward) and the blocks.
+        grown = torch.cat([mask, mask.new_ones((3, 1))], -1)
+        tokens, nxt = torch.tensor([20, 21, 22]), pos[:, -1] + 1
+        forward = model(
+            input_ids=tokens[:, None],
+            attention_mask=grown,
+            position_ids=nxt[:, None],
+            cache=caches[0],
+            use_cache=True,
+        ).logits[:, -1]
+        direct = decode_logits(model, tokens, grown, nxt, caches[1], direct=True)
+    assert torch.allclose(forward, direct, atol=1e-5)
+
+
+def test_a_direct_prefill_with_grouped_heads_gives_the_forward_passs_logits() -> None:
+    model = _model("llama")
+    batch = left_pad([[5, 6, 7, 8], [9, 10]], 0, torch.device("cpu"))
+    with torch.inference_mode():
+        plain, direct = (
+            prefill_logits(model, batch, DynamicCache(config=model.config), 2, direct=way)
+            for way in (False, True)
+        )
+    assert torch.allclose(plain, direct, atol=1e-5)
+
+
+def test_eager_attention_runs_the_modules() -> None:
+    model = copy.deepcopy(_model("llama"))
+    model.set_attn_implementation("eager")
+    assert llama_blocks(model) is None
