@@ -18,7 +18,6 @@ from core.row_start import RowStart, tenant_share
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.generations import generation_from_row
-from db.repositories.policies import resolve_active_version_ids
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
 from services.tasks import TaskMessage, TaskSender, send_after_commit
@@ -76,11 +75,11 @@ def queue_generation(
     generation_id: uuid.UUID | None = None,
 ) -> Generation:
     """Check the tenant's quotas (`QuotaExceeded`; `check_rate` with its requests per minute),
-    resolve the policy (`PolicyNotFound`), write the queued row (with `generation_id` if given)
-    and send the task after commit.
+    write the queued row (with `generation_id` if given) under the policy's active version
+    (`PolicyNotFound`), one statement, and send the task after commit.
 
-    The rate check (Redis) runs in a thread of its own while the policy is resolved and the row
-    inserted (PostgreSQL); nothing is committed before it passes, and a request over the rate
+    The rate check (Redis) runs in a thread of its own while the row is inserted (PostgreSQL);
+    nothing is committed before it passes, and a request over the rate
     is 429 whatever else went wrong, as when it ran first."""
     max_tokens = int(caller.quotas.get("max_tokens", 1024))
     if int(new.params["max_tokens"]) > max_tokens:
@@ -88,14 +87,10 @@ def queue_generation(
     per_minute = int(caller.quotas.get("requests_per_minute", 600))
     rate = _rate_checks.submit(check_rate, caller.tenant_id, per_minute)
     try:
-        active = resolve_active_version_ids(
-            session=session, tenant_id=caller.tenant_id, policy_name=new.policy
-        )
-        row = repo.create_generation(
+        row = repo.create_generation_under_policy(
             session=session,
             tenant_id=caller.tenant_id,
-            policy_version_id=active.version_id,
-            shadow_version_id=active.shadow_version_id,
+            policy_name=new.policy,
             model=model,
             messages=new.messages,
             params=new.params,

@@ -12,15 +12,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, TypeDecorator, select, text
+from sqlalchemy import ColumnElement, TextClause, TypeDecorator, select, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
 from db.models import Generation
 from db.repositories.common import expire_cached, one_or_raise
+from db.repositories.policies import resolve_active_version_ids
 from db.repositories.stats import upsert_sql
 from db.repositories.transitions import ACTIVE_STATUSES, finish, start
 from db.types import utcnow
@@ -38,6 +39,55 @@ _INSERT = text(
 )
 
 
+#: The same row with the policy's active (and shadow) version read in the one statement: the
+#: request's policy costs no statement of its own. No row when the policy has no active version.
+_INSERT_UNDER_POLICY = """
+    INSERT INTO generations AS g (id, tenant_id, policy_version_id, shadow_version_id,
+        api_key_id, model, messages, params, status, request_id, created_at)
+    SELECT :id, :tenant_id, p.active_version_id, p.shadow_version_id, :api_key_id, :model,
+        CAST(:messages AS jsonb), CAST(:params AS jsonb), 'queued', :request_id, :created_at
+    FROM policies AS p
+    WHERE p.tenant_id = :tenant_id AND p.active_version_id IS NOT NULL AND {which}
+    RETURNING row_to_json(g)::text
+"""
+_INSERT_UNDER_NAMED = text(_INSERT_UNDER_POLICY.format(which="p.name = :name"))
+_INSERT_UNDER_DEFAULT = text(_INSERT_UNDER_POLICY.format(which="p.is_default"))
+
+
+def _new_row(session: Session, statement: TextClause, values: dict[str, Any]) -> Generation | None:
+    """The inserted row, in the session as if read (later updates of the row expire it)."""
+    raw = session.execute(statement, values).scalar_one_or_none()
+    if raw is None:
+        return None
+    row = generation_from_json(raw)
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
+
+
+class RowFields(TypedDict, total=False):
+    """A new row's optional fields."""
+
+    params: dict[str, Any] | None
+    api_key_id: uuid.UUID | None
+    request_id: str | None
+    #: The caller's id for the row (a waiter registered before the row exists).
+    generation_id: uuid.UUID | None
+
+
+def _values(tenant_id: uuid.UUID, model: str, messages: Any, fields: RowFields) -> dict[str, Any]:
+    return {
+        "id": fields.get("generation_id") or uuid.uuid4(),
+        "tenant_id": tenant_id,
+        "api_key_id": fields.get("api_key_id"),
+        "model": model,
+        "messages": json.dumps(messages),
+        "params": json.dumps(fields.get("params") or {}),
+        "request_id": fields.get("request_id"),
+        "created_at": utcnow(),
+    }
+
+
 def create_generation(
     *,
     session: Session,
@@ -45,31 +95,51 @@ def create_generation(
     policy_version_id: uuid.UUID,
     model: str,
     messages: Any,
-    params: dict[str, Any] | None = None,
-    api_key_id: uuid.UUID | None = None,
-    request_id: str | None = None,
     shadow_version_id: uuid.UUID | None = None,
-    generation_id: uuid.UUID | None = None,
+    **fields: Unpack[RowFields],
 ) -> Generation:
-    """A new `queued` generation (with `generation_id` when the caller chose it: a waiter
-    registered before the row exists), in the session as if read; send its task only after
-    the transaction commits."""
-    values = {
-        "id": generation_id or uuid.uuid4(),
-        "tenant_id": tenant_id,
-        "policy_version_id": policy_version_id,
-        "shadow_version_id": shadow_version_id,
-        "api_key_id": api_key_id,
-        "model": model,
-        "messages": json.dumps(messages),
-        "params": json.dumps(params or {}),
-        "request_id": request_id,
-        "created_at": utcnow(),
-    }
-    row = generation_from_json(session.execute(_INSERT, values).scalar_one())
-    make_transient_to_detached(row)  # as if loaded: later updates of the row expire it
-    session.add(row)
+    """A new `queued` generation, in the session as if read; send its task only after the
+    transaction commits."""
+    values = _values(tenant_id, model, messages, fields)
+    values |= {"policy_version_id": policy_version_id, "shadow_version_id": shadow_version_id}
+    row = _new_row(session, _INSERT, values)
+    assert row is not None, "an INSERT ... VALUES makes its row"
     return row
+
+
+def create_generation_under_policy(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    policy_name: str | None,
+    model: str,
+    messages: Any,
+    **fields: Unpack[RowFields],
+) -> Generation:
+    """`create_generation` under the active (and shadow) version of the named policy, or of the
+    tenant's default when no name is given, in one statement. Raises what
+    `resolve_active_version_ids` raises (`PolicyNotFound`, `NoActiveVersion`) when there is
+    no such version."""
+    values = _values(tenant_id, model, messages, fields)
+    if policy_name is None:
+        row = _new_row(session, _INSERT_UNDER_DEFAULT, values)
+    else:
+        row = _new_row(session, _INSERT_UNDER_NAMED, values | {"name": policy_name})
+    if row is not None:
+        return row
+    # No row: say why (a policy made active meanwhile is taken as the resolver finds it).
+    active = resolve_active_version_ids(
+        session=session, tenant_id=tenant_id, policy_name=policy_name
+    )
+    return create_generation(
+        session=session,
+        tenant_id=tenant_id,
+        policy_version_id=active.version_id,
+        shadow_version_id=active.shadow_version_id,
+        model=model,
+        messages=messages,
+        **(fields | {"generation_id": values["id"]}),
+    )
 
 
 def get_generation(

@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db.errors import GenerationNotFound
+from db.errors import GenerationNotFound, NoActiveVersion, PolicyNotFound
 from db.models import Generation, Policy, RefusalStat, Tenant
 from db.repositories.generations import (
     Succeeded,
     claim_generation,
     claim_generations,
+    create_generation_under_policy,
     generation_from_json,
     generation_from_row,
     generation_to_row,
@@ -27,6 +28,7 @@ from db.repositories.generations import (
     mark_running,
     mark_succeeded,
 )
+from db.repositories.policies import get_default_policy
 from db.repositories.stats import StatIncrement, floor_to_bucket, stat_rows
 from db.types import utcnow
 from tests.db.factories import make_generation, make_policy, make_tenant
@@ -273,3 +275,45 @@ def test_a_succeeded_row_comes_back_as_written_and_reads_back_as_the_row(
     for column in Generation.__table__.columns:
         if column.computed is None:
             assert getattr(from_json, column.key) == getattr(read, column.key), column.key
+
+
+def test_a_generation_under_a_policy_takes_its_active_and_shadow_versions_in_one_statement(
+    db_session: Session,
+) -> None:
+    tenant_a, _ = make_tenant(db_session)
+    tenant_b, _ = make_tenant(db_session)
+    named = make_policy(db_session, tenant_a, "kids-app", is_default=False)
+    shadow = make_policy(db_session, tenant_a, "candidate", is_default=False)
+    named.shadow_version_id = shadow.active_version_id
+    db_session.flush()
+    default = get_default_policy(session=db_session, tenant_id=tenant_a.id)
+
+    def under(tenant: Tenant, name: str | None) -> Generation:
+        return create_generation_under_policy(
+            session=db_session,
+            tenant_id=tenant.id,
+            policy_name=name,
+            model="tiny",
+            messages=[{"role": "user", "content": "hello"}],
+            params={"max_tokens": 8},
+        )
+
+    by_name = under(tenant_a, "kids-app")
+    assert (by_name.policy_version_id, by_name.shadow_version_id) == (
+        named.active_version_id,
+        shadow.active_version_id,
+    )
+    assert by_name.status == "queued" and by_name.tenant_id == tenant_a.id
+    assert under(tenant_a, None).policy_version_id == default.active_version_id
+    with pytest.raises(PolicyNotFound):  # another tenant's policy name is unknown here
+        under(tenant_b, "kids-app")
+    named.active_version_id = None
+    db_session.flush()
+    with pytest.raises(NoActiveVersion):
+        under(tenant_a, "kids-app")
+    count = db_session.scalar(
+        select(func.count())
+        .select_from(Generation)
+        .where(Generation.tenant_id.in_([tenant_a.id, tenant_b.id]))
+    )
+    assert count == 2  # the refused ones wrote nothing
