@@ -44,7 +44,10 @@ API_DESCRIPTION = (
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with generation_events(app):
         freeze_startup_objects()  # built and connected: keep it out of full collections
-        yield
+        try:
+            yield
+        finally:
+            await app.state.rate_limiter.aclose()
 
 
 def create_app(

@@ -16,31 +16,43 @@ from api.schemas import GenerationIn
 from db.errors import PolicyNotFound
 from db.models import Generation
 from services import generations
-from services.generations import Caller, NewGeneration, QuotaExceeded, queue_generation
+from services.generations import (
+    Caller,
+    NewGeneration,
+    QuotaExceeded,
+    check_max_tokens,
+    queue_generation,
+    requests_per_minute,
+)
 
 
-def submit_generation(
+async def submit_generation(
     request: Request,
     session: Session,
     principal: Principal,
     body: GenerationIn,
     generation_id: uuid.UUID | None = None,
 ) -> Generation:
-    """Queue the generation `body` asks for (`services.generations.queue_generation`)."""
+    """Queue the generation `body` asks for (`services.generations.queue_generation`): the
+    tenant's rate check on the event loop, the row and the task in a worker thread."""
     caller = Caller(
         principal.require_tenant(), principal.key_id, request.state.request_id, principal.quotas
     )
     new = NewGeneration(body.chat(), body.sampling(), body.policy, body.stream)
     state = request.app.state
     try:
-        return queue_generation(
-            session=session,
-            caller=caller,
-            new=new,
-            model=state.model_name,
-            sender=state.task_sender,
-            check_rate=state.rate_limiter.check,
-            generation_id=generation_id,
+        check_max_tokens(caller.quotas, new)
+        rate = state.rate_limiter.start_check(caller.tenant_id, requests_per_minute(caller.quotas))
+        return await run_in_threadpool(
+            lambda: queue_generation(
+                session=session,
+                caller=caller,
+                new=new,
+                model=state.model_name,
+                sender=state.task_sender,
+                rate=rate,
+                generation_id=generation_id,
+            )
         )
     except QuotaExceeded as exc:
         raise ApiError(422, "validation_error", str(exc), field=exc.field) from None
@@ -57,7 +69,7 @@ async def submit_and_wait(
     generation_id = uuid.uuid4()
     state = request.app.state
     async with state.final_notifications.watching(generation_id) as woken:
-        await run_in_threadpool(submit_generation, request, session, principal, body, generation_id)
+        await submit_generation(request, session, principal, body, generation_id)
         row = await generations.wait_for_final(
             state.session_factory, state.final_notifications, generation_id, timeout, woken=woken
         )

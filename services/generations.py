@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +21,6 @@ from db.repositories.generations import generation_from_row
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
 from services.tasks import TaskMessage, TaskSender, send_after_commit
-
-#: Rate checks run beside the database work of the request that asked for them.
-_rate_checks = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rate-check")
 
 
 class QuotaExceeded(Exception):
@@ -64,6 +61,18 @@ def read_generation(factory: sessionmaker[Session], generation_id: uuid.UUID) ->
         return found
 
 
+def requests_per_minute(quotas: Mapping[str, Any]) -> int:
+    """The tenant's quota of submissions per minute (what its rate check counts against)."""
+    return int(quotas.get("requests_per_minute", 600))
+
+
+def check_max_tokens(quotas: Mapping[str, Any], new: NewGeneration) -> None:
+    """`QuotaExceeded` when the request asks for more tokens than the tenant's quota."""
+    max_tokens = int(quotas.get("max_tokens", 1024))
+    if int(new.params["max_tokens"]) > max_tokens:
+        raise QuotaExceeded("max_tokens", f"max_tokens exceeds this tenant's quota of {max_tokens}")
+
+
 def queue_generation(
     *,
     session: Session,
@@ -71,22 +80,18 @@ def queue_generation(
     new: NewGeneration,
     model: str,
     sender: TaskSender,
-    check_rate: Callable[[uuid.UUID, int], None],
+    rate: Future[None],
     generation_id: uuid.UUID | None = None,
 ) -> Generation:
-    """Check the tenant's quotas (`QuotaExceeded`; `check_rate` with its requests per minute),
-    write the queued row (with `generation_id` if given) under the policy's active version
-    (`PolicyNotFound`), one statement, and send the task after commit.
+    """Check the tenant's token quota (`check_max_tokens`), write the queued row (with
+    `generation_id` if given) under the policy's active version (`PolicyNotFound`), one
+    statement, and send the task after commit.
 
-    The rate check (Redis) runs in a thread of its own while the row is inserted (PostgreSQL);
-    nothing is committed before it passes, and a request over the rate
-    is 429 whatever else went wrong, as when it ran first."""
-    max_tokens = int(caller.quotas.get("max_tokens", 1024))
-    if int(new.params["max_tokens"]) > max_tokens:
-        raise QuotaExceeded("max_tokens", f"max_tokens exceeds this tenant's quota of {max_tokens}")
-    per_minute = int(caller.quotas.get("requests_per_minute", 600))
-    rate = _rate_checks.submit(check_rate, caller.tenant_id, per_minute)
+    `rate` is the verdict of the tenant's rate check (`requests_per_minute`), which the caller
+    started once `check_max_tokens` passed and which runs while the row is inserted: nothing is
+    committed before it passes, and a request over the rate is 429 whatever else went wrong."""
     try:
+        check_max_tokens(caller.quotas, new)
         row = repo.create_generation_under_policy(
             session=session,
             tenant_id=caller.tenant_id,

@@ -134,7 +134,7 @@ async def create_generation(
         if row.status in FINAL_STATUSES:
             response.status_code = status.HTTP_200_OK
         return generation_out(row)
-    row = await run_in_threadpool(submit_generation, request, session, principal, body)
+    row = await submit_generation(request, session, principal, body)
     location = f"/v1/generations/{row.id}"
     response.headers["Location"] = location
     if body.stream:

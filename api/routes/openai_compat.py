@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -246,7 +245,7 @@ async def chat_completions(
             )
         row_error(row)
         return completion_body(row)
-    row = await run_in_threadpool(submit_generation, request, session, principal, native)
+    row = await submit_generation(request, session, principal, native)
     state = request.app.state
     try:
         stream = await open_stream(state.redis, state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)
