@@ -309,13 +309,11 @@ def engine_in_process(model: Path, max_tokens: int) -> Iterator[Any]:
     """An `EngineLoop` on the model in this process, configured like the worker's, warmed up."""
     from core.settings import get_settings
     from workers.engine.batch import Engine
-    from workers.engine.loop import EngineLoop
+    from workers.engine.loop import configured_loop
 
     settings = get_settings()
     engine = Engine.from_dir(str(model))
-    loop = EngineLoop(
-        engine, max_rows=settings.max_batch_size, max_kv_tokens=settings.max_batch_tokens
-    )
+    loop = configured_loop(engine, settings)  # bounded and admitting as the worker's
     try:
         engine_closed_loop(loop, engine_requests(16, max_tokens, tenants=8), 4)  # warm-up
         yield loop

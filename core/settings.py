@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     #: budget per row) they may reserve.
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     max_batch_tokens: int = Field(default=32_768, ge=64)
+    #: A running batch of B rows admits once max(1, fraction x B) requests wait, or the first
+    #: has waited `admission_wait_ms` (`workers/engine/loop.py`); 0 admits between every step.
+    admission_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    admission_wait_ms: float = Field(default=20.0, ge=0.0, le=1000.0)
     #: Celery consumer threads per worker: requests it holds (running plus waiting for fair
     #: admission); None means 4 x `max_batch_size`.
     worker_threads: int | None = Field(default=None, ge=1, le=4096)

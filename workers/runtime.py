@@ -93,12 +93,6 @@ def local_engine_loop() -> EngineLoop:
 
 @lru_cache(maxsize=1)
 def _local_engine_loop() -> EngineLoop:
-    from workers.engine.loop import EngineLoop
+    from workers.engine.loop import configured_loop
 
-    settings = get_settings()
-    return EngineLoop(
-        engine(),
-        max_rows=settings.max_batch_size,
-        max_kv_tokens=settings.max_batch_tokens,
-        on_events=token_stream().put,
-    )
+    return configured_loop(engine(), get_settings(), on_events=token_stream().put)

@@ -143,3 +143,50 @@ def test_rows_are_kept_for_a_tenant_under_its_share(engine: Engine) -> None:
         loop.close()
     assert quiet.batch_rows == 4  # it took the kept row next to three loud ones
     assert max(r.batch_rows for r in results) == 4
+
+
+def _long(n: int) -> list[GenerationRequest]:
+    sampling = SamplingParams(0.0, 1.0, 400, ignore_eos=True)  # running for a while
+    return [GenerationRequest(PROMPTS[i], RowPolicy(), sampling) for i in range(n)]
+
+
+def _short(i: int) -> GenerationRequest:
+    return GenerationRequest(PROMPTS[10 + i], RowPolicy(), SamplingParams(0.0, 1.0, 4))
+
+
+def _until_running(loop: EngineLoop, rows: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(loop.batch) < rows:
+        assert time.monotonic() < deadline, "the long rows never all ran"
+        time.sleep(0.005)
+
+
+def test_a_running_batch_gathers_joiners_before_it_admits_them(engine: Engine) -> None:
+    """With half the batch to gather, one joiner waits beside two running rows (no timeout
+    within the test), and joins with the second; a lone request on an idle loop runs at once."""
+    loop = EngineLoop(engine, max_rows=8, max_kv_tokens=10**6, admit_fraction=1.0, admit_wait=600)
+    try:
+        assert loop.submit(_short(0)).result(timeout=60).text is not None  # idle: at once
+        running = [loop.submit(r) for r in _long(2)]
+        _until_running(loop, 2)
+        first = loop.submit(_short(1))
+        for _ in range(30):  # steps go on; the joiner is still gathering
+            time.sleep(0.01)
+            assert loop.waiting == 1 and not first.done()
+        second = loop.submit(_short(2))  # two wait for two running: both join
+        results = [first.result(timeout=60), second.result(timeout=60)]
+        assert not any(f.done() for f in running)  # they joined a batch still decoding
+        assert all(r.batch_rows == 4 for r in results)
+    finally:
+        loop.close()
+
+
+def test_a_gathering_joiner_waits_no_longer_than_the_admission_wait(engine: Engine) -> None:
+    loop = EngineLoop(engine, max_rows=8, max_kv_tokens=10**6, admit_fraction=1.0, admit_wait=0.05)
+    try:
+        running = [loop.submit(r) for r in _long(2)]
+        _until_running(loop, 2)
+        alone = loop.submit(_short(0)).result(timeout=60)
+        assert not any(f.done() for f in running) and alone.batch_rows == 3
+    finally:
+        loop.close()

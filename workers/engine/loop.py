@@ -8,7 +8,15 @@ arrives when another fills every row (it would wait for a row to finish), so the
 `max_rows // 4` rows (at least one) are kept for tenants holding less than their share of the
 rows (`max_rows * share / sum of shares` over the tenants seen in the last
 `SHARE_WINDOW_SECONDS`); a tenant alone, or under its share, may use every row.
- A row that is done resolves its `Future`; each step's
+
+A running batch gathers joiners before it admits them: every admission is a prefill pass and a
+merge of caches whose cost is mostly per pass, not per row, so one admission per step of one or
+two rows each spent as much of the tiny model's loop as its decode steps. With `admit_fraction`
+f > 0 and `admit_wait` w, a batch of B running rows admits once max(1, floor(f * B)) requests
+wait, or the first of them has waited w seconds; an empty batch admits at once, so a lone
+request never waits (docs/scaling.md, session 26). f = 0 admits between every two steps.
+
+A row that is done resolves its `Future`; each step's
 events of the rows submitted with a `stream_to` name go to `on_events` as (name, event) pairs,
 called on the loop thread (keep it cheap: put them on a queue). A step that raises fails the rows it held, and the loop goes on.
 """
@@ -24,6 +32,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from core.settings import Settings
 from workers.engine.admission import FairQueue
 from workers.engine.batch import Engine
 from workers.engine.continuous import Joining, RowEvent, RunningBatch
@@ -58,10 +67,15 @@ class EngineLoop:
         max_rows: int,
         max_kv_tokens: int,
         on_events: EventSink | None = None,
+        admit_fraction: float = 0.0,
+        admit_wait: float = 0.0,
     ) -> None:
         self.engine = engine
         self.max_rows = max_rows
         self.max_kv_tokens = max_kv_tokens
+        self.admit_fraction = admit_fraction
+        self.admit_wait = admit_wait
+        self._waiting_since = 0.0  # when the queue last went from empty to not
         self.on_events = on_events
         self.batch = RunningBatch(engine.loaded)
         self._queue: FairQueue[_Waiting] = FairQueue()
@@ -92,6 +106,8 @@ class EngineLoop:
             if self._closed:
                 raise EngineClosed("the engine loop is closed")
             self._seen[tenant] = (share, time.monotonic())
+            if not len(self._queue):
+                self._waiting_since = time.monotonic()
             self._queue.push(tenant, waiting, cost=waiting.joining.kv_tokens, share=share)
             self._wake.notify()
         return future
@@ -118,6 +134,15 @@ class EngineLoop:
                 del self._seen[tenant]
         total = sum(share for share, _ in self._seen.values()) or 1.0
         return {t: self.max_rows * share / total for t, (share, _) in self._seen.items()}
+
+    def _gathering(self) -> bool:
+        """Whether the waiting requests wait a step longer to join together (module docstring;
+        called with the lock held)."""
+        running, waiting = len(self.batch), len(self._queue)
+        if not running or not waiting or self.admit_fraction <= 0:
+            return False
+        enough = waiting >= max(1, int(self.admit_fraction * running))
+        return not enough and time.monotonic() - self._waiting_since < self.admit_wait
 
     def _admissible(self) -> list[_Waiting]:
         """Pop, in fair order, what fits the batch now (called with the lock held)."""
@@ -149,7 +174,7 @@ class EngineLoop:
                     self._wake.wait()
                 if self._closed and not len(self.batch):
                     return
-                group = self._admissible()
+                group = [] if self._gathering() else self._admissible()
             for w in group:
                 self._running[w.joining.key] = w
                 self._rows_of[w.tenant] += 1
@@ -180,3 +205,18 @@ class EngineLoop:
                 done = self._running.pop(event.key)
                 self._rows_of[done.tenant] -= 1
                 done.future.set_result(event.result)
+
+
+def configured_loop(
+    engine: Engine, settings: Settings, on_events: EventSink | None = None
+) -> EngineLoop:
+    """A loop bounded and admitting as `settings` say (the worker's, and the benchmark's
+    in-process baseline)."""
+    return EngineLoop(
+        engine,
+        max_rows=settings.max_batch_size,
+        max_kv_tokens=settings.max_batch_tokens,
+        on_events=on_events,
+        admit_fraction=settings.admission_fraction,
+        admit_wait=settings.admission_wait_ms / 1000,
+    )
