@@ -21,6 +21,7 @@ from concurrent.futures import Future
 
 import redis
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from api.errors import ApiError
 
@@ -77,15 +78,30 @@ class RateLimiter:
     the event loop."""
 
     def __init__(self, redis_url: str, *, prefix: str = "rcs:limit") -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-        self._slide = self._redis.register_script(_SLIDE)
+        self._url = redis_url
         self._prefix = prefix
         self._running: set[asyncio.Task[None]] = set()  # started checks, held until done
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._redis: aioredis.Redis | None = None
+        self._slide: AsyncScript | None = None
+
+    def _script(self) -> AsyncScript:
+        """The script on a client of the running loop: an asyncio connection belongs to the loop
+        that made it (one per process under uvicorn; an app served without its lifespan, as a
+        bare `TestClient`, runs each request on a loop of its own)."""
+        loop = asyncio.get_running_loop()
+        if self._slide is None or self._loop is not loop:
+            self._loop = loop
+            self._redis = aioredis.Redis.from_url(
+                self._url, socket_timeout=2, socket_connect_timeout=2
+            )
+            self._slide = self._redis.register_script(_SLIDE)
+        return self._slide
 
     async def _retry_after(self, key: str, limit: int, *, add: bool) -> int | None:
         """Seconds to wait when the window at `key` holds `limit` events, else None."""
         try:
-            answer = await self._slide(
+            answer = await self._script()(
                 keys=[f"{self._prefix}:{key}"],
                 args=[WINDOW_SECONDS, limit, "1" if add else "0", uuid.uuid4().hex],
             )
@@ -131,4 +147,6 @@ class RateLimiter:
         await self._retry_after(f"auth:{address}", 1_000_000, add=True)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        if self._redis is not None and self._loop is asyncio.get_running_loop():
+            await self._redis.aclose()
+        self._redis = self._slide = None

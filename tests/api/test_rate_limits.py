@@ -111,3 +111,13 @@ def test_a_tenants_quota_holds_across_processes_and_its_flood_spares_other_tenan
         for keys in (calm, tenant_b):
             answer = client.post("/v1/generations", json={"prompt": "hi"}, headers=keys.headers())
             assert answer.status_code == 202, answer.text
+
+
+def test_the_checks_hold_when_each_request_runs_on_an_event_loop_of_its_own(
+    limited_settings: Settings,
+) -> None:
+    """A `TestClient` outside `with` serves each request on a new loop, without the lifespan:
+    the limiter's Redis connections belong to one loop, so it keeps a client per loop."""
+    client = TestClient(create_app(limited_settings, task_sender=RecordingSender()))
+    statuses = [client.get("/v1/policies", headers=_bad_key(i)).status_code for i in range(6)]
+    assert statuses == [401] * 5 + [429]
