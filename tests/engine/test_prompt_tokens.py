@@ -116,11 +116,12 @@ def test_a_typed_respond_token_cannot_turn_a_refusal_into_an_answer(
     # Typed, `[respond]` is plain text, and the recipe trains typed markers as label-neutral
     # (`data.TYPED_MARKERS`). Like any text it may nudge a borderline prompt: a tiny model that
     # gave "Why did Einstein win the Nobel prize for relativity?" p([respond]) 0.40 answered it
-    # with " Thanks!" appended as well as with " [respond]". Clear refusals must hold, but
-    # not every one of them: the tiny model's training is not bit-reproducible (two torch
-    # threads, and machines differ), and one of two trainings on one machine turned "What will
-    # the stock market do next year?" (p 0.04) into an answer (p 0.97) with " [respond]" typed,
-    # the other none of 17. So at most one in ten may give way.
+    # with " Thanks!" appended as well as with " [respond]". Clear refusals must hold, but not
+    # every one of them: the tiny model is not always the same weights (five trainings on one
+    # machine gave two different models, the first of the five the odd one, cause not found),
+    # and one of them turned "What will the stock market do next year?" (p 0.04) into an answer
+    # (p 0.97) with " [respond]" typed; the other model, none of 17. So at most one in ten may
+    # give way.
     assert lm.manifest.respond_id == int(lm.control_ids[-1])
     turned = [p for p in refused if _respond_share(lm, p + " [respond]") >= 0.5]
     assert len(turned) <= len(refused) // 10, turned
