@@ -17,7 +17,7 @@ from core.queue import GENERATE_TASK
 from core.row_start import RowStart, tenant_share
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
-from db.repositories.generations import generation_from_row
+from db.repositories.generation_json import generation_from_row, generation_to_row
 from db.retry import retry_on_disconnect
 from services.final_notifications import FinalNotifications
 from services.tasks import TaskMessage, TaskSender, send_after_commit
@@ -121,7 +121,7 @@ def queue_generation(
 
 
 def _start_of(row: Generation, quotas: Mapping[str, Any]) -> RowStart:
-    return RowStart(repo.generation_to_row(row), tenant_share(quotas))
+    return RowStart(generation_to_row(row), tenant_share(quotas))
 
 
 async def wait_for_final(

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, TextClause, TypeDecorator, select, text
+from sqlalchemy import TextClause, select, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
 from db.models import Generation
 from db.repositories.common import expire_cached, one_or_raise
+from db.repositories.generation_json import generation_from_json
 from db.repositories.policies import resolve_active_version_ids
 from db.repositories.stats import upsert_sql
 from db.repositories.transitions import ACTIVE_STATUSES, finish, start
@@ -323,50 +324,6 @@ def mark_many_succeeded(
     for row_id in written:
         expire_cached(session, Generation, row_id)
     return written
-
-
-def _python_type(column: ColumnElement[Any]) -> type:
-    kind = column.type
-    if isinstance(kind, TypeDecorator):  # UTCDateTime says `object`; its impl says datetime
-        kind = kind.impl_instance
-    return kind.python_type
-
-
-def generation_from_json(text: str) -> Generation:
-    """A detached `Generation` from a row's JSON as PostgreSQL wrote it (`row_to_json`)."""
-    return generation_from_row(json.loads(text))
-
-
-def generation_from_row(raw: Mapping[str, Any]) -> Generation:
-    """A detached `Generation` from a row's parsed JSON (`row_to_json`), read by the mapped
-    columns' own types: what reading the row would give."""
-    values: dict[str, Any] = {}
-    for column in Generation.__table__.columns:
-        if column.computed is not None or column.key not in raw:
-            continue
-        value, kind = raw[column.key], _python_type(column)
-        if value is not None and kind is uuid.UUID:
-            value = uuid.UUID(value)
-        elif value is not None and kind is datetime:
-            value = datetime.fromisoformat(value)
-        values[column.key] = value
-    return Generation(**values)
-
-
-def generation_to_row(generation: Generation) -> dict[str, Any]:
-    """A generation's columns as JSON (`row_to_json`'s shape): `generation_from_row` reads it
-    back."""
-    row: dict[str, Any] = {}
-    for column in Generation.__table__.columns:
-        if column.computed is not None:
-            continue
-        value = getattr(generation, column.key)
-        if isinstance(value, uuid.UUID):
-            value = str(value)
-        elif isinstance(value, datetime):
-            value = value.isoformat()
-        row[column.key] = value
-    return row
 
 
 #: Rows that run without a claim and still decode after a while: queued -> running.

@@ -11,14 +11,16 @@ from sqlalchemy.orm import Session
 
 from db.errors import GenerationNotFound, NoActiveVersion, PolicyNotFound
 from db.models import Generation, Policy, RefusalStat, Tenant
+from db.repositories.generation_json import (
+    generation_from_json,
+    generation_from_row,
+    generation_to_row,
+)
 from db.repositories.generations import (
     Succeeded,
     claim_generation,
     claim_generations,
     create_generation_under_policy,
-    generation_from_json,
-    generation_from_row,
-    generation_to_row,
     get_generation,
     list_generations,
     load_generations,

@@ -39,6 +39,7 @@ from core.sampling import SamplingParams
 from core.settings import get_settings
 from db.models import Generation, Tenant
 from db.repositories import generations as repo
+from db.repositories.generation_json import generation_from_row
 from db.repositories.policies import load_version
 from db.repositories.stats import increment_stats, stat_rows
 from db.retry import retry_on_disconnect
@@ -145,7 +146,7 @@ def _carried(
         if queued.start is None or queued.stream or queued.id in carried:
             continue
         try:
-            row = repo.generation_from_row(queued.start.row)
+            row = generation_from_row(queued.start.row)
         except (TypeError, ValueError):  # not a row this code reads: claim it instead
             continue
         policy = _policy_cache.get(row.policy_version_id)
