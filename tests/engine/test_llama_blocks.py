@@ -57,8 +57,7 @@ def test_the_blocks_give_the_modules_logits_and_cache_in_prefill_and_decode(kind
         allowed |= torch.eye(width, dtype=torch.bool)
         hidden = base.embed_tokens(ids)
         plain = run_layers(model, hidden, allowed[:, None], pos, caches[0])
-        rotary = base.rotary_emb(hidden, position_ids=pos)
-        tensors = blocks(hidden, allowed[:, None], rotary, caches[1])
+        tensors = blocks(hidden, allowed[:, None], pos, caches[1])
         assert torch.allclose(plain, tensors, atol=1e-6)
         for a, b in zip(caches[0].layers, caches[1].layers, strict=True):
             assert torch.allclose(a.keys, b.keys, atol=1e-6)
@@ -92,3 +91,24 @@ def test_eager_attention_runs_the_modules() -> None:
     model = copy.deepcopy(_model("llama"))
     model.set_attn_implementation("eager")
     assert llama_blocks(model) is None
+
+
+def test_the_blocks_follow_the_weights_and_the_rotary_frequencies_when_they_change() -> None:
+    """A training step or a loaded state must not leave the engine decoding with old weights or
+    an old rotary table."""
+    model = _model("llama")
+    batch = left_pad([[5, 6, 7, 8], [9, 10]], 0, torch.device("cpu"))
+
+    def logits(direct: bool) -> torch.Tensor:
+        with torch.inference_mode():
+            cache = DynamicCache(config=model.config)
+            return prefill_logits(model, batch, cache, 2, direct=direct)
+
+    first = logits(True)
+    with torch.no_grad():  # as an optimizer or a loaded state writes: in place
+        model.model.layers[1].self_attn.k_proj.weight.mul_(1.5)
+        model.model.layers[0].mlp.up_proj.weight.add_(0.01)
+        model.model.rotary_emb.inv_freq.mul_(0.5)
+    changed = logits(True)
+    assert not torch.allclose(first, changed, atol=1e-3)
+    assert torch.allclose(changed, logits(False), atol=1e-5)

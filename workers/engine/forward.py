@@ -60,7 +60,11 @@ def prefill_logits(
     causal = torch.ones((width, width), dtype=torch.bool, device=real.device).tril()
     allowed = causal & real[:, None, :]  # (N, L, L)
     allowed |= torch.eye(width, dtype=torch.bool, device=real.device)
-    hidden = _decoder(model, base.embed_tokens(ids), allowed[:, None], pos, cache)
+    blocks = llama_blocks(model)
+    if blocks is not None:
+        hidden = blocks(blocks.embed(ids), allowed[:, None], pos, cache)
+        return blocks.logits(hidden[:, -keep:])  # (N, keep, V)
+    hidden = run_layers(model, base.embed_tokens(ids), allowed[:, None], pos, cache)
     return model.get_output_embeddings()(base.norm(hidden[:, -keep:]))  # (N, keep, V)
 
 
@@ -84,26 +88,15 @@ def decode_logits(
             **cache_kwargs(model, cache),
         )
         return out.logits[:, -1, :]
+    allowed = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, W + 1)
+    blocks = llama_blocks(model)
+    if blocks is not None:
+        hidden = blocks(blocks.embed(tokens[:, None]), allowed, position_ids[:, None], cache)
+        return blocks.logits(hidden)[:, -1]  # (B, V)
     base = model.base_model
     hidden = base.embed_tokens(tokens[:, None])  # (B, 1, H)
-    allowed = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, W + 1)
-    hidden = _decoder(model, hidden, allowed, position_ids[:, None], cache)
+    hidden = run_layers(model, hidden, allowed, position_ids[:, None], cache)
     return model.get_output_embeddings()(base.norm(hidden))[:, -1]  # (B, V)
-
-
-def _decoder(
-    model: PreTrainedModel,
-    hidden: torch.Tensor,
-    allowed: torch.Tensor,
-    position_ids: torch.Tensor,
-    cache: DynamicCache,
-) -> torch.Tensor:
-    """All the decoder's blocks: as tensor operations where `llama_blocks` can, else the modules."""
-    blocks = llama_blocks(model)
-    if blocks is None:
-        return run_layers(model, hidden, allowed, position_ids, cache)
-    rotary = model.base_model.rotary_emb(hidden, position_ids=position_ids)
-    return blocks(hidden, allowed, rotary, cache)
 
 
 def run_layers(

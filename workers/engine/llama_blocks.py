@@ -1,14 +1,18 @@
-"""A Llama-shaped model's decoder blocks as plain tensor operations on its weights.
+"""A Llama-shaped model's decoder as plain tensor operations on its weights.
 
 At the tiny model's size a decode step costs per call, not per row: each block through the
 modules makes a dozen `nn.Module` calls and passes transformers' decorators (deprecation shims,
 the checkpointing layer's wrapper, the kernel hub's lookup) before the few matrix products it
-needs. `LlamaBlocks` does the same operations in the same order on the same weights, so logits
-and cache equal the modules' (`tests/engine/test_forward.py`); `bench/decode_step.py` times it.
-Only sdpa attention, a SiLU MLP and bare linear projections (Llama, Mistral, Qwen2 as
-`forward.DIRECT_MODEL_TYPES` admits them); anything else runs the modules (`forward.run_layers`),
-as does the demo model's first-step prefill while its decision-query adapter wraps the
-projections (`query_adapter.py`).
+needs. `LlamaBlocks` does the same operations in the same order on the same weights, takes the
+rotary embedding from a table of every position, and runs the embedding, final norm and head
+without their modules too: logits and cache equal the modules' (bit for bit on the tiny model;
+`tests/engine/test_llama_blocks.py`); `bench/decode_step.py` times it. The projections are not
+stacked into one product per block: that saved about 4% of a tiny decode step here, and would
+keep a second copy of most of a model's weights. Only sdpa attention, a SiLU MLP, bare linear
+projections and a rotary embedding that does not change with the length (Llama, Mistral, Qwen2
+as `forward.DIRECT_MODEL_TYPES` admits them); anything else runs the modules
+(`forward.run_layers`), as does the demo model's first-step prefill while its decision-query
+adapter wraps the projections (`query_adapter.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from transformers import DynamicCache, PreTrainedModel
 
 from workers.engine.query_adapter import find_query_adapter
 
+Weights = tuple[torch.Tensor, torch.Tensor | None]
+
+#: Rotary embeddings whose frequencies do not change with the length (a table can hold them).
+STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3"})
+
 
 @dataclass(frozen=True)
 class _Block:
@@ -30,18 +39,18 @@ class _Block:
     layer_idx: int
     norm_in: torch.Tensor
     norm_in_eps: float
-    q: tuple[torch.Tensor, torch.Tensor | None]
-    k: tuple[torch.Tensor, torch.Tensor | None]
-    v: tuple[torch.Tensor, torch.Tensor | None]
-    o: tuple[torch.Tensor, torch.Tensor | None]
+    q: Weights
+    k: Weights
+    v: Weights
+    o: Weights
     norm_post: torch.Tensor
     norm_post_eps: float
-    gate: tuple[torch.Tensor, torch.Tensor | None]
-    up: tuple[torch.Tensor, torch.Tensor | None]
-    down: tuple[torch.Tensor, torch.Tensor | None]
+    gate: Weights
+    up: Weights
+    down: Weights
 
 
-def _weights(linear: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _weights(linear: torch.nn.Module) -> Weights:
     assert type(linear) is torch.nn.Linear, "`plain_projections` admitted the model"
     return linear.weight, linear.bias
 
@@ -59,7 +68,8 @@ def plain_projections(model: PreTrainedModel) -> bool:
 
 
 def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """`LlamaRMSNorm`: in float32, back to the input's dtype before the weight."""
+    """`LlamaRMSNorm`: in float32, back to the input's dtype before the weight. (Torch's fused
+    `rms_norm` gives the same values but ran slower on a prefill's wider input here.)"""
     dtype = hidden.dtype
     hidden = hidden.to(torch.float32)
     variance = hidden.pow(2).mean(-1, keepdim=True)
@@ -71,16 +81,43 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def _rotary_table(model: PreTrainedModel, dtype: torch.dtype) -> torch.Tensor:
+    """cos and sin side by side for every position, (P, 2D), computed as the rotary module
+    computes them (the same operation on each element: equal to the last bit)."""
+    rotary = model.base_model.rotary_emb
+    positions = torch.arange(model.config.max_position_embeddings, device=rotary.inv_freq.device)
+    freqs = positions[:, None].float() * rotary.inv_freq.float()
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos() * rotary.attention_scaling, emb.sin() * rotary.attention_scaling
+    return torch.cat((cos, sin), dim=-1).to(dtype)
+
+
+def _fingerprint(tensor: torch.Tensor) -> tuple[int, int]:
+    """Where a tensor lives and how often it was written in place: what was computed from it is
+    stale once this changes (a loaded state, a move to another device)."""
+    try:
+        version = tensor._version
+    except RuntimeError:  # an inference tensor counts no writes (none are allowed outside)
+        version = -1
+    return tensor.data_ptr(), version
+
+
 class LlamaBlocks:
-    """The decoder blocks of one model, run without their modules (module docstring)."""
+    """The decoder of one model, run without its modules (module docstring)."""
 
     def __init__(self, model: PreTrainedModel) -> None:
-        config = model.config
+        config, base = model.config, model.base_model
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.groups = self.heads // self.kv_heads
+        self.embedding = base.embed_tokens.weight
+        self.norm = (base.norm.weight, base.norm.variance_epsilon)
+        self.head = _weights(model.get_output_embeddings())
+        self.frequencies = base.rotary_emb.inv_freq
+        self.fingerprint = _fingerprint(self.frequencies)
+        self.rotary = _rotary_table(model, self.embedding.dtype)
         self.blocks = []
-        for layer in model.base_model.layers:
+        for layer in base.layers:
             attention, mlp = layer.self_attn, layer.mlp
             self.head_dim = attention.head_dim
             self.scaling = attention.scaling
@@ -101,16 +138,33 @@ class LlamaBlocks:
                 )
             )
 
+    def fresh(self) -> bool:
+        """Whether the rotary table still matches the model's frequencies (the weights are the
+        model's own tensors, always current)."""
+        return _fingerprint(self.frequencies) == self.fingerprint
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The input states of token ids; (..., H)."""
+        return functional.embedding(ids, self.embedding)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The final norm and the head; (..., V)."""
+        return functional.linear(_rms_norm(hidden, *self.norm), *self.head)
+
     def __call__(
         self,
         hidden: torch.Tensor,  # (B, q, H)
         allowed: torch.Tensor,  # (B, 1, q, K) bool
-        rotary: tuple[torch.Tensor, torch.Tensor],  # cos, sin (B, q, D)
+        position_ids: torch.Tensor,  # (B, q)
         cache: DynamicCache,
     ) -> torch.Tensor:
-        cos, sin = rotary[0][:, None], rotary[1][:, None]  # (B, 1, q, D)
+        """`hidden` through every block against `cache` (extended by the q new columns); not
+        normed, (B, q, H)."""
         rows, width = hidden.shape[:2]
         heads = (rows, width, -1, self.head_dim)
+        # An out-of-range position fails here rather than reading past the table.
+        table = functional.embedding(position_ids, self.rotary)[:, None]  # (B, 1, q, 2D)
+        cos, sin = (part.contiguous() for part in table.split(self.head_dim, dim=-1))
         for block in self.blocks:
             normed = _rms_norm(hidden, block.norm_in, block.norm_in_eps)
             query = functional.linear(normed, *block.q).view(heads).transpose(1, 2)
@@ -122,10 +176,8 @@ class LlamaBlocks:
             attended = self._attend(query, key, value, allowed)
             hidden = hidden + functional.linear(attended.reshape(rows, width, -1), *block.o)
             normed = _rms_norm(hidden, block.norm_post, block.norm_post_eps)
-            inner = functional.silu(functional.linear(normed, *block.gate)) * functional.linear(
-                normed, *block.up
-            )
-            hidden = hidden + functional.linear(inner, *block.down)
+            gate, up = functional.linear(normed, *block.gate), functional.linear(normed, *block.up)
+            hidden = hidden + functional.linear(functional.silu(gate) * up, *block.down)
         return hidden
 
     def _attend(
@@ -148,23 +200,35 @@ class LlamaBlocks:
 _BUILT: weakref.WeakKeyDictionary[PreTrainedModel, LlamaBlocks | None] = weakref.WeakKeyDictionary()
 
 
+def _runs_as_tensors(model: PreTrainedModel) -> bool:
+    config = model.config
+    rope = getattr(model.base_model.rotary_emb, "rope_type", None)
+    return (
+        config._attn_implementation == "sdpa"
+        and config.hidden_act == "silu"
+        and rope in STATIC_ROPE_TYPES
+        and type(model.base_model.embed_tokens) is torch.nn.Embedding
+        and type(model.get_output_embeddings()) is torch.nn.Linear
+        and plain_projections(model)
+    )
+
+
 def llama_blocks(model: PreTrainedModel) -> LlamaBlocks | None:
-    """`model`'s blocks as tensor operations, built once per model; None where the modules must run (attention other than sdpa, an
-    activation other than SiLU, wrapped projections: the decision-query adapter's while it is
-    active)."""
+    """`model`'s decoder as tensor operations, built once per model (again once its rotary
+    frequencies move or change); None where the modules must run (attention other than sdpa, an
+    activation other than SiLU, a rotary embedding that changes with the length, wrapped
+    projections: the decision-query adapter's while it is active)."""
     adapter = find_query_adapter(model)
     if adapter is not None and adapter.active:
         return None
-    if model not in _BUILT:
-        config = model.config
-        plain = config._attn_implementation == "sdpa" and config.hidden_act == "silu"
-        plain = plain and plain_projections(model)
-        _BUILT[model] = LlamaBlocks(model) if plain else None
-    return _BUILT[model]
+    built = _BUILT.get(model)
+    if (model not in _BUILT) or (built is not None and not built.fresh()):
+        built = _BUILT[model] = LlamaBlocks(model) if _runs_as_tensors(model) else None
+    return built
 
 
 def use_llama_blocks(model: PreTrainedModel, on: bool) -> None:
-    """Run `model`'s blocks as tensor operations (`on`, where `llama_blocks` can) or as modules:
+    """Run `model`'s decoder as tensor operations (`on`, where `llama_blocks` can) or as modules:
     what `bench/decode_step.py` compares."""
     _BUILT.pop(model, None)
     if not on:
