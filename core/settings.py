@@ -106,7 +106,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1, le=500)
     #: A generation that runs without a claim (`core.row_start`) is shown `running` once it
     #: has decoded this long; a shorter one goes from queued to succeeded in one transaction.
-    running_mark_seconds: float = Field(default=0.1, ge=0, le=60)
+    #: 0.3 rather than 0.1: at 32 clients most rows decode longer than 0.1 s, and marking them
+    #: cost the worker about a tenth of its CPU per request (docs/scaling.md, session 27).
+    running_mark_seconds: float = Field(default=0.3, ge=0, le=60)
     preload_model: bool = True
     #: The worker's engine loop runs in a child process of its own (`workers/engine/process.py`)
     #: instead of a thread beside its consumers, so its Python never waits for their GIL.
