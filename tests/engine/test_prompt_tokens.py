@@ -19,7 +19,7 @@ from core.settings import PROJECT_ROOT
 from tests.engine.conftest import TINY_MODEL_DIR
 from tests.engine.prompts import PROMPTS
 from workers.engine.model import LoadedModel
-from workers.engine.prompt_tokens import encode_prompt
+from workers.engine.prompt_tokens import _LAYOUTS, encode_prompt
 
 DEMO_MODEL_DIR = PROJECT_ROOT / "var" / "models" / "demo"
 # A finished model only: a training in progress holds just its checkpoint there.
@@ -139,3 +139,24 @@ def test_encoding_from_many_threads_gives_the_serial_ids(
     with ThreadPoolExecutor(8) as pool:
         concurrent = list(pool.map(lambda chat: encode_prompt(tokenizer, chat), chats))
     assert concurrent == serial
+
+
+def test_a_changed_template_is_used_at_once_and_one_reading_the_clock_is_not_kept() -> None:
+    """Layouts are kept per template (`prompt_tokens._LAYOUTS`): a tokenizer whose template
+    changes encodes with the new one, and a template that reads the clock is rendered every
+    time."""
+    tok = AutoTokenizer.from_pretrained(TINY_MODEL_DIR, local_files_only=True)
+    prompt = _user("What is the capital of France?")
+
+    def whole() -> list[int]:
+        rendered = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        return list(tok(rendered, add_special_tokens=False)["input_ids"])
+
+    first = encode_prompt(tok, prompt)
+    assert encode_prompt(tok, prompt) == first == whole()
+    tok.chat_template = "Question: " + tok.chat_template
+    assert encode_prompt(tok, prompt) == whole() != first
+    tok.chat_template = "{{ strftime_now('%Y') }} " + tok.chat_template
+    kept = len(_LAYOUTS[tok])
+    assert encode_prompt(tok, prompt) == whole()
+    assert len(_LAYOUTS[tok]) == kept
