@@ -31,6 +31,7 @@ from api.tasks_client import CeleryTaskSender, TaskSender
 from core.gc_freeze import freeze_startup_objects
 from core.logs import configure_json_logging
 from core.settings import Settings, get_settings
+from db.async_connections import AsyncConnections
 from db.session import create_session_factory
 from services.task_batching import CoalescingSender
 
@@ -48,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
         finally:
             await app.state.rate_limiter.aclose()
+            await app.state.key_connections.aclose()
 
 
 def create_app(
@@ -68,6 +70,9 @@ def create_app(
         CeleryTaskSender(settings), max_rows=settings.rows_per_message, observe=observe_message
     )
     app.state.rate_limiter = RateLimiter(settings.redis_url)
+    app.state.key_connections = AsyncConnections(
+        settings.sqlalchemy_url, size=settings.db_pool_size
+    )
     app.state.model_name = settings.model_name
     install_error_handlers(app)
     if settings.log_format == "json":

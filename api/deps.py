@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from db.repositories.tenants import authenticate_key
+from db.repositories.tenants import authenticate_key_async
 
 PLATFORM_ADMIN = "platform_admin"
 TENANT_ADMIN: Final = "tenant_admin"
@@ -99,15 +99,14 @@ def _retrieved(task: asyncio.Task[None]) -> None:
 
 async def current_principal(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     """The caller's key, checked in constant time; revoked or unknown keys are 401. An address
     with too many failed authentications in the last minute is 429, whatever the key.
 
-    The address's failures (Redis, on the event loop) are read while the key is looked up
-    (PostgreSQL, in a worker thread): two round trips in the time of one. A blocked address
-    still gets no answer about its key."""
+    The address's failures (Redis) are read while the key is looked up (PostgreSQL), both
+    awaited on the event loop (`db.async_connections`: no worker thread): two round trips in the
+    time of one. A blocked address still gets no answer about its key."""
     settings = request.app.state.settings
     limiter = request.app.state.rate_limiter
     address = client_address(request)
@@ -119,12 +118,10 @@ async def current_principal(
         await blocked
         raise ApiError(401, "unauthenticated", "missing Authorization: Bearer <api key>")
     try:
-        key = await run_in_threadpool(
-            authenticate_key,
-            session=session,
-            presented=credentials.credentials,
-            secret=settings.secret_key,
-        )
+        async with request.app.state.key_connections.connection() as conn:
+            key = await authenticate_key_async(
+                conn=conn, presented=credentials.credentials, secret=settings.secret_key
+            )
     except Exception:
         await blocked  # a blocked address is 429 whatever else went wrong
         raise

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -190,6 +191,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.OperationalError)
     @app.exception_handler(sa_exc.InterfaceError)
     @app.exception_handler(sa_exc.TimeoutError)
+    @app.exception_handler(psycopg.OperationalError)  # the event loop's own connections
+    @app.exception_handler(psycopg.InterfaceError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         body = error_body("unavailable", "the database is unavailable; retry shortly")
         return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
