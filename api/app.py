@@ -49,7 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
         finally:
             await app.state.rate_limiter.aclose()
-            await app.state.key_connections.aclose()
+            await app.state.db_connections.aclose()
 
 
 def create_app(
@@ -70,9 +70,7 @@ def create_app(
         CeleryTaskSender(settings), max_rows=settings.rows_per_message, observe=observe_message
     )
     app.state.rate_limiter = RateLimiter(settings.redis_url)
-    app.state.key_connections = AsyncConnections(
-        settings.sqlalchemy_url, size=settings.db_pool_size
-    )
+    app.state.db_connections = AsyncConnections(settings.sqlalchemy_url, size=settings.db_pool_size)
     app.state.model_name = settings.model_name
     install_error_handlers(app)
     if settings.log_format == "json":

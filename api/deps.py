@@ -118,7 +118,7 @@ async def current_principal(
         await blocked
         raise ApiError(401, "unauthenticated", "missing Authorization: Bearer <api key>")
     try:
-        async with request.app.state.key_connections.connection() as conn:
+        async with request.app.state.db_connections.connection() as conn:
             key = await authenticate_key_async(
                 conn=conn, presented=credentials.credentials, secret=settings.secret_key
             )

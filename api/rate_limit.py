@@ -17,7 +17,6 @@ import asyncio
 import logging
 import math
 import uuid
-from concurrent.futures import Future
 
 import redis
 import redis.asyncio as aioredis
@@ -80,7 +79,6 @@ class RateLimiter:
     def __init__(self, redis_url: str, *, prefix: str = "rcs:limit") -> None:
         self._url = redis_url
         self._prefix = prefix
-        self._running: set[asyncio.Task[None]] = set()  # started checks, held until done
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: aioredis.Redis | None = None
         self._slide: AsyncScript | None = None
@@ -116,25 +114,6 @@ class RateLimiter:
         retry = await self._retry_after(f"tenant:{tenant_id}", per_minute, add=True)
         if retry is not None:
             raise _over_quota(per_minute, retry)
-
-    def start_check(self, tenant_id: uuid.UUID, per_minute: int) -> Future[None]:
-        """`check` started on the running event loop; its verdict is a future that a worker
-        thread may wait for (raising the 429)."""
-        verdict: Future[None] = Future()
-        task = asyncio.ensure_future(self.check(tenant_id, per_minute))
-        self._running.add(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._running.discard(task)
-            if task.cancelled():
-                verdict.cancel()
-            elif (error := task.exception()) is not None:
-                verdict.set_exception(error)
-            else:
-                verdict.set_result(None)
-
-        task.add_done_callback(done)
-        return verdict
 
     async def check_authentication(self, address: str, failures_per_minute: int) -> None:
         """Raise 429 when this address failed to authenticate too often in the last minute."""

@@ -3,11 +3,10 @@ OpenAI-compatible routes: who is calling, and the services' errors as HTTP error
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 
 from api.deps import Principal
 from api.errors import ApiError
@@ -28,13 +27,13 @@ from services.generations import (
 
 async def submit_generation(
     request: Request,
-    session: Session,
     principal: Principal,
     body: GenerationIn,
     generation_id: uuid.UUID | None = None,
 ) -> Generation:
     """Queue the generation `body` asks for (`services.generations.queue_generation`): the
-    tenant's rate check on the event loop, the row and the task in a worker thread."""
+    tenant's rate check, the row and the task, all awaited on the event loop (the task's send
+    hops to a worker thread once per message, not per request)."""
     caller = Caller(
         principal.require_tenant(), principal.key_id, request.state.request_id, principal.quotas
     )
@@ -42,17 +41,18 @@ async def submit_generation(
     state = request.app.state
     try:
         check_max_tokens(caller.quotas, new)
-        rate = state.rate_limiter.start_check(caller.tenant_id, requests_per_minute(caller.quotas))
-        return await run_in_threadpool(
-            lambda: queue_generation(
-                session=session,
-                caller=caller,
-                new=new,
-                model=state.model_name,
-                sender=state.task_sender,
-                rate=rate,
-                generation_id=generation_id,
-            )
+        rate = asyncio.ensure_future(
+            state.rate_limiter.check(caller.tenant_id, requests_per_minute(caller.quotas))
+        )
+        return await queue_generation(
+            connections=state.db_connections,
+            factory=state.session_factory,
+            caller=caller,
+            new=new,
+            model=state.model_name,
+            sender=state.task_sender,
+            rate=rate,
+            generation_id=generation_id,
         )
     except QuotaExceeded as exc:
         raise ApiError(422, "validation_error", str(exc), field=exc.field) from None
@@ -61,7 +61,7 @@ async def submit_generation(
 
 
 async def submit_and_wait(
-    request: Request, session: Session, principal: Principal, body: GenerationIn, timeout: float
+    request: Request, principal: Principal, body: GenerationIn, timeout: float
 ) -> Generation:
     """Queue the generation and wait for it: the row once final, or its state at `timeout`.
     The waiter is registered before the row exists, so the worker's notification cannot come
@@ -69,7 +69,7 @@ async def submit_and_wait(
     generation_id = uuid.uuid4()
     state = request.app.state
     async with state.final_notifications.watching(generation_id) as woken:
-        await submit_generation(request, session, principal, body, generation_id)
+        await submit_generation(request, principal, body, generation_id)
         row = await generations.wait_for_final(
             state.session_factory, state.final_notifications, generation_id, timeout, woken=woken
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +14,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.queue import GENERATE_TASK
 from core.row_start import RowStart, tenant_share
+from db.async_connections import AsyncConnections
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.generation_json import generation_from_row, generation_to_row
 from db.retry import retry_on_disconnect
+from db.session import session_scope
 from services.final_notifications import FinalNotifications
-from services.tasks import TaskMessage, TaskSender, send_after_commit
+from services.tasks import (
+    NOT_QUEUED,
+    BrokerUnavailable,
+    TaskMessage,
+    TaskSender,
+    send_from_loop,
+)
 
 
 class QuotaExceeded(Exception):
@@ -73,51 +80,60 @@ def check_max_tokens(quotas: Mapping[str, Any], new: NewGeneration) -> None:
         raise QuotaExceeded("max_tokens", f"max_tokens exceeds this tenant's quota of {max_tokens}")
 
 
-def queue_generation(
+async def queue_generation(
     *,
-    session: Session,
+    connections: AsyncConnections,
+    factory: sessionmaker[Session],
     caller: Caller,
     new: NewGeneration,
     model: str,
     sender: TaskSender,
-    rate: Future[None],
+    rate: asyncio.Future[None],
     generation_id: uuid.UUID | None = None,
 ) -> Generation:
     """Check the tenant's token quota (`check_max_tokens`), write the queued row (with
     `generation_id` if given) under the policy's active version (`PolicyNotFound`), one
-    statement, and send the task after commit.
+    statement awaited on the event loop's connection, and send the task after commit.
 
-    `rate` is the verdict of the tenant's rate check (`requests_per_minute`), which the caller
-    started once `check_max_tokens` passed and which runs while the row is inserted: nothing is
-    committed before it passes, and a request over the rate is 429 whatever else went wrong."""
+    `rate` is the tenant's rate check (`requests_per_minute`), which the caller started once
+    `check_max_tokens` passed and which runs while the row is inserted: nothing is committed
+    before it passes, and a request over the rate is 429 whatever else went wrong. If the broker
+    refuses the task, the row is made final (`NOT_QUEUED`, through `factory`) and
+    `BrokerUnavailable` reaches the caller."""
     try:
         check_max_tokens(caller.quotas, new)
-        row = repo.create_generation_under_policy(
-            session=session,
-            tenant_id=caller.tenant_id,
-            policy_name=new.policy,
-            model=model,
-            messages=new.messages,
-            params=new.params,
-            api_key_id=caller.api_key_id,
-            request_id=caller.request_id,
-            generation_id=generation_id,
-        )
+        async with connections.connection() as conn, conn.transaction():
+            row = await repo.create_generation_under_policy_async(
+                conn=conn,
+                tenant_id=caller.tenant_id,
+                policy_name=new.policy,
+                model=model,
+                messages=new.messages,
+                params=new.params,
+                api_key_id=caller.api_key_id,
+                request_id=caller.request_id,
+                generation_id=generation_id,
+            )
+            await rate  # before the commit: a request over the rate writes nothing
     finally:
-        rate.result()  # raises the 429 (the caller rolls back what was not committed)
+        await rate  # raises the 429, whatever else went wrong
     args: list[Any] = [str(row.id), True] if new.stream else [str(row.id)]
     start = None if new.stream else _start_of(row, caller.quotas).carried()
     if start is not None:  # the worker runs it without reading it (`core.row_start`)
         args += [False, start]
-    send_after_commit(
-        session,
-        sender,
-        TaskMessage(GENERATE_TASK, args, str(row.id), {"request_id": caller.request_id}),
-        mark_failed=lambda error: repo.mark_failed(
-            session=session, generation_id=row.id, error=error
-        ),
-    )
+    message = TaskMessage(GENERATE_TASK, args, str(row.id), {"request_id": caller.request_id})
+    try:
+        await send_from_loop(sender, message)
+    except BrokerUnavailable:
+        await run_sync(_mark_not_queued, factory, row.id)
+        raise
     return row
+
+
+def _mark_not_queued(factory: sessionmaker[Session], generation_id: uuid.UUID) -> None:
+    """Make final a row whose task the broker refused: nothing waits for a task never queued."""
+    with session_scope(factory) as session:
+        repo.mark_failed(session=session, generation_id=generation_id, error=NOT_QUEUED)
 
 
 def _start_of(row: Generation, quotas: Mapping[str, Any]) -> RowStart:

@@ -9,15 +9,22 @@ by the first of them (each caller sends at most one message). Every caller still
 once its row's message is with the broker, and if the broker refuses, each caller of that
 message gets `BrokerUnavailable` (and fails its own row). The batch message names its rows in
 the `rows` header, where the lost-task check looks for them.
+
+`send_async` does the same for callers on an event loop: they wait on the loop, and each message
+costs one hop to a worker thread (the broker client is synchronous), not each caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from anyio.to_thread import run_sync
 
 from core.queue import GENERATE_BATCH_TASK, GENERATE_TASK
 from core.row_start import QueuedRow
@@ -46,6 +53,14 @@ class _Waiter:
     error: BaseException | None = None
 
 
+@dataclass(eq=False)
+class _LoopQueue:
+    """The messages of one event loop's callers waiting to be sent, and whether a send runs."""
+
+    pending: list[tuple[TaskMessage, asyncio.Future[None]]] = field(default_factory=list)
+    sending: asyncio.Task[None] | None = None
+
+
 class CoalescingSender:
     """A `TaskSender` that folds `generate` tasks sent concurrently into one message; any other
     task passes straight through. Thread-safe. The caller that finds no send in flight sends one
@@ -67,6 +82,53 @@ class CoalescingSender:
         self._lock = threading.Lock()
         self._pending: list[_Waiter] = []
         self._sending = False
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def send_async(self, message: TaskMessage) -> None:
+        """`send` for a caller on the event loop: returns once its message is with the broker,
+        raising what the broker raised for it."""
+        if message.name != GENERATE_TASK:
+            await run_sync(self.inner.send, message)
+            return
+        loop = asyncio.get_running_loop()
+        queue = self._loops.setdefault(loop, _LoopQueue())
+        sent: asyncio.Future[None] = loop.create_future()
+        sent.add_done_callback(_retrieved)  # a caller that left leaves no warning behind
+        queue.pending.append((message, sent))
+        if queue.sending is None:
+            queue.sending = asyncio.ensure_future(self._drain(queue))
+        # Shielded: a caller that leaves does not unsend its row; the row still counts.
+        await asyncio.shield(sent)
+
+    async def _drain(self, queue: _LoopQueue) -> None:
+        """Send the loop's waiting messages, up to `max_rows` per message, until none wait."""
+        batch: list[tuple[TaskMessage, asyncio.Future[None]]] = []
+        try:
+            while queue.pending:
+                batch = queue.pending[: self.max_rows]
+                del queue.pending[: self.max_rows]
+                messages = [m for m, _ in batch]
+                error: BaseException | None = None
+                try:
+                    one = messages[0] if len(messages) == 1 else batch_message(messages)
+                    await run_sync(self.inner.send, one)
+                    self.observe(len(messages))
+                except Exception as exc:  # every caller of this message learns it
+                    error = exc
+                for _, sent in batch:
+                    if sent.done():
+                        continue
+                    if error is None:
+                        sent.set_result(None)
+                    else:
+                        sent.set_exception(error)
+        finally:
+            queue.sending = None
+            for _, sent in batch + queue.pending:  # cancelled mid-send: the loop is closing
+                sent.cancel()
+            queue.pending.clear()
 
     def send(self, message: TaskMessage) -> None:
         if message.name != GENERATE_TASK:
@@ -104,6 +166,11 @@ class CoalescingSender:
         for waiter in batch:
             waiter.sent, waiter.error = True, error
             waiter.woken.set()
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def batch_rows(rows: list[list[Any]]) -> list[QueuedRow]:

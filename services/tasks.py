@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from anyio.to_thread import run_sync
 from sqlalchemy.orm import Session
 
 #: The error of a row whose task the broker refused: final, so nothing waits for it.
@@ -30,6 +31,16 @@ class TaskMessage:
 
 class TaskSender(Protocol):
     def send(self, message: TaskMessage) -> None: ...
+
+
+async def send_from_loop(sender: TaskSender, message: TaskMessage) -> None:
+    """`sender.send` for a caller on the event loop: its own `send_async` where it has one
+    (`CoalescingSender`: one worker-thread hop per message), else in a worker thread."""
+    send_async = getattr(sender, "send_async", None)
+    if send_async is not None:
+        await send_async(message)
+    else:
+        await run_sync(sender.send, message)
 
 
 def send_after_commit(

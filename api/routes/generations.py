@@ -126,15 +126,14 @@ async def create_generation(
     request: Request,
     response: Response,
     principal: TenantMember,
-    session: SessionDep,
 ) -> GenerationOut | StreamingResponse:
     if body.wait and not body.stream:
-        row = await submit_and_wait(request, session, principal, body, body.timeout)
+        row = await submit_and_wait(request, principal, body, body.timeout)
         response.headers["Location"] = f"/v1/generations/{row.id}"
         if row.status in FINAL_STATUSES:
             response.status_code = status.HTTP_200_OK
         return generation_out(row)
-    row = await submit_generation(request, session, principal, body)
+    row = await submit_generation(request, principal, body)
     location = f"/v1/generations/{row.id}"
     response.headers["Location"] = location
     if body.stream:

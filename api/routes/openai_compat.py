@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.deps import SessionDep, TenantMember
+from api.deps import TenantMember
 from api.errors import ApiError, ErrorBody, validation_error
 from api.openapi import AUTHENTICATED, JSON_BODY, errors
 from api.schemas import MAX_MESSAGES, MAX_PROMPT_CHARS, GenerationIn
@@ -213,7 +213,7 @@ async def _chunks(
     },
 )
 async def chat_completions(
-    body: ChatCompletionIn, request: Request, principal: TenantMember, session: SessionDep
+    body: ChatCompletionIn, request: Request, principal: TenantMember
 ) -> dict[str, Any] | StreamingResponse:
     if body.model != request.app.state.model_name:
         raise ApiError(
@@ -235,7 +235,7 @@ async def chat_completions(
         raise validation_error(exc) from None
     started = time.monotonic()
     if not body.stream:
-        row = await submit_and_wait(request, session, principal, native, SYNC_TIMEOUT_SECONDS)
+        row = await submit_and_wait(request, principal, native, SYNC_TIMEOUT_SECONDS)
         if row.status not in FINAL_STATUSES:
             waited = time.monotonic() - started
             raise ApiError(
@@ -245,7 +245,7 @@ async def chat_completions(
             )
         row_error(row)
         return completion_body(row)
-    row = await submit_generation(request, session, principal, native)
+    row = await submit_generation(request, principal, native)
     state = request.app.state
     try:
         stream = await open_stream(state.redis, state.session_factory, row.id, SYNC_TIMEOUT_SECONDS)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, TextClause
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -15,6 +16,15 @@ from db.errors import NotFound, RepositoryError
 from db.models import Base
 
 ModelT = TypeVar("ModelT", bound=Base)
+
+
+_PSYCOPG = postgresql_psycopg.dialect()
+
+
+def driver_sql(statement: TextClause) -> str:
+    """A text statement in psycopg's own parameter style (`:name` as `%(name)s`), for the event
+    loop's connections (`db.async_connections`): one SQL text for both paths."""
+    return str(statement.compile(dialect=_PSYCOPG))
 
 
 def get_or_raise(session: Session, model: type[ModelT], pk: Any, missing: type[NotFound]) -> ModelT:

@@ -14,15 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
+import psycopg
 from sqlalchemy import TextClause, select, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
 from db.models import Generation
-from db.repositories.common import expire_cached, one_or_raise
+from db.repositories.common import driver_sql, expire_cached, one_or_raise
 from db.repositories.generation_json import generation_from_json
-from db.repositories.policies import resolve_active_version_ids
+from db.repositories.policies import (
+    resolve_active_version_ids,
+    resolve_active_version_ids_async,
+)
 from db.repositories.stats import upsert_sql
 from db.repositories.transitions import ACTIVE_STATUSES, finish, start
 from db.types import utcnow
@@ -64,6 +68,11 @@ def _new_row(session: Session, statement: TextClause, values: dict[str, Any]) ->
     make_transient_to_detached(row)
     session.add(row)
     return row
+
+
+_INSERT_SQL = driver_sql(_INSERT)
+_INSERT_UNDER_NAMED_SQL = driver_sql(_INSERT_UNDER_NAMED)
+_INSERT_UNDER_DEFAULT_SQL = driver_sql(_INSERT_UNDER_DEFAULT)
 
 
 class RowFields(TypedDict, total=False):
@@ -141,6 +150,36 @@ def create_generation_under_policy(
         messages=messages,
         **(fields | {"generation_id": values["id"]}),
     )
+
+
+async def create_generation_under_policy_async(
+    *,
+    conn: psycopg.AsyncConnection,
+    tenant_id: uuid.UUID,
+    policy_name: str | None,
+    model: str,
+    messages: Any,
+    **fields: Unpack[RowFields],
+) -> Generation:
+    """`create_generation_under_policy` on a connection of the event loop, in its transaction
+    (the caller's); the row as written, detached."""
+    values = _values(tenant_id, model, messages, fields)
+    if policy_name is None:
+        found = await (await conn.execute(_INSERT_UNDER_DEFAULT_SQL, values)).fetchone()
+    else:
+        named = values | {"name": policy_name}
+        found = await (await conn.execute(_INSERT_UNDER_NAMED_SQL, named)).fetchone()
+    if found is None:  # say why (a policy made active meanwhile is taken as the resolver finds it)
+        active = await resolve_active_version_ids_async(
+            conn=conn, tenant_id=tenant_id, policy_name=policy_name
+        )
+        values |= {"policy_version_id": active.version_id}
+        values |= {"shadow_version_id": active.shadow_version_id}
+        found = await (await conn.execute(_INSERT_SQL, values)).fetchone()
+        assert found is not None, "an INSERT ... VALUES makes its row"
+    row = generation_from_json(found[0])
+    make_transient_to_detached(row)
+    return row
 
 
 def get_generation(

@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.orm import Session
 
@@ -25,7 +27,7 @@ from db.errors import (
 )
 from db.models import Policy, PolicyVersion
 from db.repositories.audit import append_entry
-from db.repositories.common import add_unique, get_or_raise, one_or_raise
+from db.repositories.common import add_unique, driver_sql, get_or_raise, one_or_raise
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,9 @@ _ACTIVE_DEFAULT = text(
     """
 )
 
+_ACTIVE_BY_NAME_SQL = driver_sql(_ACTIVE_BY_NAME)
+_ACTIVE_DEFAULT_SQL = driver_sql(_ACTIVE_DEFAULT)
+
 
 def resolve_active_version_ids(
     *, session: Session, tenant_id: uuid.UUID, policy_name: str | None = None
@@ -177,11 +182,26 @@ def resolve_active_version_ids(
     else:
         params = {"tenant_id": tenant_id, "name": policy_name}
         found = session.execute(_ACTIVE_BY_NAME, params).one_or_none()
+    return _active(found, policy_name)
+
+
+def _active(found: Any, policy_name: str | None) -> ActiveVersion:
     if found is None:
         raise PolicyNotFound(policy_name or "default")
     if found.active_version_id is None:
         raise NoActiveVersion(f"policy {found.name!r} has no active version")
     return ActiveVersion(found.active_version_id, found.shadow_version_id)
+
+
+async def resolve_active_version_ids_async(
+    *, conn: psycopg.AsyncConnection, tenant_id: uuid.UUID, policy_name: str | None = None
+) -> ActiveVersion:
+    """`resolve_active_version_ids` on a connection of the event loop."""
+    params: dict[str, Any] = {"tenant_id": tenant_id, "name": policy_name}
+    statement = _ACTIVE_DEFAULT_SQL if policy_name is None else _ACTIVE_BY_NAME_SQL
+    async with conn.cursor(row_factory=namedtuple_row) as cursor:
+        await cursor.execute(statement, params)
+        return _active(await cursor.fetchone(), policy_name)
 
 
 def resolve_active_version(

@@ -92,9 +92,9 @@ def test_submit_is_202_with_location_and_the_task_follows_the_commit(
 def test_a_submission_reads_the_key_once_then_writes_the_row_under_its_policy(
     client: TestClient, tenant: TenantKeys, api_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two statements before the task leaves: the key with its tenant (quotas), awaited on the
-    event loop's own connection (`db.async_connections`), and the insert, which reads the
-    policy's active and shadow version ids itself; none read again through a relationship."""
+    """Two statements before the task leaves, both awaited on the event loop's own connections
+    (`db.async_connections`), none through a session: the key with its tenant (quotas), and the
+    insert, which reads the policy's active and shadow version ids itself."""
     client.post("/v1/generations", json={"prompt": "warm"}, headers=tenant.headers("client"))
     awaited: list[str] = []
     statements: list[str] = []
@@ -116,10 +116,10 @@ def test_a_submission_reads_the_key_once_then_writes_the_row_under_its_policy(
     finally:
         event.remove(Engine, "before_cursor_execute", record)
     assert response.status_code == 202, response.text
-    (key,) = awaited
+    key, insert = awaited
     assert "FROM api_keys AS k LEFT JOIN tenants AS t ON t.id = k.tenant_id" in key
-    (insert,) = statements
     assert insert.startswith("INSERT INTO generations") and "FROM policies AS p" in insert
+    assert statements == []
 
 
 def test_get_returns_the_row_with_its_policy_version_and_params(
