@@ -37,14 +37,16 @@ def _end(session: Session, *, failed: bool) -> None:
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    """One session per request. Writing routes commit explicitly (`session.commit()`) before
-    they send a task (`services.tasks.send_after_commit`); anything left uncommitted when the route
-    ends is committed here, or rolled back if it raised.
+    """One session per request, for the routes that take one (a generation's submission and
+    the key lookup run on the event loop's own connections instead: `db.async_connections`).
+    Writing routes commit explicitly (`session.commit()`) before they send a task
+    (`services.tasks.send_after_commit`); anything left uncommitted when the route ends is
+    committed here, or rolled back if it raised.
 
     Async so that opening the session (no I/O yet) costs no hop to a worker thread; ending one
     that holds a transaction talks to the database, so that part runs in one. A session whose
-    route committed (a submission) or never used it holds no connection and closes in place:
-    a hop costs the process about as much CPU as a short statement."""
+    route committed or never used it holds no connection and closes in place: a hop costs the
+    process about as much CPU as a short statement."""
     session: Session = request.app.state.session_factory()
     failed = True
     try:
