@@ -86,9 +86,10 @@ class LoadedModel:
         openers = self.manifest.respond_banned_openers
         return OpenerBan.from_texts(self.tokenizer, openers) if openers else None
 
-    @property
+    @cached_property
     def max_positions(self) -> int | None:
-        """The model's context length, when its config states one."""
+        """The model's context length, when its config states one (read once: every request is
+        checked against it, and transformers' config attributes are slow to read)."""
         value = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
         return int(value) if value else None
 
