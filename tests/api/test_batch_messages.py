@@ -5,6 +5,7 @@ decodes, writes and counts each row of one once, however often the message comes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -134,6 +135,46 @@ def test_a_refused_batch_reaches_every_caller_and_the_next_one_is_sent() -> None
     inner.refuse = False
     sender.send(_generate(7))  # nothing is left stuck "in flight"
     assert [m.task_id for m in inner.sent] == [str(uuid.UUID(int=8))]
+
+
+def _rows_sent(sent: list[TaskMessage]) -> list[str]:
+    rows: list[str] = []
+    for message in sent:
+        batch = message.args[0] if message.name == GENERATE_BATCH_TASK else [message.args]
+        rows += [str(row[0]) for row in batch]
+    return rows
+
+
+def test_callers_on_an_event_loop_share_messages_and_each_hears_of_its_own() -> None:
+    """`send_async`: the loop's callers queue while a message is in flight and go together; a
+    refused message reaches each of its callers; a caller that leaves does not unsend its row."""
+    inner = SlowSender(0.05)
+    sender = CoalescingSender(inner, max_rows=4)
+
+    async def main() -> None:
+        await asyncio.gather(*(sender.send_async(_generate(i)) for i in range(10)))
+        assert sorted(_rows_sent(inner.sent)) == sorted(
+            str(uuid.UUID(int=i + 1)) for i in range(10)
+        )
+        assert len(inner.sent) < 10  # those queued behind a send in flight went together
+
+        inner.refuse = True
+        outcomes = await asyncio.gather(
+            *(sender.send_async(_generate(i)) for i in range(20, 26)), return_exceptions=True
+        )
+        assert all(isinstance(o, BrokerUnavailable) for o in outcomes), outcomes
+        inner.refuse = False
+
+        inner.sent.clear()
+        leaving = asyncio.ensure_future(sender.send_async(_generate(30)))
+        await asyncio.sleep(0.01)  # its message is in flight
+        leaving.cancel()
+        await asyncio.sleep(0.1)
+        assert _rows_sent(inner.sent) == [str(uuid.UUID(int=31))]  # sent all the same
+
+    asyncio.run(main())
+    asyncio.run(sender.send_async(_generate(40)))  # a new loop gets a queue of its own
+    assert _rows_sent(inner.sent)[-1] == str(uuid.UUID(int=41))
 
 
 def _submit_unsent(settings: Settings, keys: TenantKeys, n: int) -> list[str]:
