@@ -94,7 +94,8 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _retrieved(task: asyncio.Task[None]) -> None:
+def retrieved(task: asyncio.Future[None]) -> None:
+    """A done callback: the task's error counts as seen (its awaiter may have left)."""
     if not task.cancelled():
         task.exception()
 
@@ -115,7 +116,7 @@ async def current_principal(
     blocked = asyncio.ensure_future(
         limiter.check_authentication(address, settings.auth_failures_per_minute)
     )
-    blocked.add_done_callback(_retrieved)  # a request cancelled meanwhile leaves no warning
+    blocked.add_done_callback(retrieved)  # a request cancelled meanwhile leaves no warning
     if credentials is None:  # not a guess at a key: not counted
         await blocked
         raise ApiError(401, "unauthenticated", "missing Authorization: Bearer <api key>")

@@ -8,7 +8,7 @@ import uuid
 
 from fastapi import Request
 
-from api.deps import Principal
+from api.deps import Principal, retrieved
 from api.errors import ApiError
 from api.metrics import observe_generation
 from api.schemas import GenerationIn
@@ -44,6 +44,7 @@ async def submit_generation(
         rate = asyncio.ensure_future(
             state.rate_limiter.check(caller.tenant_id, requests_per_minute(caller.quotas))
         )
+        rate.add_done_callback(retrieved)  # a request cancelled meanwhile leaves no warning
         return await queue_generation(
             connections=state.db_connections,
             factory=state.session_factory,
