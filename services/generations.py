@@ -17,6 +17,7 @@ from core.row_start import RowStart, tenant_share
 from db.async_connections import AsyncConnections
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
+from db.repositories.generation_insert import create_generation_under_policy_async
 from db.repositories.generation_json import generation_from_row, generation_to_row
 from db.retry import retry_on_disconnect
 from db.session import session_scope
@@ -103,7 +104,7 @@ async def queue_generation(
     try:
         check_max_tokens(caller.quotas, new)
         async with connections.connection() as conn, conn.transaction():
-            row = await repo.create_generation_under_policy_async(
+            row = await create_generation_under_policy_async(
                 conn=conn,
                 tenant_id=caller.tenant_id,
                 policy_name=new.policy,

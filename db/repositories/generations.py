@@ -12,174 +12,19 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict, Unpack
+from typing import Any
 
-import psycopg
-from sqlalchemy import TextClause, select, text
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from core.summary import SummaryRow
 from db.errors import GenerationNotFound
 from db.models import Generation
-from db.repositories.common import driver_sql, expire_cached, one_or_raise
+from db.repositories.common import expire_cached, one_or_raise
 from db.repositories.generation_json import generation_from_json
-from db.repositories.policies import (
-    resolve_active_version_ids,
-    resolve_active_version_ids_async,
-)
 from db.repositories.stats import upsert_sql
 from db.repositories.transitions import ACTIVE_STATUSES, finish, start
 from db.types import utcnow
-
-#: On every request's path: a constant statement (the ORM's unit-of-work flush of one new row
-#: was a tenth of the API's time under load).
-_INSERT = text(
-    """
-    INSERT INTO generations AS g (id, tenant_id, policy_version_id, shadow_version_id,
-        api_key_id, model, messages, params, status, request_id, created_at)
-    VALUES (:id, :tenant_id, :policy_version_id, :shadow_version_id, :api_key_id, :model,
-        CAST(:messages AS jsonb), CAST(:params AS jsonb), 'queued', :request_id, :created_at)
-    RETURNING row_to_json(g)::text
-    """
-)
-
-
-#: The same row with the policy's active (and shadow) version read in the one statement: the
-#: request's policy costs no statement of its own. No row when the policy has no active version.
-_INSERT_UNDER_POLICY = """
-    INSERT INTO generations AS g (id, tenant_id, policy_version_id, shadow_version_id,
-        api_key_id, model, messages, params, status, request_id, created_at)
-    SELECT :id, :tenant_id, p.active_version_id, p.shadow_version_id, :api_key_id, :model,
-        CAST(:messages AS jsonb), CAST(:params AS jsonb), 'queued', :request_id, :created_at
-    FROM policies AS p
-    WHERE p.tenant_id = :tenant_id AND p.active_version_id IS NOT NULL AND {which}
-    RETURNING row_to_json(g)::text
-"""
-_INSERT_UNDER_NAMED = text(_INSERT_UNDER_POLICY.format(which="p.name = :name"))
-_INSERT_UNDER_DEFAULT = text(_INSERT_UNDER_POLICY.format(which="p.is_default"))
-
-
-def _new_row(session: Session, statement: TextClause, values: dict[str, Any]) -> Generation | None:
-    """The inserted row, in the session as if read (later updates of the row expire it)."""
-    raw = session.execute(statement, values).scalar_one_or_none()
-    if raw is None:
-        return None
-    row = generation_from_json(raw)
-    make_transient_to_detached(row)
-    session.add(row)
-    return row
-
-
-_INSERT_SQL = driver_sql(_INSERT)
-_INSERT_UNDER_NAMED_SQL = driver_sql(_INSERT_UNDER_NAMED)
-_INSERT_UNDER_DEFAULT_SQL = driver_sql(_INSERT_UNDER_DEFAULT)
-
-
-class RowFields(TypedDict, total=False):
-    """A new row's optional fields."""
-
-    params: dict[str, Any] | None
-    api_key_id: uuid.UUID | None
-    request_id: str | None
-    #: The caller's id for the row (a waiter registered before the row exists).
-    generation_id: uuid.UUID | None
-
-
-def _values(tenant_id: uuid.UUID, model: str, messages: Any, fields: RowFields) -> dict[str, Any]:
-    return {
-        "id": fields.get("generation_id") or uuid.uuid4(),
-        "tenant_id": tenant_id,
-        "api_key_id": fields.get("api_key_id"),
-        "model": model,
-        "messages": json.dumps(messages),
-        "params": json.dumps(fields.get("params") or {}),
-        "request_id": fields.get("request_id"),
-        "created_at": utcnow(),
-    }
-
-
-def create_generation(
-    *,
-    session: Session,
-    tenant_id: uuid.UUID,
-    policy_version_id: uuid.UUID,
-    model: str,
-    messages: Any,
-    shadow_version_id: uuid.UUID | None = None,
-    **fields: Unpack[RowFields],
-) -> Generation:
-    """A new `queued` generation, in the session as if read; send its task only after the
-    transaction commits."""
-    values = _values(tenant_id, model, messages, fields)
-    values |= {"policy_version_id": policy_version_id, "shadow_version_id": shadow_version_id}
-    row = _new_row(session, _INSERT, values)
-    assert row is not None, "an INSERT ... VALUES makes its row"
-    return row
-
-
-def create_generation_under_policy(
-    *,
-    session: Session,
-    tenant_id: uuid.UUID,
-    policy_name: str | None,
-    model: str,
-    messages: Any,
-    **fields: Unpack[RowFields],
-) -> Generation:
-    """`create_generation` under the active (and shadow) version of the named policy, or of the
-    tenant's default when no name is given, in one statement. Raises what
-    `resolve_active_version_ids` raises (`PolicyNotFound`, `NoActiveVersion`) when there is
-    no such version."""
-    values = _values(tenant_id, model, messages, fields)
-    if policy_name is None:
-        row = _new_row(session, _INSERT_UNDER_DEFAULT, values)
-    else:
-        row = _new_row(session, _INSERT_UNDER_NAMED, values | {"name": policy_name})
-    if row is not None:
-        return row
-    # No row: say why (a policy made active meanwhile is taken as the resolver finds it).
-    active = resolve_active_version_ids(
-        session=session, tenant_id=tenant_id, policy_name=policy_name
-    )
-    return create_generation(
-        session=session,
-        tenant_id=tenant_id,
-        policy_version_id=active.version_id,
-        shadow_version_id=active.shadow_version_id,
-        model=model,
-        messages=messages,
-        **(fields | {"generation_id": values["id"]}),
-    )
-
-
-async def create_generation_under_policy_async(
-    *,
-    conn: psycopg.AsyncConnection,
-    tenant_id: uuid.UUID,
-    policy_name: str | None,
-    model: str,
-    messages: Any,
-    **fields: Unpack[RowFields],
-) -> Generation:
-    """`create_generation_under_policy` on a connection of the event loop, in its transaction
-    (the caller's); the row as written, detached."""
-    values = _values(tenant_id, model, messages, fields)
-    if policy_name is None:
-        found = await (await conn.execute(_INSERT_UNDER_DEFAULT_SQL, values)).fetchone()
-    else:
-        named = values | {"name": policy_name}
-        found = await (await conn.execute(_INSERT_UNDER_NAMED_SQL, named)).fetchone()
-    if found is None:  # say why (a policy made active meanwhile is taken as the resolver finds it)
-        active = await resolve_active_version_ids_async(
-            conn=conn, tenant_id=tenant_id, policy_name=policy_name
-        )
-        values |= {"policy_version_id": active.version_id}
-        values |= {"shadow_version_id": active.shadow_version_id}
-        found = await (await conn.execute(_INSERT_SQL, values)).fetchone()
-        assert found is not None, "an INSERT ... VALUES makes its row"
-    row = generation_from_json(found[0])
-    make_transient_to_detached(row)
-    return row
 
 
 def get_generation(

@@ -12,22 +12,19 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-import psycopg
-from psycopg.rows import namedtuple_row
-from sqlalchemy import Select, func, select, text, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from core.policy import PolicyRules, to_json
 from db.errors import (
     AlreadyExists,
-    NoActiveVersion,
     PolicyNotFound,
     PolicyVersionNotFound,
     StaleVersion,
 )
 from db.models import Policy, PolicyVersion
 from db.repositories.audit import append_entry
-from db.repositories.common import add_unique, driver_sql, get_or_raise, one_or_raise
+from db.repositories.common import add_unique, get_or_raise, one_or_raise
 
 
 @dataclass(frozen=True)
@@ -142,77 +139,6 @@ def list_policies(*, session: Session, tenant_id: uuid.UUID) -> list[Policy]:
     """A tenant's policies, by name."""
     stmt = select(Policy).where(Policy.tenant_id == tenant_id).order_by(Policy.name)
     return list(session.scalars(stmt))
-
-
-@dataclass(frozen=True)
-class ActiveVersion:
-    """What a new generation needs of its policy: the active version and the shadow version."""
-
-    version_id: uuid.UUID
-    shadow_version_id: uuid.UUID | None
-
-
-#: On every generation's path: constant statements (the ORM's joined entity loading was an
-#: eighth of the API's time under load). A tenant has at most one policy per name and one
-#: default (unique indexes).
-_ACTIVE_BY_NAME = text(
-    """
-    SELECT name, active_version_id, shadow_version_id FROM policies
-    WHERE tenant_id = :tenant_id AND name = :name
-    """
-)
-_ACTIVE_DEFAULT = text(
-    """
-    SELECT name, active_version_id, shadow_version_id FROM policies
-    WHERE tenant_id = :tenant_id AND is_default
-    """
-)
-
-_ACTIVE_BY_NAME_SQL = driver_sql(_ACTIVE_BY_NAME)
-_ACTIVE_DEFAULT_SQL = driver_sql(_ACTIVE_DEFAULT)
-
-
-def resolve_active_version_ids(
-    *, session: Session, tenant_id: uuid.UUID, policy_name: str | None = None
-) -> ActiveVersion:
-    """The active (and shadow) version of the named policy, or of the tenant's default when no
-    name is given. Raises `PolicyNotFound`, or `NoActiveVersion` if the policy has none."""
-    if policy_name is None:
-        found = session.execute(_ACTIVE_DEFAULT, {"tenant_id": tenant_id}).one_or_none()
-    else:
-        params = {"tenant_id": tenant_id, "name": policy_name}
-        found = session.execute(_ACTIVE_BY_NAME, params).one_or_none()
-    return _active(found, policy_name)
-
-
-def _active(found: Any, policy_name: str | None) -> ActiveVersion:
-    if found is None:
-        raise PolicyNotFound(policy_name or "default")
-    if found.active_version_id is None:
-        raise NoActiveVersion(f"policy {found.name!r} has no active version")
-    return ActiveVersion(found.active_version_id, found.shadow_version_id)
-
-
-async def resolve_active_version_ids_async(
-    *, conn: psycopg.AsyncConnection, tenant_id: uuid.UUID, policy_name: str | None = None
-) -> ActiveVersion:
-    """`resolve_active_version_ids` on a connection of the event loop."""
-    params: dict[str, Any] = {"tenant_id": tenant_id, "name": policy_name}
-    statement = _ACTIVE_DEFAULT_SQL if policy_name is None else _ACTIVE_BY_NAME_SQL
-    async with conn.cursor(row_factory=namedtuple_row) as cursor:
-        await cursor.execute(statement, params)
-        return _active(await cursor.fetchone(), policy_name)
-
-
-def resolve_active_version(
-    *, session: Session, tenant_id: uuid.UUID, policy_name: str | None = None
-) -> PolicyVersion:
-    """The active version of the named policy, or of the tenant's default when no name is given
-    (`resolve_active_version_ids`), as its row."""
-    ids = resolve_active_version_ids(session=session, tenant_id=tenant_id, policy_name=policy_name)
-    version = session.get(PolicyVersion, ids.version_id)
-    assert version is not None, "an active version is a foreign key"
-    return version
 
 
 def create_policy(

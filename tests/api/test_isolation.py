@@ -40,7 +40,8 @@ from db.repositories.calibrations import (
     store_result,
     store_summaries,
 )
-from db.repositories.generations import create_generation, mark_running, mark_succeeded
+from db.repositories.generation_insert import create_generation
+from db.repositories.generations import mark_running, mark_succeeded
 from db.repositories.policies import NewVersion, PolicyRef, create_policy, get_policy_by_name
 from db.repositories.shadow import set_shadow
 from db.repositories.stats import StatIncrement, increment_stats

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core.policy import PolicyRules, parse_rules
 from db.actors import SYSTEM
 from db.models import Generation, Policy, Tenant
-from db.repositories.generations import create_generation
+from db.repositories.generation_insert import create_generation
 from db.repositories.policies import create_policy
 from db.repositories.tenants import create_tenant
 

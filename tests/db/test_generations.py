@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import GenerationNotFound, NoActiveVersion, PolicyNotFound
 from db.models import Generation, Policy, RefusalStat, Tenant
+from db.repositories.generation_insert import create_generation_under_policy
 from db.repositories.generation_json import (
     generation_from_json,
     generation_from_row,
@@ -20,7 +21,6 @@ from db.repositories.generations import (
     Succeeded,
     claim_generation,
     claim_generations,
-    create_generation_under_policy,
     get_generation,
     list_generations,
     load_generations,

@@ -17,6 +17,7 @@ from db.errors import (
     StaleVersion,
 )
 from db.models import Policy
+from db.repositories.active_versions import resolve_active_version
 from db.repositories.audit import list_entries
 from db.repositories.policies import (
     Change,
@@ -33,7 +34,6 @@ from db.repositories.policies import (
     list_versions,
     load_version,
     mark_default,
-    resolve_active_version,
     rollback_policy,
 )
 from tests.db.factories import make_policy, make_tenant, threshold_rules
