@@ -3,17 +3,18 @@ OpenAI-compatible routes: who is calling, and the services' errors as HTTP error
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from typing import Any
 
 from fastapi import Request
 
-from api.deps import Principal, retrieved
+from api.deps import Principal
 from api.errors import ApiError
 from api.metrics import observe_generation
 from api.schemas import GenerationIn
 from db.errors import PolicyNotFound
 from db.models import Generation
+from db.repositories.generation_json import generation_from_row
 from services import generations
 from services.generations import (
     Caller,
@@ -31,9 +32,19 @@ async def submit_generation(
     body: GenerationIn,
     generation_id: uuid.UUID | None = None,
 ) -> Generation:
-    """Queue the generation `body` asks for (`services.generations.queue_generation`): the
-    tenant's rate check, the row and the task, all awaited on the event loop (the task's send
-    hops to a worker thread once per message, not per request)."""
+    """Queue the generation `body` asks for; the row as written."""
+    return generation_from_row(await _queue(request, principal, body, generation_id))
+
+
+async def _queue(
+    request: Request,
+    principal: Principal,
+    body: GenerationIn,
+    generation_id: uuid.UUID | None,
+) -> dict[str, Any]:
+    """`services.generations.queue_generation` after the tenant's rate check, all awaited on
+    the event loop (the task's send hops to a worker thread once per message, not per
+    request); the row as `row_to_json` gives it."""
     caller = Caller(
         principal.require_tenant(), principal.key_id, request.state.request_id, principal.quotas
     )
@@ -41,10 +52,7 @@ async def submit_generation(
     state = request.app.state
     try:
         check_max_tokens(caller.quotas, new)
-        rate = asyncio.ensure_future(
-            state.rate_limiter.check(caller.tenant_id, requests_per_minute(caller.quotas))
-        )
-        rate.add_done_callback(retrieved)  # a request cancelled meanwhile leaves no warning
+        await state.rate_limiter.check(caller.tenant_id, requests_per_minute(caller.quotas))
         return await queue_generation(
             connections=state.db_connections,
             factory=state.session_factory,
@@ -52,7 +60,6 @@ async def submit_generation(
             new=new,
             model=state.model_name,
             sender=state.task_sender,
-            rate=rate,
             generation_id=generation_id,
         )
     except QuotaExceeded as exc:
@@ -70,7 +77,7 @@ async def submit_and_wait(
     generation_id = uuid.uuid4()
     state = request.app.state
     async with state.final_notifications.watching(generation_id) as woken:
-        await submit_generation(request, principal, body, generation_id)
+        await _queue(request, principal, body, generation_id)
         row = await generations.wait_for_final(
             state.session_factory, state.final_notifications, generation_id, timeout, woken=woken
         )

@@ -18,7 +18,7 @@ from db.async_connections import AsyncConnections
 from db.models import FINAL_STATUSES, Generation
 from db.repositories import generations as repo
 from db.repositories.generation_insert import create_generation_under_policy_async
-from db.repositories.generation_json import generation_from_row, generation_to_row
+from db.repositories.generation_json import generation_from_row
 from db.retry import retry_on_disconnect
 from db.session import session_scope
 from services.final_notifications import FinalNotifications
@@ -89,44 +89,40 @@ async def queue_generation(
     new: NewGeneration,
     model: str,
     sender: TaskSender,
-    rate: asyncio.Future[None],
     generation_id: uuid.UUID | None = None,
-) -> Generation:
+) -> dict[str, Any]:
     """Check the tenant's token quota (`check_max_tokens`), write the queued row (with
     `generation_id` if given) under the policy's active version (`PolicyNotFound`), one
-    statement awaited on the event loop's connection, and send the task after commit.
+    statement awaited on the event loop's connection and committed as it returns, then send
+    its task. Returns the row as written (`row_to_json`'s shape: `generation_from_row` reads
+    it).
 
-    `rate` is the tenant's rate check (`requests_per_minute`), which the caller started once
-    `check_max_tokens` passed and which runs while the row is inserted: nothing is committed
-    before it passes, and a request over the rate is 429 whatever else went wrong. If the broker
-    refuses the task, the row is made final (`NOT_QUEUED`, through `factory`) and
-    `BrokerUnavailable` reaches the caller."""
-    try:
-        check_max_tokens(caller.quotas, new)
-        async with connections.connection() as conn, conn.transaction():
-            row = await create_generation_under_policy_async(
-                conn=conn,
-                tenant_id=caller.tenant_id,
-                policy_name=new.policy,
-                model=model,
-                messages=new.messages,
-                params=new.params,
-                api_key_id=caller.api_key_id,
-                request_id=caller.request_id,
-                generation_id=generation_id,
-            )
-            await rate  # before the commit: a request over the rate writes nothing
-    finally:
-        await rate  # raises the 429, whatever else went wrong
-    args: list[Any] = [str(row.id), True] if new.stream else [str(row.id)]
-    start = None if new.stream else _start_of(row, caller.quotas).carried()
+    The caller has already counted the request against the tenant's rate (a request over the
+    rate writes nothing). If the broker refuses the task, the row is made final (`NOT_QUEUED`,
+    through `factory`) and `BrokerUnavailable` reaches the caller."""
+    check_max_tokens(caller.quotas, new)
+    async with connections.connection() as conn:
+        row = await create_generation_under_policy_async(
+            conn=conn,
+            tenant_id=caller.tenant_id,
+            policy_name=new.policy,
+            model=model,
+            messages=new.messages,
+            params=new.params,
+            api_key_id=caller.api_key_id,
+            request_id=caller.request_id,
+            generation_id=generation_id,
+        )
+    row_id = row["id"]
+    args: list[Any] = [row_id, True] if new.stream else [row_id]
+    start = None if new.stream else RowStart(row, tenant_share(caller.quotas)).carried()
     if start is not None:  # the worker runs it without reading it (`core.row_start`)
         args += [False, start]
-    message = TaskMessage(GENERATE_TASK, args, str(row.id), {"request_id": caller.request_id})
+    message = TaskMessage(GENERATE_TASK, args, row_id, {"request_id": caller.request_id})
     try:
         await send_from_loop(sender, message)
     except BrokerUnavailable:
-        await run_sync(_mark_not_queued, factory, row.id)
+        await run_sync(_mark_not_queued, factory, uuid.UUID(row_id))
         raise
     return row
 
@@ -135,10 +131,6 @@ def _mark_not_queued(factory: sessionmaker[Session], generation_id: uuid.UUID) -
     """Make final a row whose task the broker refused: nothing waits for a task never queued."""
     with session_scope(factory) as session:
         repo.mark_failed(session=session, generation_id=generation_id, error=NOT_QUEUED)
-
-
-def _start_of(row: Generation, quotas: Mapping[str, Any]) -> RowStart:
-    return RowStart(generation_to_row(row), tenant_share(quotas))
 
 
 async def wait_for_final(

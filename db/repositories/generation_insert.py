@@ -149,9 +149,10 @@ async def create_generation_under_policy_async(
     model: str,
     messages: Any,
     **fields: Unpack[RowFields],
-) -> Generation:
-    """`create_generation_under_policy` on a connection of the event loop, in its transaction
-    (the caller's); the row as written, detached."""
+) -> dict[str, Any]:
+    """`create_generation_under_policy` on a connection of the event loop (autocommit: the
+    insert is one statement, committed as it returns); the row as written, as `row_to_json`
+    gives it (`generation_from_row` reads it; most callers need only a few of its fields)."""
     values = _values(tenant_id, model, messages, fields)
     if policy_name is None:
         found = await (await conn.execute(_INSERT_UNDER_DEFAULT_SQL, values)).fetchone()
@@ -166,6 +167,5 @@ async def create_generation_under_policy_async(
         values |= {"shadow_version_id": active.shadow_version_id}
         found = await (await conn.execute(_INSERT_SQL, values)).fetchone()
         assert found is not None, "an INSERT ... VALUES makes its row"
-    row = generation_from_json(found[0])
-    make_transient_to_detached(row)
+    row: dict[str, Any] = json.loads(found[0])
     return row

@@ -93,7 +93,8 @@ def test_a_submission_reads_the_key_once_then_writes_the_row_under_its_policy(
     client: TestClient, tenant: TenantKeys, api_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two statements before the task leaves, both awaited on the event loop's own connections
-    (`db.async_connections`), none through a session: the key with its tenant (quotas), and the
+    (`db.async_connections`), none through a session and no transaction around them (each
+    commits as it returns: two round trips in all): the key with its tenant (quotas), and the
     insert, which reads the policy's active and shadow version ids itself."""
     client.post("/v1/generations", json={"prompt": "warm"}, headers=tenant.headers("client"))
     awaited: list[str] = []
@@ -107,7 +108,15 @@ def test_a_submission_reads_the_key_once_then_writes_the_row_under_its_policy(
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(" ".join(statement.split()))
 
+    transactions: list[object] = []
+    transaction = psycopg.AsyncConnection.transaction
+
+    def record_transaction(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        transactions.append(conn)
+        return transaction(conn, *args, **kwargs)
+
     monkeypatch.setattr(psycopg.AsyncCursor, "execute", record_awaited)
+    monkeypatch.setattr(psycopg.AsyncConnection, "transaction", record_transaction)
     event.listen(Engine, "before_cursor_execute", record)
     try:
         response = client.post(
@@ -119,7 +128,7 @@ def test_a_submission_reads_the_key_once_then_writes_the_row_under_its_policy(
     key, insert = awaited
     assert "FROM api_keys AS k LEFT JOIN tenants AS t ON t.id = k.tenant_id" in key
     assert insert.startswith("INSERT INTO generations") and "FROM policies AS p" in insert
-    assert statements == []
+    assert statements == [] and transactions == []
 
 
 def test_get_returns_the_row_with_its_policy_version_and_params(
