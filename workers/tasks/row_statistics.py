@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
-from core.histogram import histogram_of
+from core.histogram import HISTOGRAM_BINS, bin_index, logodds
 from core.leaks import LeakCheck, check_answer
 from core.policy import PolicyRules
 from core.replay import draw_decisions, refusal_chances
@@ -56,6 +57,26 @@ def leak_check(row: Generation, result: GenerationResult) -> LeakCheck | None:
     )
 
 
+@dataclass
+class _Tally:
+    """What the rows of one bucket row add to it, summed in row order."""
+
+    requests: int = 0
+    refusals: int = 0
+    sum_p: float = 0.0
+    leak_checks: int = 0
+    leaks: int = 0
+    histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
+
+    def add(self, *, refused: bool, p: float, bin: int, checked: bool, leak: bool) -> None:
+        self.requests += 1
+        self.refusals += refused
+        self.sum_p += p
+        self.histogram[bin] += 1
+        self.leak_checks += checked
+        self.leaks += leak
+
+
 def stat_increments(
     rows: Sequence[Generation],
     results: Sequence[GenerationResult],
@@ -65,35 +86,49 @@ def stat_increments(
     """Per row and category: one request, a refusal if emitted, p_c and its histogram bin, and
     the row's leak check under the category it was counted for; and the same (leak checks
     aside: they judge the text served) for the row's shadow version (its rules in
-    `shadow_rules`) with its decision."""
+    `shadow_rules`) with its decision. Summed per bucket row as they are made (one increment
+    per tenant, version, category and shadow flag: a merge of 64-bin histograms per row and
+    category cost the worker more than the rest of its statistics)."""
     bucket = floor_to_bucket(utcnow())
-    increments = []
+    tallies: dict[tuple[uuid.UUID, uuid.UUID, str, bool], _Tally] = {}
     checks = checks if checks is not None else [None] * len(rows)
     for row, result, check in zip(rows, results, checks, strict=True):
         p = np.asarray(result.summary.probabilities, dtype=np.float64)
+        bins = bin_index(logodds(p)).tolist()  # every category's bin at once
         decided = [(row.policy_version_id, result.decision, False)]
         if row.shadow_version_id is not None:
             rules = shadow_rules[row.shadow_version_id]
             decided.append((row.shadow_version_id, shadow_decision(rules, row, result), True))
         for version_id, decision, shadow in decided:
             for c, name in enumerate(CATEGORIES):
+                key = (row.tenant_id, version_id, name, shadow)
+                tally = tallies.get(key)
+                if tally is None:
+                    tally = tallies[key] = _Tally()
                 checked = not shadow and check is not None and check.category == name
-                increments.append(
-                    StatIncrement(
-                        tenant_id=row.tenant_id,
-                        policy_version_id=version_id,
-                        category=name,
-                        bucket_start=bucket,
-                        requests=1,
-                        refusals=int(decision == c),
-                        sum_p=float(p[c]),
-                        histogram=histogram_of(p[c : c + 1]),
-                        leak_checks=int(checked),
-                        leaks=int(checked and check is not None and check.leak),
-                        shadow=shadow,
-                    )
+                tally.add(
+                    refused=decision == c,
+                    p=float(p[c]),
+                    bin=bins[c],
+                    checked=checked,
+                    leak=checked and check is not None and check.leak,
                 )
-    return increments
+    return [
+        StatIncrement(
+            tenant_id=tenant_id,
+            policy_version_id=version_id,
+            category=name,
+            bucket_start=bucket,
+            requests=t.requests,
+            refusals=t.refusals,
+            sum_p=t.sum_p,
+            histogram=t.histogram,
+            leak_checks=t.leak_checks,
+            leaks=t.leaks,
+            shadow=shadow,
+        )
+        for (tenant_id, version_id, name, shadow), t in tallies.items()
+    ]
 
 
 def increments_of(
