@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, TypeDecorator
@@ -23,6 +24,26 @@ def _python_type(column: ColumnElement[Any]) -> type:
     return kind.python_type
 
 
+def _reader(kind: type) -> Callable[[Any], Any] | None:
+    """How a JSON value of a column of this Python type becomes the mapped value."""
+    if kind is uuid.UUID:
+        return uuid.UUID
+    if kind is datetime:
+        return datetime.fromisoformat
+    return None
+
+
+@cache
+def _columns() -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """The mapped, stored columns and their readers, worked out once (a row is read per request:
+    the column types' lookups cost as much as the reading)."""
+    return tuple(
+        (column.key, _reader(_python_type(column)))
+        for column in Generation.__table__.columns
+        if column.computed is None
+    )
+
+
 def generation_from_json(text: str) -> Generation:
     """A detached `Generation` from a row's JSON as PostgreSQL wrote it (`row_to_json`)."""
     return generation_from_row(json.loads(text))
@@ -32,15 +53,11 @@ def generation_from_row(raw: Mapping[str, Any]) -> Generation:
     """A detached `Generation` from a row's parsed JSON (`row_to_json`), read by the mapped
     columns' own types: what reading the row would give."""
     values: dict[str, Any] = {}
-    for column in Generation.__table__.columns:
-        if column.computed is not None or column.key not in raw:
+    for key, read in _columns():
+        if key not in raw:
             continue
-        value, kind = raw[column.key], _python_type(column)
-        if value is not None and kind is uuid.UUID:
-            value = uuid.UUID(value)
-        elif value is not None and kind is datetime:
-            value = datetime.fromisoformat(value)
-        values[column.key] = value
+        value = raw[key]
+        values[key] = value if value is None or read is None else read(value)
     return Generation(**values)
 
 

@@ -58,10 +58,9 @@ def test_the_blocks_give_the_modules_logits_and_cache_in_prefill_and_decode(kind
         hidden = base.embed_tokens(ids)
         plain = run_layers(model, hidden, allowed[:, None], pos, caches[0])
         tensors = blocks(hidden, allowed[:, None], pos, caches[1])
-        assert torch.allclose(plain, tensors, atol=1e-6)
+        assert torch.equal(plain, tensors)  # the same operations' values, to the bit
         for a, b in zip(caches[0].layers, caches[1].layers, strict=True):
-            assert torch.allclose(a.keys, b.keys, atol=1e-6)
-            assert torch.allclose(a.values, b.values, atol=1e-6)
+            assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
         # One decode step from each cache: through the modules (the forward) and the blocks.
         grown = torch.cat([mask, mask.new_ones((3, 1))], -1)
         tokens, nxt = torch.tensor([20, 21, 22]), pos[:, -1] + 1

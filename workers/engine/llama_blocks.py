@@ -68,28 +68,36 @@ def plain_projections(model: PreTrainedModel) -> bool:
 
 
 def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """`LlamaRMSNorm`: in float32, back to the input's dtype before the weight. (Torch's fused
-    `rms_norm` gives the same values but ran slower on a prefill's wider input here.)"""
+    """`LlamaRMSNorm`: in float32, back to the input's dtype before the weight. A float32 input
+    takes torch's fused `rms_norm`, the same values to the bit in fewer operations (0.7-0.95x
+    the time here, decode and prefill shapes alike)."""
     dtype = hidden.dtype
+    if dtype == torch.float32:
+        return functional.rms_norm(hidden, weight.shape, weight, eps)
     hidden = hidden.to(torch.float32)
     variance = hidden.pow(2).mean(-1, keepdim=True)
     return weight * (hidden * torch.rsqrt(variance + eps)).to(dtype)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """`x * cos + rotate_half(x) * sin` with the halves' sign folded into `sin`
+    (`_rotary_table`): rotate_half(x) = (-x2, x1), and (-a) * b = a * (-b) exactly, so one roll
+    stands in for two slices, a negation and a concatenation, equal to the bit."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
 
 
 def _rotary_table(model: PreTrainedModel, dtype: torch.dtype) -> torch.Tensor:
     """cos and sin side by side for every position, (P, 2D), computed as the rotary module
-    computes them (the same operation on each element: equal to the last bit)."""
+    computes them (the same operation on each element: equal to the last bit); the first half
+    of each sin negated, for `_rotated`."""
     rotary = model.base_model.rotary_emb
     positions = torch.arange(model.config.max_position_embeddings, device=rotary.inv_freq.device)
     freqs = positions[:, None].float() * rotary.inv_freq.float()
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos() * rotary.attention_scaling, emb.sin() * rotary.attention_scaling
-    return torch.cat((cos, sin), dim=-1).to(dtype)
+    half = sin.shape[-1] // 2
+    signed = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
+    return torch.cat((cos, signed), dim=-1).to(dtype)
 
 
 def _fingerprint(tensor: torch.Tensor) -> tuple[int, int]:
@@ -170,8 +178,7 @@ class LlamaBlocks:
             query = functional.linear(normed, *block.q).view(heads).transpose(1, 2)
             key = functional.linear(normed, *block.k).view(heads).transpose(1, 2)
             value = functional.linear(normed, *block.v).view(heads).transpose(1, 2)
-            query = query * cos + _rotate_half(query) * sin
-            key = key * cos + _rotate_half(key) * sin
+            query, key = _rotated(query, cos, sin), _rotated(key, cos, sin)
             key, value = cache.update(key, value, block.layer_idx)
             attended = self._attend(query, key, value, allowed)
             hidden = hidden + functional.linear(attended.reshape(rows, width, -1), *block.o)
