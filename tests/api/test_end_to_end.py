@@ -117,6 +117,9 @@ def test_mixed_tenants_batch_through_a_real_worker(
     assert all(r.refused and r.refusal_category == "safety" for r in by_tenant[tenant_b.tenant_id])
     # Rows shared the engine's running batch.
     assert max(map(int, re.findall(r"in a batch of up to (\d+) rows", log))) > 1
+    # Each row logged once, by the worker's own line; Celery's per-task lines are off.
+    assert len(re.findall(r"generation \S+ written=", log)) == len(ids)
+    assert not re.search(r"\] (received|succeeded in)", log)
     assert _stat_requests(e2e_settings, tenant_a.tenant_id) == dict.fromkeys(
         CATEGORIES, len(PROMPTS)
     )
