@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -319,3 +321,16 @@ def test_a_generation_under_a_policy_takes_its_active_and_shadow_versions_in_one
         .where(Generation.tenant_id.in_([tenant_a.id, tenant_b.id]))
     )
     assert count == 2  # the refused ones wrote nothing
+
+
+def test_a_row_read_from_json_is_readable_in_a_process_that_made_no_row_before() -> None:
+    """`generation_from_row` makes its rows without the constructor (which is what configures
+    the mappers): a worker's first carried row must still read as a row."""
+    code = (
+        "import uuid\n"
+        "from db.repositories.generation_json import generation_from_row\n"
+        "row = generation_from_row({'id': str(uuid.UUID(int=1)), 'status': 'queued'})\n"
+        "print(row.id, row.status, row.output)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [str(uuid.UUID(int=1)), "queued", "None"]
