@@ -34,9 +34,13 @@ class StartMarks:
     def started(self, row_ids: Iterable[uuid.UUID], at: datetime) -> None:
         due = time.monotonic() + self.delay
         with self._wake:
+            idle = not self._due
             for row_id in row_ids:
                 self._due[row_id] = (due, at)
-            self._wake.notify()
+            # Rows are due in the order they start: a thread already waiting for an earlier
+            # row needs no wake-up (one per message cost a thread switch each).
+            if idle:
+                self._wake.notify()
 
     def finished(self, row_id: uuid.UUID) -> None:
         """The row's result is in: it needs no mark any more."""

@@ -76,7 +76,7 @@ def tuner_worker(
 def _run_tuner(client: Celery, log: Path, until: datetime) -> None:
     task_id = client.send_task(AUTOTUNE_TASK, kwargs={"until": until.isoformat()}).id
     deadline = time.monotonic() + 120
-    while f"{task_id}] succeeded" not in (text := log.read_text(errors="replace")):
+    while f"auto-tune round {task_id} done" not in (text := log.read_text(errors="replace")):
         assert f"{task_id}] raised" not in text and time.monotonic() < deadline, text[-3000:]
         time.sleep(0.1)
 

@@ -55,3 +55,25 @@ def test_only_rows_still_decoding_after_the_delay_are_marked_running(pg_engine: 
     assert rows[final].status == "succeeded"  # a final row is never moved back
     time.sleep(0.4)
     assert len(calls) == 1  # nothing else was due
+
+
+def test_a_row_started_while_an_earlier_one_waits_is_marked_at_its_own_time() -> None:
+    """Rows are due in the order they start, so a later row wakes nobody; it is still marked,
+    after its own delay."""
+    calls: list[tuple[float, list[uuid.UUID]]] = []
+    both = threading.Event()
+
+    def mark(started: Mapping[uuid.UUID, datetime]) -> None:
+        calls.append((time.monotonic(), list(started)))
+        if len(calls) == 2:
+            both.set()
+
+    first, second = uuid.uuid4(), uuid.uuid4()
+    marks = StartMarks(mark, delay=0.3)
+    began = time.monotonic()
+    marks.started([first], utcnow())
+    time.sleep(0.15)
+    marks.started([second], utcnow())
+    assert both.wait(10)
+    assert [ids for _, ids in calls] == [[first], [second]]
+    assert calls[0][0] - began >= 0.3 and calls[1][0] - began >= 0.45

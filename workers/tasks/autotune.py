@@ -13,6 +13,7 @@ import logging
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from celery import Task
 from sqlalchemy.orm import Session
 
 from core.autotune import WINDOW_PARTS, TuneDecision, TuneGuards, propose_threshold
@@ -131,8 +132,8 @@ def tune_policy(
     return decisions
 
 
-@app.task(name=AUTOTUNE_TASK, ignore_result=True)
-def autotune(until: str | None = None) -> int:
+@app.task(name=AUTOTUNE_TASK, ignore_result=True, bind=True)
+def autotune(self: Task, until: str | None = None) -> int:
     """One round over every tenant; returns the number of policies that got a new version.
 
     The windows end now, or at `until` (ISO 8601: a round over past traffic, as the worker
@@ -147,4 +148,5 @@ def autotune(until: str | None = None) -> int:
             if any(d.changed for d in decisions):
                 updated += 1
                 log.info("auto-tuned policy %s: %s", policy.id, [d.reason for d in decisions])
+    log.info("auto-tune round %s done: %d policies updated", self.request.id, updated)
     return updated
