@@ -56,10 +56,14 @@ class AsyncConnections:
         """A connection for a few statements; back to the idle set afterwards unless broken."""
         self._for_running_loop()
         slots = self._slots
-        try:
-            await asyncio.wait_for(slots.acquire(), CONNECT_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise ConnectionsExhausted("no database connection came back in time") from None
+        if slots.locked():  # every connection in use: wait for one, within the timeout
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                    await slots.acquire()
+            except TimeoutError:
+                raise ConnectionsExhausted("no database connection came back in time") from None
+        else:  # a free slot is taken at once: no timer, no task (the usual case)
+            await slots.acquire()
         try:
             conn = await self._take()
             try:

@@ -99,8 +99,10 @@ class FinalNotifications:
                         return value
                 pending = False
                 left = max(0.0, deadline - time.monotonic())
+                # A timeout scope, not `wait_for`: no task of its own per wait (Python 3.11).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(left, RECHECK_SECONDS))
+                    async with asyncio.timeout(min(left, RECHECK_SECONDS)):
+                        await woken.wait()
 
     def _wake(self, generation_id: uuid.UUID | None = None) -> None:
         targets = (
