@@ -154,6 +154,34 @@ class StatTotals:
         self.leaks += row.leaks
         self.histogram = add_histograms(self.histogram, row.histogram)
 
+    def count(self, *, refused: bool, p: float, bin: int, checked: bool, leak: bool) -> None:
+        """Add one request: its refusal, p_c, the histogram bin of p_c and its leak check."""
+        self.requests += 1
+        self.refusals += refused
+        self.sum_p += p
+        self.histogram[bin] += 1
+        self.leak_checks += checked
+        self.leaks += leak
+
+    def increment(
+        self, tenant_id: uuid.UUID, version_id: uuid.UUID, *, shadow: bool
+    ) -> StatIncrement:
+        """These totals as the increment of one bucket row (`bucket_start` set)."""
+        assert self.bucket_start is not None, "an increment belongs to one bucket"
+        return StatIncrement(
+            tenant_id=tenant_id,
+            policy_version_id=version_id,
+            category=self.category,
+            bucket_start=self.bucket_start,
+            requests=self.requests,
+            refusals=self.refusals,
+            sum_p=self.sum_p,
+            histogram=self.histogram,
+            leak_checks=self.leak_checks,
+            leaks=self.leaks,
+            shadow=shadow,
+        )
+
 
 def add_histograms(a: Sequence[int], b: Sequence[int]) -> list[int]:
     """Element-wise sum of two histograms of `HISTOGRAM_BINS` bins."""

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from core.categories import CATEGORIES
-from core.histogram import HISTOGRAM_BINS, bin_index, logodds
+from core.histogram import bin_index, logodds
 from core.leaks import LeakCheck, check_answer
 from core.policy import PolicyRules
 from core.replay import draw_decisions, refusal_chances
@@ -20,7 +19,7 @@ from core.sampling import SamplingParams
 from core.settings import get_settings
 from db.models import Generation
 from db.repositories.policies import load_version
-from db.repositories.stats import StatIncrement, floor_to_bucket
+from db.repositories.stats import StatIncrement, StatTotals, floor_to_bucket
 from db.types import utcnow
 from workers.engine.types import GenerationResult, stack_summaries
 
@@ -57,26 +56,6 @@ def leak_check(row: Generation, result: GenerationResult) -> LeakCheck | None:
     )
 
 
-@dataclass
-class _Tally:
-    """What the rows of one bucket row add to it, summed in row order."""
-
-    requests: int = 0
-    refusals: int = 0
-    sum_p: float = 0.0
-    leak_checks: int = 0
-    leaks: int = 0
-    histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
-
-    def add(self, *, refused: bool, p: float, bin: int, checked: bool, leak: bool) -> None:
-        self.requests += 1
-        self.refusals += refused
-        self.sum_p += p
-        self.histogram[bin] += 1
-        self.leak_checks += checked
-        self.leaks += leak
-
-
 def stat_increments(
     rows: Sequence[Generation],
     results: Sequence[GenerationResult],
@@ -90,7 +69,7 @@ def stat_increments(
     per tenant, version, category and shadow flag: a merge of 64-bin histograms per row and
     category cost the worker more than the rest of its statistics)."""
     bucket = floor_to_bucket(utcnow())
-    tallies: dict[tuple[uuid.UUID, uuid.UUID, str, bool], _Tally] = {}
+    totals: dict[tuple[uuid.UUID, uuid.UUID, str, bool], StatTotals] = {}
     checks = checks if checks is not None else [None] * len(rows)
     for row, result, check in zip(rows, results, checks, strict=True):
         p = np.asarray(result.summary.probabilities, dtype=np.float64)
@@ -102,11 +81,11 @@ def stat_increments(
         for version_id, decision, shadow in decided:
             for c, name in enumerate(CATEGORIES):
                 key = (row.tenant_id, version_id, name, shadow)
-                tally = tallies.get(key)
-                if tally is None:
-                    tally = tallies[key] = _Tally()
+                total = totals.get(key)
+                if total is None:
+                    total = totals[key] = StatTotals(name, bucket)
                 checked = not shadow and check is not None and check.category == name
-                tally.add(
+                total.count(
                     refused=decision == c,
                     p=float(p[c]),
                     bin=bins[c],
@@ -114,20 +93,8 @@ def stat_increments(
                     leak=checked and check is not None and check.leak,
                 )
     return [
-        StatIncrement(
-            tenant_id=tenant_id,
-            policy_version_id=version_id,
-            category=name,
-            bucket_start=bucket,
-            requests=t.requests,
-            refusals=t.refusals,
-            sum_p=t.sum_p,
-            histogram=t.histogram,
-            leak_checks=t.leak_checks,
-            leaks=t.leaks,
-            shadow=shadow,
-        )
-        for (tenant_id, version_id, name, shadow), t in tallies.items()
+        total.increment(tenant_id, version_id, shadow=shadow)
+        for (tenant_id, version_id, _, shadow), total in totals.items()
     ]
 
 
