@@ -12,6 +12,7 @@ from api.calibration_input import CalibrationIn, CalibrationUpload
 from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
 from api.final_notifications import generation_events
+from api.key_cache import KeyCache
 from api.metrics import observe_message
 from api.nul_characters import RejectNulCharacters
 from api.openapi import install_openapi
@@ -70,6 +71,7 @@ def create_app(
         CeleryTaskSender(settings), max_rows=settings.rows_per_message, observe=observe_message
     )
     app.state.rate_limiter = RateLimiter(settings.redis_url)
+    app.state.key_cache = KeyCache()
     app.state.db_connections = AsyncConnections(settings.sqlalchemy_url, size=settings.db_pool_size)
     app.state.model_name = settings.model_name
     install_error_handlers(app)

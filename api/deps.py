@@ -18,6 +18,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
+from api.key_cache import KeyCache
+from core.api_keys import hash_key
 from db.repositories.tenants import authenticate_key_async
 
 PLATFORM_ADMIN = "platform_admin"
@@ -110,6 +112,29 @@ async def current_principal(
     The address's failures (Redis) are read while the key is looked up (PostgreSQL), both
     awaited on the event loop (`db.async_connections`: no worker thread): two round trips in the
     time of one. A blocked address still gets no answer about its key."""
+    return await _authenticate(request, credentials, cached=False)
+
+
+async def cached_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    """`current_principal`, taken from the process's key cache when it holds the key
+    (`api.key_cache`). Only for a route whose write confirms the key as it was read (a
+    generation's insert): a key changed meanwhile makes that write raise `KeyChanged`, and the
+    route reads it again (`confirmed_principal`)."""
+    return await _authenticate(request, credentials, cached=True)
+
+
+async def confirmed_principal(request: Request) -> Principal:
+    """The caller's key read again from the database, after a write found it changed since it
+    was read (`KeyChanged`): 401 if it is no longer live, else as it is now."""
+    return await _authenticate(request, await bearer_scheme(request), cached=False)
+
+
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, cached: bool
+) -> Principal:
     settings = request.app.state.settings
     limiter = request.app.state.rate_limiter
     address = client_address(request)
@@ -120,14 +145,22 @@ async def current_principal(
     if credentials is None:  # not a guess at a key: not counted
         await blocked
         raise ApiError(401, "unauthenticated", "missing Authorization: Bearer <api key>")
-    try:
-        async with request.app.state.db_connections.connection() as conn:
-            key = await authenticate_key_async(
-                conn=conn, presented=credentials.credentials, secret=settings.secret_key
-            )
-    except Exception:
-        await blocked  # a blocked address is 429 whatever else went wrong
-        raise
+    cache: KeyCache = request.app.state.key_cache
+    digest = hash_key(credentials.credentials, server_secret=settings.secret_key)
+    key = cache.get(digest) if cached else None
+    if key is None:
+        try:
+            async with request.app.state.db_connections.connection() as conn:
+                key = await authenticate_key_async(
+                    conn=conn, presented=credentials.credentials, secret=settings.secret_key
+                )
+        except Exception:
+            await blocked  # a blocked address is 429 whatever else went wrong
+            raise
+        if key is None:
+            cache.drop(digest)
+        else:
+            cache.put(digest, key)
     await blocked
     if key is None:  # unknown, revoked, or its tenant deactivated
         await limiter.record_failed_authentication(address)
@@ -135,9 +168,13 @@ async def current_principal(
     return Principal(key_id=key.key_id, role=key.role, tenant_id=key.tenant_id, quotas=key.quotas)
 
 
-def require_roles(*roles: str) -> Callable[[Principal], Coroutine[None, None, Principal]]:
-    # Async: a check without I/O runs on the event loop, not in a worker thread.
-    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+def require_roles(
+    *roles: str, authenticate: Callable[..., Coroutine[None, None, Principal]] = current_principal
+) -> Callable[[Principal], Coroutine[None, None, Principal]]:
+    # Async: a check without I/O runs on the event loop, not in a worker thread. The dependency
+    # is a default, not `Annotated`: these annotations are strings, resolved in the module's
+    # globals, where `authenticate` is not.
+    async def check(principal: Principal = Depends(authenticate)) -> Principal:  # noqa: B008
         if principal.role not in roles:
             raise ApiError(
                 403, "forbidden", f"this route needs one of the roles: {', '.join(roles)}"
@@ -150,3 +187,7 @@ def require_roles(*roles: str) -> Callable[[Principal], Coroutine[None, None, Pr
 PlatformAdmin = Annotated[Principal, Depends(require_roles(PLATFORM_ADMIN))]
 TenantAdmin = Annotated[Principal, Depends(require_roles(TENANT_ADMIN))]
 TenantMember = Annotated[Principal, Depends(require_roles(TENANT_ADMIN, CLIENT))]
+#: A tenant member on a route whose write confirms the key (`cached_principal`).
+SubmittingMember = Annotated[
+    Principal, Depends(require_roles(TENANT_ADMIN, CLIENT, authenticate=cached_principal))
+]

@@ -14,8 +14,8 @@ from api.errors import ErrorBody
 
 _DESCRIPTIONS: dict[int, str] = {
     400: "The body is not valid JSON (or not valid UTF-8), or a header is malformed",
-    401: "Missing, unknown or revoked API key",
-    403: "The key's role may not use this route, or its tenant is deactivated",
+    401: "Missing, unknown or revoked API key, or a key of a deactivated tenant",
+    403: "The key's role may not use this route",
     404: "No such resource in the caller's tenant",
     409: "The change conflicts with the current state",
     413: "The body is larger than the upload limit",

@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import Request
 
-from api.deps import Principal
+from api.deps import Principal, confirmed_principal
 from api.errors import ApiError
 from api.metrics import observe_generation
 from api.schemas import GenerationIn
-from db.errors import PolicyNotFound
+from db.errors import KeyChanged, PolicyNotFound
 from db.models import Generation
 from db.repositories.generation_json import generation_from_row
 from services import generations
@@ -24,6 +24,9 @@ from services.generations import (
     queue_generation,
     requests_per_minute,
 )
+
+#: Reads of the key one submission may make when writes keep finding it changed.
+KEY_READS = 3
 
 
 async def submit_generation(
@@ -44,28 +47,44 @@ async def _queue(
 ) -> dict[str, Any]:
     """`services.generations.queue_generation` after the tenant's rate check, all awaited on
     the event loop (the task's send hops to a worker thread once per message, not per
-    request); the row as `row_to_json` gives it."""
-    caller = Caller(
-        principal.require_tenant(), principal.key_id, request.state.request_id, principal.quotas
-    )
+    request); the row as `row_to_json` gives it.
+
+    The key may come from the process's cache (`api.key_cache`); the insert confirms it. When
+    it changed meanwhile, nothing was written: the key is read again (401 if no longer live)
+    and the request runs under it as it is now, its rate not counted twice."""
     new = NewGeneration(body.chat(), body.sampling(), body.policy, body.stream)
     state = request.app.state
-    try:
-        check_max_tokens(caller.quotas, new)
-        await state.rate_limiter.check(caller.tenant_id, requests_per_minute(caller.quotas))
-        return await queue_generation(
-            connections=state.db_connections,
-            factory=state.session_factory,
-            caller=caller,
-            new=new,
-            model=state.model_name,
-            sender=state.task_sender,
-            generation_id=generation_id,
+    count_rate = True
+    for _ in range(KEY_READS):
+        caller = Caller(
+            principal.require_tenant(), principal.key_id, request.state.request_id, principal.quotas
         )
-    except QuotaExceeded as exc:
-        raise ApiError(422, "validation_error", str(exc), field=exc.field) from None
-    except PolicyNotFound as exc:  # name the bad field, like any other invalid input
-        raise ApiError(404, "not_found", str(exc), field="policy") from None
+        try:
+            check_max_tokens(caller.quotas, new)
+            if count_rate:
+                await state.rate_limiter.check(caller.tenant_id, requests_per_minute(caller.quotas))
+                count_rate = False
+            return await queue_generation(
+                connections=state.db_connections,
+                factory=state.session_factory,
+                caller=caller,
+                new=new,
+                model=state.model_name,
+                sender=state.task_sender,
+                generation_id=generation_id,
+            )
+        except QuotaExceeded as exc:
+            raise ApiError(422, "validation_error", str(exc), field=exc.field) from None
+        except PolicyNotFound as exc:  # name the bad field, like any other invalid input
+            raise ApiError(404, "not_found", str(exc), field="policy") from None
+        except KeyChanged:
+            principal = await confirmed_principal(request)
+    raise ApiError(
+        503,
+        "unavailable",
+        "the tenant's settings kept changing during the request; retry it",
+        headers={"Retry-After": "1"},
+    )
 
 
 async def submit_and_wait(

@@ -91,5 +91,14 @@ class NoActiveVersion(Conflict):
     """A policy without an active version cannot serve requests."""
 
 
+class KeyChanged(RepositoryError):
+    """A write made under a key as the caller read it found the key changed meanwhile (revoked,
+    its tenant deactivated or its quotas changed) and wrote nothing: read the key again."""
+
+    def __init__(self, key_id: object) -> None:
+        super().__init__(f"API key {key_id} changed since it was read")
+        self.key_id = key_id
+
+
 class InvalidStats(RepositoryError, ValueError):
     """A statistics increment that cannot be stored (wrong histogram length, negative counts)."""

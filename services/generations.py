@@ -53,10 +53,10 @@ class NewGeneration:
 @dataclass(frozen=True)
 class Caller:
     """Who submits: the tenant, the key and the request id of the HTTP request, and the
-    tenant's quotas as read with the key (in the same transaction)."""
+    tenant's quotas as read with the key (the insert confirms both are still so)."""
 
     tenant_id: uuid.UUID
-    api_key_id: uuid.UUID | None
+    api_key_id: uuid.UUID
     request_id: str
     quotas: Mapping[str, Any]
 
@@ -98,18 +98,20 @@ async def queue_generation(
     it).
 
     The caller has already counted the request against the tenant's rate (a request over the
-    rate writes nothing). If the broker refuses the task, the row is made final (`NOT_QUEUED`,
+    rate writes nothing). The insert confirms the caller's key as it was read (`KeyChanged`
+    otherwise, with nothing written), so the key may come from a cache. If the broker refuses the task, the row is made final (`NOT_QUEUED`,
     through `factory`) and `BrokerUnavailable` reaches the caller."""
     check_max_tokens(caller.quotas, new)
     async with connections.connection() as conn:
         row = await create_generation_under_policy_async(
             conn=conn,
             tenant_id=caller.tenant_id,
+            key_id=caller.api_key_id,
+            quotas=caller.quotas,
             policy_name=new.policy,
             model=model,
             messages=new.messages,
             params=new.params,
-            api_key_id=caller.api_key_id,
             request_id=caller.request_id,
             generation_id=generation_id,
         )

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from api.deps import CLIENT, Principal, SessionDep, TenantMember
+from api.deps import CLIENT, Principal, SessionDep, SubmittingMember, TenantMember
 from api.errors import ApiError, ErrorBody
 from api.metrics import observe_generation
 from api.openapi import AUTHENTICATED, JSON_BODY, errors, links
@@ -125,7 +125,7 @@ async def create_generation(
     body: GenerationIn,
     request: Request,
     response: Response,
-    principal: TenantMember,
+    principal: SubmittingMember,
 ) -> GenerationOut | StreamingResponse:
     if body.wait and not body.stream:
         row = await submit_and_wait(request, principal, body, body.timeout)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.deps import TenantMember
+from api.deps import SubmittingMember, TenantMember
 from api.errors import ApiError, ErrorBody, validation_error
 from api.openapi import AUTHENTICATED, JSON_BODY, errors
 from api.schemas import MAX_MESSAGES, MAX_PROMPT_CHARS, GenerationIn
@@ -213,7 +213,7 @@ async def _chunks(
     },
 )
 async def chat_completions(
-    body: ChatCompletionIn, request: Request, principal: TenantMember
+    body: ChatCompletionIn, request: Request, principal: SubmittingMember
 ) -> dict[str, Any] | StreamingResponse:
     if body.model != request.app.state.model_name:
         raise ApiError(

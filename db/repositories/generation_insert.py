@@ -1,16 +1,19 @@
 """New generation rows: the API's insert, `queued`, under the policy version it runs with (read
-in the same statement), as a session's row or awaited on the event loop's connection."""
+in the same statement), as a session's row or awaited on the event loop's connection. The
+awaited insert also confirms, in the same statement, that the caller's key is as it was read."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any, TypedDict, Unpack
 
 import psycopg
 from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from db.errors import KeyChanged
 from db.models import Generation
 from db.repositories.active_versions import (
     resolve_active_version_ids,
@@ -47,6 +50,15 @@ _INSERT_UNDER_POLICY = """
 _INSERT_UNDER_NAMED = text(_INSERT_UNDER_POLICY.format(which="p.name = :name"))
 _INSERT_UNDER_DEFAULT = text(_INSERT_UNDER_POLICY.format(which="p.is_default"))
 
+#: The key as its caller read it (`api.key_cache`): not revoked, its tenant active, its quotas
+#: these. Two primary-key probes inside the insert, where a lookup of its own was a round trip.
+_KEY_AS_READ = """
+    EXISTS (SELECT 1 FROM api_keys AS k JOIN tenants AS t ON t.id = k.tenant_id
+            WHERE k.id = :api_key_id AND k.tenant_id = :tenant_id AND k.revoked_at IS NULL
+              AND t.active AND t.quotas = CAST(:quotas AS jsonb))
+"""
+_KEY_AS_READ_SQL = driver_sql(text(f"SELECT {_KEY_AS_READ}"))
+
 
 def _new_row(session: Session, statement: TextClause, values: dict[str, Any]) -> Generation | None:
     """The inserted row, in the session as if read (later updates of the row expire it)."""
@@ -60,8 +72,12 @@ def _new_row(session: Session, statement: TextClause, values: dict[str, Any]) ->
 
 
 _INSERT_SQL = driver_sql(_INSERT)
-_INSERT_UNDER_NAMED_SQL = driver_sql(_INSERT_UNDER_NAMED)
-_INSERT_UNDER_DEFAULT_SQL = driver_sql(_INSERT_UNDER_DEFAULT)
+_INSERT_UNDER_NAMED_SQL = driver_sql(
+    text(_INSERT_UNDER_POLICY.format(which=f"p.name = :name AND {_KEY_AS_READ}"))
+)
+_INSERT_UNDER_DEFAULT_SQL = driver_sql(
+    text(_INSERT_UNDER_POLICY.format(which=f"p.is_default AND {_KEY_AS_READ}"))
+)
 
 
 class RowFields(TypedDict, total=False):
@@ -145,6 +161,8 @@ async def create_generation_under_policy_async(
     *,
     conn: psycopg.AsyncConnection,
     tenant_id: uuid.UUID,
+    key_id: uuid.UUID,
+    quotas: Mapping[str, Any],
     policy_name: str | None,
     model: str,
     messages: Any,
@@ -152,13 +170,20 @@ async def create_generation_under_policy_async(
 ) -> dict[str, Any]:
     """`create_generation_under_policy` on a connection of the event loop (autocommit: the
     insert is one statement, committed as it returns); the row as written, as `row_to_json`
-    gives it (`generation_from_row` reads it; most callers need only a few of its fields)."""
+    gives it (`generation_from_row` reads it; most callers need only a few of its fields).
+
+    The row's `api_key_id` is `key_id`, and the row is written only while that key of
+    `tenant_id` is live (not revoked, its tenant active) and its tenant's quotas are `quotas`,
+    as the caller read them; otherwise nothing is written and `KeyChanged` is raised."""
     values = _values(tenant_id, model, messages, fields)
+    values |= {"api_key_id": key_id, "quotas": json.dumps(quotas)}
     if policy_name is None:
         found = await (await conn.execute(_INSERT_UNDER_DEFAULT_SQL, values)).fetchone()
     else:
         named = values | {"name": policy_name}
         found = await (await conn.execute(_INSERT_UNDER_NAMED_SQL, named)).fetchone()
+    if found is None and not await _key_as_read(conn, values):
+        raise KeyChanged(key_id)
     if found is None:  # say why (a policy made active meanwhile is taken as the resolver finds it)
         active = await resolve_active_version_ids_async(
             conn=conn, tenant_id=tenant_id, policy_name=policy_name
@@ -169,3 +194,9 @@ async def create_generation_under_policy_async(
         assert found is not None, "an INSERT ... VALUES makes its row"
     row: dict[str, Any] = json.loads(found[0])
     return row
+
+
+async def _key_as_read(conn: psycopg.AsyncConnection, values: dict[str, Any]) -> bool:
+    """Whether the insert's key is still as its caller read it (`_KEY_AS_READ`)."""
+    found = await (await conn.execute(_KEY_AS_READ_SQL, values)).fetchone()
+    return bool(found and found[0])

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -122,3 +124,20 @@ def tenant_a(api_settings: Settings) -> TenantKeys:
 @pytest.fixture
 def tenant_b(api_settings: Settings) -> TenantKeys:
     return make_tenant(api_settings, f"b-{uuid.uuid4().hex[:8]}")
+
+
+def on_fresh_redis(settings: Settings, redis_db: int, **update: Any) -> Settings:
+    """`settings` with an emptied Redis database of their own (`update` for anything else)."""
+    url = servers.redis_url(redis_db)
+    redis.Redis.from_url(url).flushdb()
+    return settings.model_copy(update={"broker_url": url, **update})
+
+
+@contextmanager
+def two_api_processes(settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
+    """Two apps on one database and one Redis, each with its own connections and memory: two
+    API processes."""
+    first = create_app(settings, task_sender=RecordingSender())
+    second = create_app(settings, task_sender=RecordingSender())
+    with TestClient(first) as one, TestClient(second) as two:
+        yield one, two

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.key_cache import KeyCache
 from core.queue import GENERATE_TASK
 from core.settings import Settings
 from db.models import Generation, PolicyVersion
@@ -92,10 +93,12 @@ def test_submit_is_202_with_location_and_the_task_follows_the_commit(
 def test_a_submission_reads_the_key_once_then_writes_the_row_under_its_policy(
     client: TestClient, tenant: TenantKeys, api_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two statements before the task leaves, both awaited on the event loop's own connections
-    (`db.async_connections`), none through a session and no transaction around them (each
-    commits as it returns: two round trips in all): the key with its tenant (quotas), and the
-    insert, which reads the policy's active and shadow version ids itself."""
+    """A key the process has not read yet: two statements before the task leaves, both awaited
+    on the event loop's own connections (`db.async_connections`), none through a session and no
+    transaction around them (each commits as it returns: two round trips in all): the key with
+    its tenant (quotas), and the insert, which reads the policy's active and shadow version ids
+    itself. Once the process holds the key (`api.key_cache`), the insert is the one statement:
+    it confirms the key in passing."""
     client.post("/v1/generations", json={"prompt": "warm"}, headers=tenant.headers("client"))
     awaited: list[str] = []
     statements: list[str] = []
@@ -119,15 +122,18 @@ def test_a_submission_reads_the_key_once_then_writes_the_row_under_its_policy(
     monkeypatch.setattr(psycopg.AsyncConnection, "transaction", record_transaction)
     event.listen(Engine, "before_cursor_execute", record)
     try:
-        response = client.post(
-            "/v1/generations", json={"prompt": "hello"}, headers=tenant.headers("client")
-        )
+        client.app.state.key_cache = KeyCache()  # type: ignore[attr-defined]
+        for prompt in ("unknown key", "known key"):
+            response = client.post(
+                "/v1/generations", json={"prompt": prompt}, headers=tenant.headers("client")
+            )
+            assert response.status_code == 202, response.text
     finally:
         event.remove(Engine, "before_cursor_execute", record)
-    assert response.status_code == 202, response.text
-    key, insert = awaited
+    key, insert, insert_again = awaited
     assert "FROM api_keys AS k LEFT JOIN tenants AS t ON t.id = k.tenant_id" in key
     assert insert.startswith("INSERT INTO generations") and "FROM policies AS p" in insert
+    assert "FROM api_keys AS k JOIN tenants AS t" in insert and insert_again == insert
     assert statements == [] and transactions == []
 
 

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -15,26 +14,24 @@ from api.app import create_app
 from core.settings import Settings
 from db.models import Generation
 from db.session import create_session_factory
-from tests import servers
-from tests.api.conftest import RecordingSender, TenantKeys, make_tenant
-
-LIMITS_REDIS = servers.redis_url(9)
+from tests.api.conftest import (
+    RecordingSender,
+    TenantKeys,
+    make_tenant,
+    on_fresh_redis,
+    two_api_processes,
+)
 
 
 @pytest.fixture
 def limited_settings(api_settings: Settings) -> Settings:
-    redis.Redis.from_url(LIMITS_REDIS).flushdb()
-    return api_settings.model_copy(
-        update={"broker_url": LIMITS_REDIS, "auth_failures_per_minute": 5}
-    )
+    return on_fresh_redis(api_settings, 9, auth_failures_per_minute=5)
 
 
 @pytest.fixture
 def two_processes(limited_settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
-    first = create_app(limited_settings, task_sender=RecordingSender())
-    second = create_app(limited_settings, task_sender=RecordingSender())
-    with TestClient(first) as one, TestClient(second) as two:
-        yield one, two
+    with two_api_processes(limited_settings) as both:
+        yield both
 
 
 def _bad_key(i: int) -> dict[str, str]:
