@@ -113,11 +113,6 @@ class Settings(BaseSettings):
     #: The worker's engine loop runs in a child process of its own (`workers/engine/process.py`)
     #: instead of a thread beside its consumers, so its Python never waits for their GIL.
     engine_process: bool = True
-    #: The engine process's nice value (`workers/engine/priority.py`). Its loop is the one
-    #: serial stage of the service: where it shares cores with the API, the consumers and the
-    #: databases, letting it run first raised 32-client throughput on 2 cores (docs/scaling.md,
-    #: session 29). Below the worker's own value needs CAP_SYS_NICE; without it, it is logged.
-    engine_nice: int = Field(default=-10, ge=-20, le=19)
     autotune_seconds: float = Field(default=300.0, gt=0)
     #: The auto-tuner replays this much of a policy's recent traffic (every version's requests)
     #: under its active rules; the window's request count sets how precisely it lands

@@ -36,7 +36,6 @@ def engine_process(tiny_model_dir: Path) -> Iterator[EngineProcess]:
         env.setenv("RCS_MODEL_DIR", str(tiny_model_dir))
         env.setenv("REDIS_URL", STREAMS)
         env.setenv("RCS_MAX_BATCH_SIZE", "8")
-        env.setenv("RCS_ENGINE_NICE", "-3")
         get_settings.cache_clear()
         process = EngineProcess(start_timeout=120)
     get_settings.cache_clear()
@@ -79,42 +78,6 @@ def test_a_streamed_rows_tokens_are_written_before_its_result(
     events = [GenerationEvent.from_fields(f) for _, f in client.xrange(stream_key(name))]
     assert events[0].type == "decision"
     assert "".join(e.text for e in events if e.type == "text") == result.text
-
-
-def _nice_values(pid: int) -> set[int]:
-    """The nice value of each of the process's threads (field 19 of their `stat`)."""
-    tasks = Path(f"/proc/{pid}/task")
-    return {
-        int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]) for task in tasks.iterdir()
-    }
-
-
-def test_every_thread_of_the_engine_process_runs_at_its_priority(
-    engine_process: EngineProcess,
-) -> None:
-    """Set before the model loads: the loop, its helpers and torch's threads inherit it (a
-    nice value is per thread on Linux). This suite runs as root, which may raise it."""
-    engine_process.submit(_requests()[0]).result(60)  # every thread started
-    assert engine_process.pid is not None
-    assert _nice_values(engine_process.pid) == {-3}
-    assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the parent's own is untouched
-
-
-def test_without_the_right_to_raise_it_the_priority_stays_and_is_logged() -> None:
-    script = textwrap.dedent(
-        """
-        import logging, os
-        from workers.engine.priority import set_engine_priority
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        os.setuid(65534)  # nobody: no CAP_SYS_NICE
-        print(set_engine_priority(-5), set_engine_priority(3), os.getpriority(os.PRIO_PROCESS, 0))
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.split() == ["0", "3", "3"]  # lowering is always allowed
-    assert "nice -5 needs CAP_SYS_NICE" in done.stderr
 
 
 def test_a_request_too_long_fails_alone(engine_process: EngineProcess) -> None:

@@ -56,11 +56,8 @@ def _picklable(exc: BaseException) -> BaseException:
 def _child_main(conn: Connection) -> None:
     """The child: load the engine, then run what the parent sends until the pipe closes."""
     from core.gc_freeze import freeze_startup_objects
-    from core.settings import get_settings
-    from workers.engine.priority import set_engine_priority
     from workers.runtime import local_engine_loop, token_stream
 
-    set_engine_priority(get_settings().engine_nice)  # before any thread: they inherit it
     try:
         loop = local_engine_loop()  # the model, the batch and the token-stream publisher
         publisher = token_stream()
